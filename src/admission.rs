@@ -1,0 +1,326 @@
+//! AdmissionReview `admission.k8s.io/v1` on the wire.
+//!
+//! Own serde types rather than `kube::core::admission`: the request side borrows from the
+//! body and skips what no rule reads, and the response writes `patch` as base64, which is
+//! what the API server's Go types expect (kube-rs serializes it as an array of numbers).
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::inject::patch::push_json_str;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("body is not an AdmissionReview: {0}")]
+    NotJson(#[from] serde_json::Error),
+    #[error("unsupported AdmissionReview apiVersion {0:?} (want admission.k8s.io/v1)")]
+    ApiVersion(String),
+    #[error("kind {0:?} is not AdmissionReview")]
+    Kind(String),
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewIn<'a> {
+    #[serde(borrow, default)]
+    pub api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub request: Option<RequestIn<'a>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GroupVersionKind<'a> {
+    #[serde(borrow, default)]
+    pub group: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub version: Cow<'a, str>,
+    #[serde(borrow)]
+    pub kind: Cow<'a, str>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestIn<'a> {
+    #[serde(borrow)]
+    pub uid: Cow<'a, str>,
+    #[serde(borrow)]
+    pub kind: GroupVersionKind<'a>,
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub namespace: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub operation: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub object: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub old_object: Option<&'a RawValue>,
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+}
+
+impl RequestIn<'_> {
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or_default()
+    }
+
+    /// `object`, treating JSON `null` as absent.
+    pub fn object(&self) -> Option<&str> {
+        self.object.map(RawValue::get).filter(|s| *s != "null")
+    }
+
+    pub fn old_object(&self) -> Option<&str> {
+        self.old_object.map(RawValue::get).filter(|s| *s != "null")
+    }
+}
+
+/// Decodes an AdmissionReview v1 and returns its request.
+pub fn decode(body: &[u8]) -> Result<RequestIn<'_>, ReviewError> {
+    let review: ReviewIn<'_> = serde_json::from_slice(body)?;
+    match review.api_version.as_deref() {
+        Some("admission.k8s.io/v1") => {}
+        other => return Err(ReviewError::ApiVersion(other.unwrap_or("").to_owned())),
+    }
+    match review.kind.as_deref() {
+        Some("AdmissionReview") => {}
+        other => return Err(ReviewError::Kind(other.unwrap_or("").to_owned())),
+    }
+    review.request.ok_or(ReviewError::NoRequest)
+}
+
+/// `response.status` of a denial.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub code: u16,
+    pub reason: Cow<'static, str>,
+    pub message: String,
+}
+
+/// What a rule decided for one request, before it is put on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    pub status: Option<Status>,
+    /// A JSON Patch document (a JSON array), not yet base64-encoded.
+    pub patch: Option<String>,
+    pub warnings: Vec<String>,
+    /// Short label for logs and metrics (`inject:asm-1-23`, `deny:stale`, `skip:...`).
+    pub decision: Cow<'static, str>,
+}
+
+impl Verdict {
+    pub fn allow(decision: impl Into<Cow<'static, str>>) -> Self {
+        Verdict {
+            allowed: true,
+            status: None,
+            patch: None,
+            warnings: Vec::new(),
+            decision: decision.into(),
+        }
+    }
+
+    pub fn deny(
+        code: u16,
+        reason: &'static str,
+        message: String,
+        decision: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Verdict {
+            allowed: false,
+            status: Some(Status {
+                code,
+                reason: Cow::Borrowed(reason),
+                message,
+            }),
+            patch: None,
+            warnings: Vec::new(),
+            decision: decision.into(),
+        }
+    }
+
+    pub fn with_warnings(mut self, warnings: Vec<String>) -> Self {
+        for w in warnings {
+            self.warnings.extend(fit_warning(&w));
+        }
+        self
+    }
+
+    /// Short outcome label for metrics: allowed, patched, denied.
+    pub fn outcome(&self) -> &'static str {
+        match (self.allowed, self.patch.is_some()) {
+            (false, _) => "denied",
+            (true, true) => "patched",
+            (true, false) => "allowed",
+        }
+    }
+}
+
+/// The API server truncates warnings past 120 characters: split a long message at `; ` or
+/// `. ` boundaries (words as a last resort) into pieces that each fit.
+pub fn fit_warning(message: &str) -> Vec<String> {
+    const MAX: usize = 120;
+    if message.chars().count() <= MAX {
+        return vec![message.to_owned()];
+    }
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for word in message.split(' ') {
+        let extra = if current.is_empty() { 0 } else { 1 };
+        let boundary = current.ends_with(';') || current.ends_with('.');
+        let too_long = current.chars().count() + extra + word.chars().count() > MAX;
+        if !current.is_empty() && (too_long || (boundary && current.chars().count() > MAX / 2)) {
+            out.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        // A single word longer than MAX is cut, not dropped.
+        let mut w = word;
+        while w.chars().count() > MAX {
+            let cut = w.char_indices().nth(MAX).map_or(w.len(), |(i, _)| i);
+            out.push(w[..cut].to_owned());
+            w = &w[cut..];
+        }
+        current.push_str(w);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// Serializes the AdmissionReview response for `uid` in one pass.
+pub fn encode(uid: &str, verdict: &Verdict) -> Vec<u8> {
+    let patch_len = verdict.patch.as_ref().map_or(0, |p| p.len() * 4 / 3 + 4);
+    let mut out = String::with_capacity(160 + patch_len);
+    out.push_str(
+        r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#,
+    );
+    push_json_str(&mut out, uid);
+    out.push_str(if verdict.allowed {
+        r#","allowed":true"#
+    } else {
+        r#","allowed":false"#
+    });
+    if let Some(patch) = &verdict.patch {
+        out.push_str(r#","patchType":"JSONPatch","patch":""#);
+        base64::engine::general_purpose::STANDARD.encode_string(patch.as_bytes(), &mut out);
+        out.push('"');
+    }
+    if let Some(status) = &verdict.status {
+        out.push_str(r#","status":{"code":"#);
+        out.push_str(&status.code.to_string());
+        out.push_str(r#","reason":"#);
+        push_json_str(&mut out, &status.reason);
+        out.push_str(r#","message":"#);
+        push_json_str(&mut out, &status.message);
+        out.push('}');
+    }
+    if !verdict.warnings.is_empty() {
+        out.push_str(r#","warnings":["#);
+        for (i, w) in verdict.warnings.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_json_str(&mut out, w);
+        }
+        out.push(']');
+    }
+    out.push_str("}}");
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REVIEW: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview",
+        "request":{"uid":"abc-1","kind":{"group":"","version":"v1","kind":"Pod"},
+        "resource":{"group":"","version":"v1","resource":"pods"},"namespace":"shop",
+        "operation":"CREATE","object":{"metadata":{"name":"p"}},"oldObject":null,"dryRun":false}}"#;
+
+    #[test]
+    fn decodes_v1_requests() {
+        let req = decode(REVIEW.as_bytes()).expect("decodes");
+        assert_eq!(req.uid, "abc-1");
+        assert_eq!(req.kind.kind, "Pod");
+        assert_eq!(req.namespace(), "shop");
+        assert_eq!(req.object(), Some(r#"{"metadata":{"name":"p"}}"#));
+        assert_eq!(req.old_object(), None);
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_v1_review() {
+        assert!(matches!(decode(b"nope"), Err(ReviewError::NotJson(_))));
+        assert!(matches!(
+            decode(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#),
+            Err(ReviewError::ApiVersion(_))
+        ));
+        assert!(matches!(
+            decode(br#"{"apiVersion":"admission.k8s.io/v1","kind":"Pod"}"#),
+            Err(ReviewError::Kind(_))
+        ));
+        assert!(matches!(
+            decode(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#),
+            Err(ReviewError::NoRequest)
+        ));
+        assert!(matches!(
+            decode(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":5}}"#),
+            Err(ReviewError::NotJson(_))
+        ));
+    }
+
+    #[test]
+    fn encodes_patch_as_base64_with_patch_type_and_echoes_uid() {
+        let mut v = Verdict::allow("inject");
+        v.patch = Some(r#"[{"op":"add","path":"/a","value":1}]"#.into());
+        let out: serde_json::Value = serde_json::from_slice(&encode("u\"1", &v)).expect("json");
+        assert_eq!(out["response"]["uid"], "u\"1");
+        assert_eq!(out["response"]["patchType"], "JSONPatch");
+        let b64 = out["response"]["patch"].as_str().expect("string patch");
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("base64");
+        assert_eq!(raw, br#"[{"op":"add","path":"/a","value":1}]"#);
+    }
+
+    #[test]
+    fn allowed_without_patch_has_no_patch_type() {
+        let out: serde_json::Value =
+            serde_json::from_slice(&encode("u", &Verdict::allow("skip"))).expect("json");
+        assert_eq!(out["response"]["allowed"], true);
+        assert!(out["response"].get("patchType").is_none());
+        assert!(out["response"].get("patch").is_none());
+    }
+
+    #[test]
+    fn denial_carries_status_and_warnings() {
+        let v = Verdict::deny(403, "Forbidden", "no \"way\"".into(), "deny")
+            .with_warnings(vec!["careful".into()]);
+        let out: serde_json::Value = serde_json::from_slice(&encode("u", &v)).expect("json");
+        assert_eq!(out["response"]["allowed"], false);
+        assert_eq!(out["response"]["status"]["code"], 403);
+        assert_eq!(out["response"]["status"]["message"], "no \"way\"");
+        assert_eq!(out["response"]["warnings"][0], "careful");
+    }
+
+    #[test]
+    fn long_warnings_are_split_under_120_chars_without_losing_words() {
+        let msg = "namespace \"shop\" selects revision \"asm-1-22\", which is not installed; installed: asm-1-23; tags: prod-stable -> asm-1-23. Relabel with: kubectl label namespace shop istio.io/rev=asm-1-23 --overwrite";
+        let parts = fit_warning(msg);
+        assert!(parts.len() > 1);
+        assert!(parts.iter().all(|p| p.chars().count() <= 120), "{parts:?}");
+        assert_eq!(parts.join(" "), msg);
+        let long = "x".repeat(300);
+        let parts = fit_warning(&long);
+        assert_eq!(parts.concat(), long);
+        assert!(parts.iter().all(|p| p.chars().count() <= 120));
+    }
+}

@@ -1,0 +1,564 @@
+//! Whether to inject, and which revision: Istio's two layers (webhook selectors, then
+//! istiod's `injectRequired`) folded into one function.
+//!
+//! Precedence, first match wins:
+//! 1. `hostNetwork` pods and system namespaces are never injected.
+//! 2. The pod opts out: label `sidecar.istio.io/inject=false` (else the deprecated annotation).
+//! 3. The namespace decides when it has a label: both labels is a conflict (`istio-injection`
+//!    wins, as in Istio, with a warning; or a denial); `istio-injection=enabled` selects the
+//!    `default` tag, any other value disables; `istio.io/rev=X` selects X. With
+//!    `pod_revision_wins`, a pod's own `istio.io/rev` overrides the namespace's choice.
+//! 4. A namespace with neither label: the pod's `istio.io/rev`, else `sidecar.istio.io/inject=true`
+//!    (the `default` tag), else nothing.
+//! 5. The selected value resolves to a revision, or it is stale.
+//! 6. A pod whose `sidecar.istio.io/status` names the resolved revision is left as it is; one
+//!    injected for another revision is re-injected.
+
+use crate::labels::{self, NamespaceLabels, IGNORED_NAMESPACES};
+use crate::revisions::{Resolved, RevisionTable, Stale, DEFAULT_TAG};
+
+use super::pod::PodIn;
+
+/// Policy knobs that change outcomes (not the facts in the snapshot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub mode: Mode,
+    pub on_stale: OnStale,
+    pub on_conflict: OnConflict,
+    pub pod_revision_wins: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            mode: Mode::Inject,
+            on_stale: OnStale::Deny,
+            on_conflict: OnConflict::Warn,
+            pod_revision_wins: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// revhook is the injector for every revision.
+    Inject,
+    /// A managed istiod injects; revhook only refuses pods that would miss their sidecar.
+    Guard,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnStale {
+    Deny,
+    AllowUninjected,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnConflict {
+    Warn,
+    Deny,
+}
+
+/// Who selected the value that was resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// Namespace label `istio-injection=enabled` (the `default` tag).
+    NamespaceInjection(String),
+    /// Namespace label `istio.io/rev`.
+    NamespaceRev(String),
+    /// Pod label `istio.io/rev`.
+    PodRev,
+    /// Pod label (or annotation) `sidecar.istio.io/inject=true` alone (the `default` tag).
+    PodInject,
+}
+
+/// Why a pod is left alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    HostNetwork,
+    SystemNamespace,
+    PodOptOut,
+    NamespaceDisabled,
+    NotSelected,
+}
+
+impl Skip {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::HostNetwork => "skip:host-network",
+            Skip::SystemNamespace => "skip:system-namespace",
+            Skip::PodOptOut => "skip:pod-opt-out",
+            Skip::NamespaceDisabled => "skip:namespace-disabled",
+            Skip::NotSelected => "skip:not-selected",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision<'t> {
+    Skip(Skip),
+    /// Already injected for the resolved revision (or by an injector whose revision we cannot tell).
+    AlreadyInjected,
+    Inject {
+        resolved: Resolved<'t>,
+        selector: Selector,
+        /// The revision the pod was injected for before, when it is re-injected.
+        previous: Option<String>,
+    },
+    Stale {
+        stale: Stale,
+        selector: Selector,
+    },
+    /// Both namespace labels, with `--on-conflict deny`.
+    Conflict {
+        namespace: String,
+    },
+}
+
+/// A decision and the warnings gathered on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided<'t> {
+    pub decision: Decision<'t>,
+    pub warnings: Vec<String>,
+}
+
+/// The revision named in an injected pod's status annotation: `Some(None)` when the pod is
+/// injected but the annotation names no revision (or is not Istio's JSON).
+pub fn injected_revision(pod: &PodIn<'_>) -> Option<Option<String>> {
+    let status = pod.meta().annotation(labels::SIDECAR_STATUS)?;
+    #[derive(serde::Deserialize)]
+    struct Status {
+        #[serde(default)]
+        revision: Option<String>,
+    }
+    Some(
+        serde_json::from_str::<Status>(status)
+            .ok()
+            .and_then(|s| s.revision),
+    )
+}
+
+/// The pod's own opt-in/out: the label, else the deprecated annotation.
+pub fn pod_inject_flag(pod: &PodIn<'_>) -> Option<bool> {
+    pod.meta()
+        .label(labels::SIDECAR_INJECT)
+        .or_else(|| pod.meta().annotation(labels::SIDECAR_INJECT))
+        .and_then(labels::parse_inject_flag)
+}
+
+pub fn decide<'t>(
+    pod: &PodIn<'_>,
+    namespace: &str,
+    ns_labels: &NamespaceLabels,
+    table: &'t RevisionTable,
+    policy: &Policy,
+) -> Decided<'t> {
+    let mut warnings = Vec::new();
+    let decision = select(pod, namespace, ns_labels, policy, &mut warnings).map_or_else(
+        |d| d,
+        |(value, selector)| resolve(pod, value, selector, table, policy),
+    );
+    Decided { decision, warnings }
+}
+
+/// Steps 1–4: which `istio.io/rev` value applies, or the decision when none does.
+fn select<'p>(
+    pod: &'p PodIn<'_>,
+    namespace: &str,
+    ns: &'p NamespaceLabels,
+    policy: &Policy,
+    warnings: &mut Vec<String>,
+) -> Result<(&'p str, Selector), Decision<'static>> {
+    if pod.is_host_network() {
+        return Err(Decision::Skip(Skip::HostNetwork));
+    }
+    if IGNORED_NAMESPACES.contains(&namespace) {
+        return Err(Decision::Skip(Skip::SystemNamespace));
+    }
+    let flag = pod_inject_flag(pod);
+    if flag == Some(false) {
+        return Err(Decision::Skip(Skip::PodOptOut));
+    }
+    let pod_rev = pod.meta().label(labels::ISTIO_REV);
+    if ns.has_conflict() {
+        if policy.on_conflict == OnConflict::Deny {
+            return Err(Decision::Conflict {
+                namespace: namespace.to_owned(),
+            });
+        }
+        warnings.push(conflict_warning(namespace, ns));
+    }
+    let from_namespace = match (&ns.injection, &ns.rev) {
+        (Some(v), _) if v == "enabled" => Some((
+            DEFAULT_TAG,
+            Selector::NamespaceInjection(namespace.to_owned()),
+        )),
+        (Some(_), _) => return Err(Decision::Skip(Skip::NamespaceDisabled)),
+        (None, Some(rev)) => Some((rev.as_str(), Selector::NamespaceRev(namespace.to_owned()))),
+        (None, None) => None,
+    };
+    match (from_namespace, pod_rev) {
+        (Some(_), Some(rev)) if policy.pod_revision_wins => Ok((rev, Selector::PodRev)),
+        (Some(selected), _) => Ok(selected),
+        (None, Some(rev)) => Ok((rev, Selector::PodRev)),
+        (None, None) if flag == Some(true) => Ok((DEFAULT_TAG, Selector::PodInject)),
+        (None, None) => Err(Decision::Skip(Skip::NotSelected)),
+    }
+}
+
+/// Steps 5–6.
+fn resolve<'t>(
+    pod: &PodIn<'_>,
+    value: &str,
+    selector: Selector,
+    table: &'t RevisionTable,
+    policy: &Policy,
+) -> Decision<'t> {
+    let injected = injected_revision(pod);
+    if policy.mode == Mode::Guard && injected.is_some() {
+        return Decision::AlreadyInjected;
+    }
+    let resolved = match table.resolve(value) {
+        Ok(resolved) => resolved,
+        Err(stale) => return Decision::Stale { stale, selector },
+    };
+    match injected {
+        None => Decision::Inject {
+            resolved,
+            selector,
+            previous: None,
+        },
+        Some(Some(rev)) if rev != resolved.revision.name => Decision::Inject {
+            resolved,
+            selector,
+            previous: Some(rev),
+        },
+        Some(_) => Decision::AlreadyInjected,
+    }
+}
+
+fn conflict_warning(namespace: &str, ns: &NamespaceLabels) -> String {
+    format!(
+        "namespace {namespace:?} has both istio-injection={} and istio.io/rev={}; istio-injection wins (as in Istio). Remove one: kubectl label namespace {namespace} istio-injection-",
+        ns.injection.as_deref().unwrap_or_default(),
+        ns.rev.as_deref().unwrap_or_default(),
+    )
+}
+
+/// The message a person sees when the selected revision is stale: what, where, and the fix.
+pub fn stale_message(stale: &Stale, selector: &Selector) -> String {
+    let target = stale
+        .suggestion
+        .as_deref()
+        .unwrap_or("<installed revision>");
+    match selector {
+        Selector::NamespaceRev(ns) => format!(
+            "namespace {ns:?} selects {}; {}. Relabel with: kubectl label namespace {ns} istio.io/rev={target} --overwrite",
+            stale.what(),
+            stale.inventory()
+        ),
+        Selector::NamespaceInjection(ns) => format!(
+            "namespace {ns:?} has istio-injection=enabled, which selects {}; {}. Point the default tag at a revision (istioctl tag set default --revision {target}) or relabel with: kubectl label namespace {ns} istio-injection- istio.io/rev={target}",
+            stale.what(),
+            stale.inventory()
+        ),
+        Selector::PodRev => format!(
+            "pod label istio.io/rev selects {}; {}. Set the pod template's label istio.io/rev={target}",
+            stale.what(),
+            stale.inventory()
+        ),
+        Selector::PodInject => format!(
+            "pod label sidecar.istio.io/inject=true selects the default tag: {}; {}. Point the default tag at a revision: istioctl tag set default --revision {target}",
+            stale.what(),
+            stale.inventory()
+        ),
+    }
+}
+
+pub fn conflict_message(namespace: &str) -> String {
+    format!(
+        "namespace {namespace:?} has both istio-injection and istio.io/rev labels, so the control plane that injects is ambiguous; keep one: kubectl label namespace {namespace} istio-injection-"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::revisions::{MeshSettings, Revision};
+
+    fn table() -> RevisionTable {
+        let mesh = MeshSettings::default();
+        RevisionTable::new(
+            [
+                Revision::new("asm-1-22", "img:1.22", &mesh),
+                Revision::new("asm-1-23", "img:1.23", &mesh),
+            ],
+            [
+                ("default".to_owned(), "asm-1-22".to_owned()),
+                ("prod-stable".to_owned(), "asm-1-22".to_owned()),
+                ("prod-canary".to_owned(), "asm-1-23".to_owned()),
+            ],
+        )
+        .expect("table")
+    }
+
+    fn ns(injection: Option<&str>, rev: Option<&str>) -> NamespaceLabels {
+        NamespaceLabels {
+            injection: injection.map(Into::into),
+            rev: rev.map(Into::into),
+        }
+    }
+
+    fn pod(json: &str) -> PodIn<'_> {
+        PodIn::parse(json).expect("pod json")
+    }
+
+    const PLAIN: &str = r#"{"spec":{"containers":[{"name":"app"}]}}"#;
+
+    fn revision_of(d: &Decision<'_>) -> Option<String> {
+        match d {
+            Decision::Inject { resolved, .. } => Some(resolved.revision.name.clone()),
+            _ => None,
+        }
+    }
+
+    fn run(
+        p: &str,
+        ns_labels: NamespaceLabels,
+        policy: Policy,
+    ) -> (Option<String>, Decided<'static>) {
+        // Leak keeps the test helper short: the table lives for the test process.
+        let t: &'static RevisionTable = Box::leak(Box::new(table()));
+        let json: &'static str = Box::leak(p.to_owned().into_boxed_str());
+        let pod: &'static PodIn<'static> = Box::leak(Box::new(pod(json)));
+        let d = decide(pod, "shop", &ns_labels, t, &policy);
+        (revision_of(&d.decision), d)
+    }
+
+    #[test]
+    fn host_network_is_never_injected() {
+        let (_, d) = run(
+            r#"{"spec":{"hostNetwork":true,"containers":[]}}"#,
+            ns(Some("enabled"), None),
+            Policy::default(),
+        );
+        assert_eq!(d.decision, Decision::Skip(Skip::HostNetwork));
+    }
+
+    #[test]
+    fn system_namespaces_are_never_injected() {
+        let t = table();
+        let p = pod(PLAIN);
+        for system in IGNORED_NAMESPACES {
+            let d = decide(
+                &p,
+                system,
+                &ns(Some("enabled"), None),
+                &t,
+                &Policy::default(),
+            );
+            assert_eq!(d.decision, Decision::Skip(Skip::SystemNamespace));
+        }
+    }
+
+    #[test]
+    fn pod_label_false_opts_out_even_in_enabled_namespace() {
+        let (_, d) = run(
+            r#"{"metadata":{"labels":{"sidecar.istio.io/inject":"false"}},"spec":{"containers":[]}}"#,
+            ns(None, Some("prod-stable")),
+            Policy::default(),
+        );
+        assert_eq!(d.decision, Decision::Skip(Skip::PodOptOut));
+    }
+
+    #[test]
+    fn deprecated_annotation_counts_when_label_absent_and_label_wins_over_it() {
+        let (_, d) = run(
+            r#"{"metadata":{"annotations":{"sidecar.istio.io/inject":"false"}},"spec":{"containers":[]}}"#,
+            ns(Some("enabled"), None),
+            Policy::default(),
+        );
+        assert_eq!(d.decision, Decision::Skip(Skip::PodOptOut));
+        let (rev, _) = run(
+            r#"{"metadata":{"labels":{"sidecar.istio.io/inject":"true"},"annotations":{"sidecar.istio.io/inject":"false"}},"spec":{"containers":[]}}"#,
+            ns(Some("enabled"), None),
+            Policy::default(),
+        );
+        assert_eq!(rev.as_deref(), Some("asm-1-22"));
+    }
+
+    #[test]
+    fn pod_inject_true_alone_uses_default_tag() {
+        let (rev, d) = run(
+            r#"{"metadata":{"labels":{"sidecar.istio.io/inject":"true"}},"spec":{"containers":[]}}"#,
+            ns(None, None),
+            Policy::default(),
+        );
+        assert_eq!(rev.as_deref(), Some("asm-1-22"));
+        assert!(matches!(
+            d.decision,
+            Decision::Inject {
+                selector: Selector::PodInject,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn pod_inject_true_does_not_override_disabled_namespace() {
+        let (_, d) = run(
+            r#"{"metadata":{"labels":{"sidecar.istio.io/inject":"true"}},"spec":{"containers":[]}}"#,
+            ns(Some("disabled"), None),
+            Policy::default(),
+        );
+        assert_eq!(d.decision, Decision::Skip(Skip::NamespaceDisabled));
+    }
+
+    #[test]
+    fn namespace_injection_enabled_selects_default_tag() {
+        let (rev, d) = run(PLAIN, ns(Some("enabled"), None), Policy::default());
+        assert_eq!(rev.as_deref(), Some("asm-1-22"));
+        assert!(matches!(
+            d.decision,
+            Decision::Inject {
+                selector: Selector::NamespaceInjection(_),
+                resolved: Resolved {
+                    via_tag: Some("default"),
+                    ..
+                },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn namespace_rev_tag_selects_its_revision() {
+        let (rev, _) = run(PLAIN, ns(None, Some("prod-canary")), Policy::default());
+        assert_eq!(rev.as_deref(), Some("asm-1-23"));
+    }
+
+    #[test]
+    fn namespace_label_wins_over_pod_rev_unless_flag() {
+        let p = r#"{"metadata":{"labels":{"istio.io/rev":"asm-1-23"}},"spec":{"containers":[]}}"#;
+        let (rev, _) = run(p, ns(None, Some("prod-stable")), Policy::default());
+        assert_eq!(rev.as_deref(), Some("asm-1-22"));
+        let wins = Policy {
+            pod_revision_wins: true,
+            ..Policy::default()
+        };
+        let (rev, d) = run(p, ns(None, Some("prod-stable")), wins);
+        assert_eq!(rev.as_deref(), Some("asm-1-23"));
+        assert!(matches!(
+            d.decision,
+            Decision::Inject {
+                selector: Selector::PodRev,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn pod_rev_chooses_when_namespace_has_no_label() {
+        let p =
+            r#"{"metadata":{"labels":{"istio.io/rev":"prod-canary"}},"spec":{"containers":[]}}"#;
+        let (rev, _) = run(p, ns(None, None), Policy::default());
+        assert_eq!(rev.as_deref(), Some("asm-1-23"));
+    }
+
+    #[test]
+    fn unlabelled_pod_in_unlabelled_namespace_is_skipped() {
+        let (_, d) = run(PLAIN, ns(None, None), Policy::default());
+        assert_eq!(d.decision, Decision::Skip(Skip::NotSelected));
+    }
+
+    #[test]
+    fn conflict_warns_and_istio_injection_wins() {
+        let (rev, d) = run(
+            PLAIN,
+            ns(Some("enabled"), Some("asm-1-23")),
+            Policy::default(),
+        );
+        assert_eq!(rev.as_deref(), Some("asm-1-22"));
+        assert_eq!(d.warnings.len(), 1);
+        assert!(
+            d.warnings[0].contains("istio-injection wins"),
+            "{:?}",
+            d.warnings
+        );
+    }
+
+    #[test]
+    fn conflict_with_disabled_injection_also_warns_and_skips() {
+        let (_, d) = run(
+            PLAIN,
+            ns(Some("disabled"), Some("asm-1-23")),
+            Policy::default(),
+        );
+        assert_eq!(d.decision, Decision::Skip(Skip::NamespaceDisabled));
+        assert_eq!(d.warnings.len(), 1);
+    }
+
+    #[test]
+    fn conflict_denies_with_on_conflict_deny() {
+        let policy = Policy {
+            on_conflict: OnConflict::Deny,
+            ..Policy::default()
+        };
+        let (_, d) = run(PLAIN, ns(Some("enabled"), Some("asm-1-23")), policy);
+        assert_eq!(
+            d.decision,
+            Decision::Conflict {
+                namespace: "shop".into()
+            }
+        );
+    }
+
+    #[test]
+    fn stale_namespace_revision_is_a_typed_outcome_with_fix() {
+        let (_, d) = run(PLAIN, ns(None, Some("asm-1-20")), Policy::default());
+        let Decision::Stale { stale, selector } = d.decision else {
+            panic!("expected stale, got {:?}", d.decision);
+        };
+        assert_eq!(
+            stale_message(&stale, &selector),
+            "namespace \"shop\" selects revision \"asm-1-20\", which is not installed; installed: asm-1-22, asm-1-23; \
+             tags: default -> asm-1-22, prod-canary -> asm-1-23, prod-stable -> asm-1-22. \
+             Relabel with: kubectl label namespace shop istio.io/rev=asm-1-22 --overwrite"
+        );
+    }
+
+    #[test]
+    fn already_injected_for_resolved_revision_is_untouched() {
+        let p = r#"{"metadata":{"annotations":{"sidecar.istio.io/status":"{\"containers\":[\"istio-proxy\"],\"revision\":\"asm-1-22\"}"}},"spec":{"containers":[]}}"#;
+        let (_, d) = run(p, ns(None, Some("prod-stable")), Policy::default());
+        assert_eq!(d.decision, Decision::AlreadyInjected);
+    }
+
+    #[test]
+    fn injected_for_other_revision_is_reinjected() {
+        let p = r#"{"metadata":{"annotations":{"sidecar.istio.io/status":"{\"revision\":\"asm-1-22\"}"}},"spec":{"containers":[]}}"#;
+        let (rev, d) = run(p, ns(None, Some("prod-canary")), Policy::default());
+        assert_eq!(rev.as_deref(), Some("asm-1-23"));
+        assert!(
+            matches!(d.decision, Decision::Inject { previous: Some(ref p), .. } if p == "asm-1-22")
+        );
+    }
+
+    #[test]
+    fn guard_mode_never_touches_injected_pods() {
+        let p = r#"{"metadata":{"annotations":{"sidecar.istio.io/status":"{\"revision\":\"asm-1-20\"}"}},"spec":{"containers":[]}}"#;
+        let guard = Policy {
+            mode: Mode::Guard,
+            ..Policy::default()
+        };
+        let (_, d) = run(p, ns(None, Some("asm-1-20")), guard);
+        assert_eq!(d.decision, Decision::AlreadyInjected);
+    }
+
+    #[test]
+    fn status_without_revision_counts_as_injected() {
+        let p = r#"{"metadata":{"annotations":{"sidecar.istio.io/status":"not json"}},"spec":{"containers":[]}}"#;
+        let (_, d) = run(p, ns(None, Some("prod-stable")), Policy::default());
+        assert_eq!(d.decision, Decision::AlreadyInjected);
+    }
+}

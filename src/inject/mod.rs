@@ -1,0 +1,539 @@
+//! `POST /inject`: decide, resolve the revision, and answer with a JSON Patch that adds the
+//! revision's sidecar. Pure: a function of the request, the snapshot and the policy.
+
+pub mod decide;
+pub mod patch;
+pub mod pod;
+pub mod sidecar;
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use crate::admission::{RequestIn, Verdict};
+use crate::labels::{self, NamespaceLabels};
+use crate::state::Snapshot;
+
+use decide::{Decision, Mode, OnStale, Policy};
+use patch::PatchWriter;
+use pod::PodIn;
+use sidecar::{PodParts, RenderedSidecar, PROXY_NAME};
+
+/// Reviews a request sent to the mutating webhook.
+pub fn review(req: &RequestIn<'_>, snapshot: &Snapshot, policy: &Policy) -> Verdict {
+    if req.kind.kind != "Pod" || req.kind.group != "" {
+        return Verdict::allow("skip:not-a-pod");
+    }
+    if req.operation != "CREATE" {
+        return Verdict::allow("skip:not-create");
+    }
+    let Some(raw) = req.object() else {
+        return Verdict::deny(
+            400,
+            "BadRequest",
+            "request.object is missing".into(),
+            "error:no-object",
+        );
+    };
+    let pod = match PodIn::parse(raw) {
+        Ok(pod) => pod,
+        Err(e) => {
+            return Verdict::deny(
+                400,
+                "BadRequest",
+                format!("request.object is not a valid Pod: {e}"),
+                "error:bad-pod",
+            )
+        }
+    };
+    let namespace = req
+        .namespace
+        .as_deref()
+        .or(pod.meta().namespace.as_deref())
+        .unwrap_or("default");
+    review_pod(&pod, raw, namespace, snapshot, policy)
+}
+
+/// Reviews one parsed pod (shared by the webhook and offline `revhook inject`).
+pub fn review_pod(
+    pod: &PodIn<'_>,
+    raw: &str,
+    namespace: &str,
+    snapshot: &Snapshot,
+    policy: &Policy,
+) -> Verdict {
+    let no_labels = NamespaceLabels::default();
+    let ns_labels = snapshot.namespace(namespace).unwrap_or(&no_labels);
+    let decided = decide::decide(pod, namespace, ns_labels, &snapshot.table, policy);
+    let verdict = match decided.decision {
+        Decision::Skip(skip) => Verdict::allow(skip.as_str()),
+        Decision::AlreadyInjected => Verdict::allow("skip:already-injected"),
+        Decision::Conflict { namespace } => Verdict::deny(
+            403,
+            "Forbidden",
+            decide::conflict_message(&namespace),
+            "deny:conflict",
+        ),
+        Decision::Stale { stale, selector } => {
+            let message = decide::stale_message(&stale, &selector);
+            match policy.on_stale {
+                OnStale::Deny => Verdict::deny(403, "Forbidden", message, "deny:stale"),
+                OnStale::AllowUninjected => Verdict::allow("allow:stale-uninjected")
+                    .with_warnings(vec![format!("pod will start WITHOUT a sidecar: {message}")]),
+            }
+        }
+        Decision::Inject { resolved, .. } if policy.mode == Mode::Guard => {
+            Verdict::allow(format!("guard:{}", resolved.revision.name))
+        }
+        Decision::Inject {
+            resolved, previous, ..
+        } => match snapshot.sidecar(&resolved.revision.name) {
+            Some(sidecar) => match build_patch(pod, raw, namespace, sidecar, previous.as_deref()) {
+                Ok(patch) => {
+                    let mut v = Verdict::allow(format!("inject:{}", resolved.revision.name));
+                    v.patch = Some(patch);
+                    v
+                }
+                Err(message) => Verdict::deny(400, "BadRequest", message, "error:patch"),
+            },
+            None => Verdict::deny(
+                500,
+                "InternalError",
+                format!(
+                    "revision {:?} has no rendered sidecar",
+                    resolved.revision.name
+                ),
+                "error:no-sidecar",
+            ),
+        },
+    };
+    verdict.with_warnings(decided.warnings)
+}
+
+/// The workload a pod belongs to, as Istio derives it from owner references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    pub name: String,
+    /// `kubernetes://apis/<apiVersion>/namespaces/<ns>/<kind>s/<name>`.
+    pub owner: String,
+}
+
+impl Workload {
+    pub fn of_pod(pod: &PodIn<'_>, namespace: &str) -> Self {
+        let meta = pod.meta();
+        let pod_name = meta.name.as_deref().map(Cow::Borrowed).unwrap_or_else(|| {
+            Cow::Owned(
+                meta.generate_name
+                    .as_deref()
+                    .unwrap_or_default()
+                    .trim_end_matches('-')
+                    .to_owned(),
+            )
+        });
+        let controller = meta
+            .owner_references
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .find(|o| o.controller == Some(true));
+        let Some(owner) = controller else {
+            return Workload::new("v1", "Pod", &pod_name, namespace);
+        };
+        let (api_version, kind, name) = match owner.kind.as_ref() {
+            "ReplicaSet" => match meta.label("pod-template-hash") {
+                Some(hash) if owner.name.ends_with(&format!("-{hash}")) => (
+                    "apps/v1",
+                    "Deployment",
+                    &owner.name[..owner.name.len() - hash.len() - 1],
+                ),
+                _ => (
+                    owner.api_version.as_ref(),
+                    "ReplicaSet",
+                    owner.name.as_ref(),
+                ),
+            },
+            "Job" => match cronjob_of(&owner.name) {
+                Some(cron) => ("batch/v1", "CronJob", cron),
+                None => (owner.api_version.as_ref(), "Job", owner.name.as_ref()),
+            },
+            kind => (owner.api_version.as_ref(), kind, owner.name.as_ref()),
+        };
+        Workload::new(api_version, kind, name, namespace)
+    }
+
+    pub fn new(api_version: &str, kind: &str, name: &str, namespace: &str) -> Self {
+        let plural = kind.to_ascii_lowercase();
+        Workload {
+            name: name.to_owned(),
+            owner: format!(
+                "kubernetes://apis/{api_version}/namespaces/{namespace}/{plural}s/{name}"
+            ),
+        }
+    }
+}
+
+/// A CronJob's Jobs are named `<cronjob>-<scheduled minute>`.
+fn cronjob_of(job: &str) -> Option<&str> {
+    let (base, suffix) = job.rsplit_once('-')?;
+    (suffix.len() >= 8 && suffix.bytes().all(|b| b.is_ascii_digit())).then_some(base)
+}
+
+/// Builds the RFC 6902 patch that injects `sidecar` into `pod`.
+pub fn build_patch(
+    pod: &PodIn<'_>,
+    raw: &str,
+    namespace: &str,
+    sidecar: &RenderedSidecar,
+    previous: Option<&str>,
+) -> Result<String, String> {
+    let workload = Workload::of_pod(pod, namespace);
+    build_patch_for(pod, raw, sidecar, previous, &workload)
+}
+
+/// As [`build_patch`], with the workload given (offline injection knows it from the manifest).
+pub fn build_patch_for(
+    pod: &PodIn<'_>,
+    raw: &str,
+    sidecar: &RenderedSidecar,
+    previous: Option<&str>,
+    workload: &Workload,
+) -> Result<String, String> {
+    if pod.spec.containers.is_none() {
+        return Err("pod has no spec.containers".into());
+    }
+    let mut w = PatchWriter::with_capacity(8192);
+    let removed = remove_previous_injection(pod, previous, &mut w);
+    let app: Vec<&pod::ContainerIn<'_>> = pod
+        .containers()
+        .iter()
+        .filter(|c| c.name != PROXY_NAME)
+        .collect();
+    let pod_ports = pod_ports_json(&app);
+    let app_names = app
+        .iter()
+        .map(|c| c.name.as_ref())
+        .collect::<Vec<_>>()
+        .join(",");
+    let prometheus = prometheus_annotations(pod);
+    let parts = PodParts {
+        pod_ports: &pod_ports,
+        app_containers: &app_names,
+        workload_name: &workload.name,
+        owner: &workload.owner,
+        prometheus_annotations: prometheus.original.as_deref(),
+        ..PodParts::default()
+    };
+    let mut proxy = sidecar.render_proxy(&parts, &[]);
+    let custom = pod
+        .container_index(PROXY_NAME)
+        .filter(|i| !removed.containers.contains(i));
+    if let Some(index) = custom {
+        proxy = merge_custom_proxy(&proxy, raw, index)?;
+    }
+    add_init_containers(pod, sidecar, &proxy, &mut w);
+    // The custom container's position once a re-injection's removals are done.
+    let custom_now = custom.map(|i| i - removed.containers.iter().filter(|r| **r < i).count());
+    if !sidecar.revision.native_sidecar {
+        match custom_now {
+            Some(index) => w.replace_raw(&format!("/spec/containers/{index}"), &proxy),
+            None => w.add_raw("/spec/containers/-", &proxy),
+        }
+    } else if let Some(index) = custom_now {
+        w.remove(&format!("/spec/containers/{index}"));
+    }
+    add_volumes(pod, sidecar, &removed, &mut w);
+    add_metadata(pod, sidecar, workload, &app, &prometheus, &mut w);
+    Ok(w.finish())
+}
+
+/// Indices (in the original arrays) removed by a re-injection.
+#[derive(Debug, Default)]
+struct Removed {
+    containers: Vec<usize>,
+    init_containers: Vec<usize>,
+    volumes: Vec<usize>,
+}
+
+/// For a pod injected for another revision: removes what that injection added (as named in
+/// its status annotation), highest index first so the remaining indices stay valid.
+fn remove_previous_injection(
+    pod: &PodIn<'_>,
+    previous: Option<&str>,
+    w: &mut PatchWriter,
+) -> Removed {
+    let mut removed = Removed::default();
+    if previous.is_none() {
+        return removed;
+    }
+    #[derive(serde::Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct Status {
+        init_containers: Option<Vec<String>>,
+        containers: Option<Vec<String>>,
+        volumes: Option<Vec<String>>,
+    }
+    let status: Status = pod
+        .meta()
+        .annotation(labels::SIDECAR_STATUS)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    let indices = |names: &Option<Vec<String>>, have: Vec<&str>| -> Vec<usize> {
+        let names = names.as_deref().unwrap_or_default();
+        have.iter()
+            .enumerate()
+            .filter(|(_, n)| names.iter().any(|x| x == *n))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    removed.containers = indices(
+        &status.containers,
+        pod.containers().iter().map(|c| c.name.as_ref()).collect(),
+    );
+    removed.init_containers = indices(
+        &status.init_containers,
+        pod.init_containers()
+            .iter()
+            .map(|c| c.name.as_ref())
+            .collect(),
+    );
+    removed.volumes = indices(
+        &status.volumes,
+        pod.volumes().iter().map(|v| v.name.as_ref()).collect(),
+    );
+    for (array, list) in [
+        ("containers", &removed.containers),
+        ("initContainers", &removed.init_containers),
+        ("volumes", &removed.volumes),
+    ] {
+        for i in list.iter().rev() {
+            w.remove(&format!("/spec/{array}/{i}"));
+        }
+    }
+    removed
+}
+
+/// Istio puts its init container first, so that redirection is in place before any app init
+/// container runs; a native-sidecar proxy goes right after it.
+fn add_init_containers(
+    pod: &PodIn<'_>,
+    sidecar: &RenderedSidecar,
+    proxy: &str,
+    w: &mut PatchWriter,
+) {
+    let native = sidecar.revision.native_sidecar;
+    if pod.spec.init_containers.is_none() {
+        let mut array = String::with_capacity(sidecar.init_container.len() + proxy.len() + 3);
+        array.push('[');
+        array.push_str(&sidecar.init_container);
+        if native {
+            array.push(',');
+            array.push_str(proxy);
+        }
+        array.push(']');
+        w.add_raw("/spec/initContainers", &array);
+        return;
+    }
+    w.add_raw("/spec/initContainers/0", &sidecar.init_container);
+    if native {
+        w.add_raw("/spec/initContainers/1", proxy);
+    }
+}
+
+/// Adds the sidecar volumes; a pod volume of the same name is replaced (Istio merges by name).
+fn add_volumes(pod: &PodIn<'_>, sidecar: &RenderedSidecar, removed: &Removed, w: &mut PatchWriter) {
+    if pod.spec.volumes.is_none() {
+        let mut array = String::from("[");
+        array.push_str(&sidecar.volumes.join(","));
+        array.push(']');
+        w.add_raw("/spec/volumes", &array);
+        return;
+    }
+    // Positions after the removals of a re-injection.
+    let remaining: Vec<&str> = pod
+        .volumes()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !removed.volumes.contains(i))
+        .map(|(_, v)| v.name.as_ref())
+        .collect();
+    for (name, json) in sidecar::VOLUME_NAMES.iter().zip(&sidecar.volumes) {
+        match remaining.iter().position(|n| n == name) {
+            Some(i) => w.replace_raw(&format!("/spec/volumes/{i}"), json),
+            None => w.add_raw("/spec/volumes/-", json),
+        }
+    }
+}
+
+fn add_metadata(
+    pod: &PodIn<'_>,
+    sidecar: &RenderedSidecar,
+    workload: &Workload,
+    app: &[&pod::ContainerIn<'_>],
+    prometheus: &Prometheus,
+    w: &mut PatchWriter,
+) {
+    let meta = pod.meta();
+    if pod.metadata_in.is_none() {
+        w.add_raw("/metadata", "{}");
+    }
+    let canonical_name = meta
+        .label(labels::CANONICAL_NAME)
+        .or_else(|| meta.label("app.kubernetes.io/name"))
+        .or_else(|| meta.label("app"))
+        .unwrap_or(&workload.name);
+    let canonical_rev = meta
+        .label(labels::CANONICAL_REVISION)
+        .or_else(|| meta.label("app.kubernetes.io/version"))
+        .or_else(|| meta.label("version"))
+        .unwrap_or("latest");
+    let tls_mode = meta.label(labels::TLS_MODE).unwrap_or("istio");
+    let new_labels = [
+        (labels::TLS_MODE, tls_mode),
+        (labels::CANONICAL_NAME, canonical_name),
+        (labels::CANONICAL_REVISION, canonical_rev),
+    ];
+    write_map(w, "/metadata/labels", meta.labels.is_some(), &new_labels);
+
+    let first_app = app.first().map(|c| c.name.as_ref());
+    let mut annotations: Vec<(&str, &str)> = vec![
+        (labels::ISTIO_REV, sidecar.revision.name.as_str()),
+        (labels::SIDECAR_STATUS, sidecar.status.as_str()),
+    ];
+    if let Some(first) = first_app {
+        for key in [labels::DEFAULT_CONTAINER, labels::DEFAULT_LOGS_CONTAINER] {
+            if meta.annotation(key).is_none() {
+                annotations.push((key, first));
+            }
+        }
+    }
+    if prometheus.merge {
+        annotations.extend([
+            ("prometheus.io/path", "/stats/prometheus"),
+            ("prometheus.io/port", "15020"),
+            ("prometheus.io/scrape", "true"),
+        ]);
+    }
+    write_map(
+        w,
+        "/metadata/annotations",
+        meta.annotations.is_some(),
+        &annotations,
+    );
+}
+
+/// Adds `entries` under `path`: one op per key when the map exists, else the whole map.
+fn write_map(w: &mut PatchWriter, path: &str, exists: bool, entries: &[(&str, &str)]) {
+    if exists {
+        for (k, v) in entries {
+            w.add_key_str(path, k, v);
+        }
+        return;
+    }
+    let mut obj = String::from("{");
+    for (i, (k, v)) in entries.iter().enumerate() {
+        if i > 0 {
+            obj.push(',');
+        }
+        patch::push_json_str(&mut obj, k);
+        obj.push(':');
+        patch::push_json_str(&mut obj, v);
+    }
+    obj.push('}');
+    w.add_raw(path, &obj);
+}
+
+/// Istio's metrics merge: the agent serves merged metrics on 15020, and the app's own scrape
+/// settings move into `ISTIO_PROMETHEUS_ANNOTATIONS` for the agent to follow.
+struct Prometheus {
+    merge: bool,
+    original: Option<String>,
+}
+
+fn prometheus_annotations(pod: &PodIn<'_>) -> Prometheus {
+    let meta = pod.meta();
+    let opted_out = meta.annotation("prometheus.istio.io/merge-metrics") == Some("false")
+        || meta.annotation("prometheus.io/scrape") == Some("false");
+    if opted_out {
+        return Prometheus {
+            merge: false,
+            original: None,
+        };
+    }
+    let mut original = serde_json::Map::new();
+    for key in ["scrape", "path", "port"] {
+        if let Some(v) = meta.annotation(&format!("prometheus.io/{key}")) {
+            original.insert(key.to_owned(), serde_json::Value::String(v.to_owned()));
+        }
+    }
+    Prometheus {
+        merge: true,
+        original: (!original.is_empty()).then(|| serde_json::Value::Object(original).to_string()),
+    }
+}
+
+fn pod_ports_json(app: &[&pod::ContainerIn<'_>]) -> String {
+    let mut out = String::from("[");
+    let mut first = true;
+    for port in app
+        .iter()
+        .flat_map(|c| c.ports.as_deref().unwrap_or_default())
+    {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        // Serializing a borrowed struct into a String cannot fail.
+        if let Ok(json) = serde_json::to_string(port) {
+            let _ = write!(out, "{json}");
+        }
+    }
+    out.push(']');
+    out
+}
+
+/// Istio's custom injection: a container named `istio-proxy` in the pod spec holds overrides
+/// for the generated one. Its fields win; `image: auto` keeps the revision's image; `env`
+/// entries merge by name.
+fn merge_custom_proxy(generated: &str, raw_pod: &str, index: usize) -> Result<String, String> {
+    use serde_json::Value;
+    let mut base: Value =
+        serde_json::from_str(generated).map_err(|e| format!("internal: proxy template: {e}"))?;
+    let user =
+        pod::raw_container(raw_pod, index).map_err(|e| format!("spec.containers[{index}]: {e}"))?;
+    let (Value::Object(base_map), Value::Object(user_map)) = (&mut base, user) else {
+        return Err(format!(
+            "spec.containers[{index}] (istio-proxy) is not an object"
+        ));
+    };
+    for (key, value) in user_map {
+        match key.as_str() {
+            "image" if value == "auto" => {}
+            "env" => merge_env(base_map, value),
+            _ => {
+                base_map.insert(key, value);
+            }
+        }
+    }
+    Ok(base.to_string())
+}
+
+fn merge_env(base: &mut serde_json::Map<String, serde_json::Value>, user_env: serde_json::Value) {
+    let serde_json::Value::Array(user_env) = user_env else {
+        return;
+    };
+    let env = base
+        .entry("env")
+        .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    let Some(list) = env.as_array_mut() else {
+        return;
+    };
+    for entry in user_env {
+        let name = entry.get("name").cloned();
+        match list.iter_mut().find(|e| e.get("name") == name.as_ref()) {
+            Some(existing) => *existing = entry,
+            None => list.push(entry),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

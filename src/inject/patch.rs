@@ -1,0 +1,154 @@
+//! RFC 6902 operations written straight into one JSON buffer.
+
+use std::fmt::Write as _;
+
+/// Escapes one JSON Pointer segment (RFC 6901): `~` → `~0`, `/` → `~1`.
+pub fn escape_segment(segment: &str) -> std::borrow::Cow<'_, str> {
+    if segment.contains(['~', '/']) {
+        std::borrow::Cow::Owned(segment.replace('~', "~0").replace('/', "~1"))
+    } else {
+        std::borrow::Cow::Borrowed(segment)
+    }
+}
+
+/// Appends a JSON string literal (quotes and escapes included).
+pub fn push_json_str(buf: &mut String, s: &str) {
+    buf.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc: Option<&str> = match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0..=0x1f => None,
+            _ => continue,
+        };
+        buf.push_str(&s[start..i]);
+        match esc {
+            Some(e) => buf.push_str(e),
+            None => {
+                let _ = write!(buf, "\\u{:04x}", b);
+            }
+        }
+        start = i + 1;
+    }
+    buf.push_str(&s[start..]);
+    buf.push('"');
+}
+
+/// A JSON Patch being written: `[{"op":...},...]`.
+#[derive(Debug)]
+pub struct PatchWriter {
+    buf: String,
+    ops: usize,
+}
+
+impl Default for PatchWriter {
+    fn default() -> Self {
+        Self::with_capacity(4096)
+    }
+}
+
+impl PatchWriter {
+    pub fn with_capacity(cap: usize) -> Self {
+        let mut buf = String::with_capacity(cap);
+        buf.push('[');
+        PatchWriter { buf, ops: 0 }
+    }
+
+    fn begin(&mut self, op: &str, path_parent: &str, key: Option<&str>) {
+        if self.ops > 0 {
+            self.buf.push(',');
+        }
+        self.ops += 1;
+        self.buf.push_str("{\"op\":\"");
+        self.buf.push_str(op);
+        self.buf.push_str("\",\"path\":");
+        match key {
+            None => push_json_str(&mut self.buf, path_parent),
+            Some(key) => {
+                let mut path = String::with_capacity(path_parent.len() + key.len() + 1);
+                path.push_str(path_parent);
+                path.push('/');
+                path.push_str(&escape_segment(key));
+                push_json_str(&mut self.buf, &path);
+            }
+        }
+    }
+
+    /// `add` with an already-serialized JSON value.
+    pub fn add_raw(&mut self, path: &str, json: &str) {
+        self.begin("add", path, None);
+        self.buf.push_str(",\"value\":");
+        self.buf.push_str(json);
+        self.buf.push('}');
+    }
+
+    /// `add` of a string value under `parent/key` (key escaped here).
+    pub fn add_key_str(&mut self, parent: &str, key: &str, value: &str) {
+        self.begin("add", parent, Some(key));
+        self.buf.push_str(",\"value\":");
+        push_json_str(&mut self.buf, value);
+        self.buf.push('}');
+    }
+
+    pub fn replace_raw(&mut self, path: &str, json: &str) {
+        self.begin("replace", path, None);
+        self.buf.push_str(",\"value\":");
+        self.buf.push_str(json);
+        self.buf.push('}');
+    }
+
+    pub fn remove(&mut self, path: &str) {
+        self.begin("remove", path, None);
+        self.buf.push('}');
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops == 0
+    }
+
+    pub fn finish(mut self) -> String {
+        self.buf.push(']');
+        self.buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_escaped_per_rfc6901() {
+        assert_eq!(escape_segment("a/b~c"), "a~1b~0c");
+        assert_eq!(escape_segment("plain"), "plain");
+    }
+
+    #[test]
+    fn json_strings_match_serde() {
+        for s in ["plain", "q\"uote", "back\\slash", "ctl\u{1}\n\t", "ünï"] {
+            let mut buf = String::new();
+            push_json_str(&mut buf, s);
+            assert_eq!(serde_json::from_str::<String>(&buf).expect("valid json"), s);
+        }
+    }
+
+    #[test]
+    fn writes_a_patch_json_patch_applies() {
+        let mut w = PatchWriter::default();
+        w.add_key_str("/metadata/labels", "security.istio.io/tlsMode", "istio");
+        w.add_raw("/spec/containers/-", r#"{"name":"istio-proxy"}"#);
+        w.remove("/spec/volumes/0");
+        let patch: json_patch::Patch = serde_json::from_str(&w.finish()).expect("patch");
+        let mut doc = serde_json::json!({"metadata":{"labels":{}},"spec":{"containers":[],"volumes":[{"name":"v"}]}});
+        json_patch::patch(&mut doc, &patch).expect("applies");
+        assert_eq!(
+            doc["metadata"]["labels"]["security.istio.io/tlsMode"],
+            "istio"
+        );
+        assert_eq!(doc["spec"]["containers"][0]["name"], "istio-proxy");
+        assert_eq!(doc["spec"]["volumes"], serde_json::json!([]));
+    }
+}

@@ -1,0 +1,244 @@
+//! A borrowed view of the parts of a Pod that the decision and the patch need.
+//!
+//! Everything else in the object is skipped by serde without building values, which is most
+//! of the cost of an AdmissionReview (see DESIGN.md, "What fast means here").
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// Label or annotation map kept as a vector of borrowed pairs: pods carry a handful of keys,
+/// a linear scan beats hashing, and nothing is copied unless a value holds escapes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StringMap<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'a> StringMap<'a> {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == key)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for StringMap<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for MapVisitor<'a> {
+            type Value = StringMap<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of strings to strings")
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(StringMap::default())
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some((k, v)) = map.next_entry::<BorrowedStr<'a>, BorrowedStr<'a>>()? {
+                    pairs.push((k.0, v.0));
+                }
+                Ok(StringMap(pairs))
+            }
+        }
+        deserializer.deserialize_any(MapVisitor(std::marker::PhantomData))
+    }
+}
+
+/// A string borrowed from the input when it holds no escapes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct BorrowedStr<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodIn<'a> {
+    #[serde(borrow, default, rename = "metadata")]
+    pub metadata_in: Option<MetaIn<'a>>,
+    #[serde(borrow, default)]
+    pub spec: SpecIn<'a>,
+}
+
+static NO_META: MetaIn<'static> = MetaIn {
+    name: None,
+    generate_name: None,
+    namespace: None,
+    labels: None,
+    annotations: None,
+    owner_references: None,
+};
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetaIn<'a> {
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub generate_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub namespace: Option<Cow<'a, str>>,
+    /// `None` when the pod has no `labels` object at all (the patch must create it).
+    #[serde(borrow, default)]
+    pub labels: Option<StringMap<'a>>,
+    #[serde(borrow, default)]
+    pub annotations: Option<StringMap<'a>>,
+    #[serde(borrow, default)]
+    pub owner_references: Option<Vec<OwnerRefIn<'a>>>,
+}
+
+impl MetaIn<'_> {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.as_ref().and_then(|m| m.get(key))
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.as_ref().and_then(|m| m.get(key))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnerRefIn<'a> {
+    #[serde(borrow)]
+    pub api_version: Cow<'a, str>,
+    #[serde(borrow)]
+    pub kind: Cow<'a, str>,
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(default)]
+    pub controller: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpecIn<'a> {
+    #[serde(default)]
+    pub host_network: Option<bool>,
+    /// `None` when the object has no `containers` array (the patch must create it).
+    #[serde(borrow, default)]
+    pub containers: Option<Vec<ContainerIn<'a>>>,
+    #[serde(borrow, default)]
+    pub init_containers: Option<Vec<ContainerIn<'a>>>,
+    #[serde(borrow, default)]
+    pub volumes: Option<Vec<NamedIn<'a>>>,
+    #[serde(borrow, default)]
+    pub service_account_name: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerIn<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub ports: Option<Vec<PortIn<'a>>>,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortIn<'a> {
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<Cow<'a, str>>,
+    pub container_port: i32,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NamedIn<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+}
+
+impl<'a> PodIn<'a> {
+    /// Parses the pod from the review's raw `object`.
+    pub fn parse(raw: &'a str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(raw)
+    }
+
+    /// The pod's metadata (an empty one when the object has none).
+    pub fn meta(&self) -> &MetaIn<'a> {
+        self.metadata_in.as_ref().unwrap_or(&NO_META)
+    }
+
+    pub fn containers(&self) -> &[ContainerIn<'a>] {
+        self.spec.containers.as_deref().unwrap_or_default()
+    }
+
+    pub fn init_containers(&self) -> &[ContainerIn<'a>] {
+        self.spec.init_containers.as_deref().unwrap_or_default()
+    }
+
+    pub fn volumes(&self) -> &[NamedIn<'a>] {
+        self.spec.volumes.as_deref().unwrap_or_default()
+    }
+
+    pub fn is_host_network(&self) -> bool {
+        self.spec.host_network.unwrap_or(false)
+    }
+
+    /// Index of a container by name in `spec.containers`.
+    pub fn container_index(&self, name: &str) -> Option<usize> {
+        self.containers().iter().position(|c| c.name == name)
+    }
+}
+
+/// Finds the raw JSON of `spec.containers[i]` (only needed on the rare custom-injection path).
+pub fn raw_container(pod_raw: &str, index: usize) -> Result<serde_json::Value, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct P {
+        spec: S,
+    }
+    #[derive(Deserialize)]
+    struct S {
+        containers: Vec<serde_json::Value>,
+    }
+    let p: P = serde_json::from_str(pod_raw)?;
+    Ok(p.spec
+        .containers
+        .into_iter()
+        .nth(index)
+        .unwrap_or(serde_json::Value::Null))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_only_what_it_needs_and_borrows() {
+        let raw = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":{"app":"x","a/b":"c"},
+            "annotations":{"k":"v\"q"},"managedFields":[{"huge":true}]},
+            "spec":{"containers":[{"name":"app","image":"i","ports":[{"containerPort":80,"name":"http"}]}],
+            "volumes":[{"name":"v","emptyDir":{}}]}}"#;
+        let pod = PodIn::parse(raw).expect("parses");
+        assert_eq!(pod.meta().label("a/b"), Some("c"));
+        assert!(matches!(
+            pod.meta().labels.as_ref().map(|l| &l.0[0].1),
+            Some(Cow::Borrowed(_))
+        ));
+        assert_eq!(pod.meta().annotation("k"), Some("v\"q"));
+        assert_eq!(pod.containers()[0].name, "app");
+        assert!(pod.spec.init_containers.is_none());
+        assert_eq!(pod.spec.volumes.as_ref().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn null_maps_are_empty_and_wrong_types_are_errors() {
+        let pod = PodIn::parse(r#"{"metadata":{"labels":null},"spec":{"containers":[]}}"#)
+            .expect("null labels");
+        assert!(pod.meta().labels.is_none(), "null is as good as absent");
+        assert!(PodIn::parse(r#"{"metadata":{"labels":{"a":1}}}"#).is_err());
+        assert!(PodIn::parse(r#"{"spec":{"hostNetwork":"yes"}}"#).is_err());
+        assert!(PodIn::parse(r#"{"spec":{"containers":[{"image":"no-name"}]}}"#).is_err());
+    }
+}

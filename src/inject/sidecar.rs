@@ -1,0 +1,548 @@
+//! Istio's default `sidecar` template (1.22–1.24), rendered once per revision.
+//!
+//! The sidecar is the same for every pod of a revision except a few env values and labels, so
+//! each revision's JSON is rendered into fragments when the snapshot is built and a request
+//! only splices its own parts in. A per-pod override replaces a whole field's fragment.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::revisions::{MeshSettings, Revision};
+
+use super::patch::push_json_str;
+
+pub const PROXY_NAME: &str = "istio-proxy";
+pub const INIT_NAME: &str = "istio-init";
+pub const VALIDATION_NAME: &str = "istio-validation";
+pub const PROXY_UID: i64 = 1337;
+
+/// The sidecar volumes, in Istio's order.
+pub const VOLUME_NAMES: [&str; 8] = [
+    "workload-socket",
+    "credential-socket",
+    "workload-certs",
+    "istio-envoy",
+    "istio-data",
+    "istio-podinfo",
+    "istio-token",
+    "istiod-ca-cert",
+];
+
+/// Per-pod values spliced into the proxy container.
+#[derive(Debug, Default, Clone)]
+pub struct PodParts<'a> {
+    /// JSON array of the app containers' ports (value of `ISTIO_META_POD_PORTS`).
+    pub pod_ports: &'a str,
+    /// Comma-separated app container names (`ISTIO_META_APP_CONTAINERS`).
+    pub app_containers: &'a str,
+    pub workload_name: &'a str,
+    pub owner: &'a str,
+    /// The app's own prometheus annotations, as JSON (`ISTIO_PROMETHEUS_ANNOTATIONS`).
+    pub prometheus_annotations: Option<&'a str>,
+    /// `PROXY_CONFIG` (from `proxy.istio.io/config`), `{}` when none.
+    pub proxy_config: Option<&'a str>,
+    /// Extra env entries, already serialized as JSON objects (probe rewriting and such).
+    pub extra_env: &'a [String],
+}
+
+/// A revision's sidecar, pre-rendered.
+#[derive(Debug)]
+pub struct RenderedSidecar {
+    pub revision: Arc<Revision>,
+    /// `(field, json)` of the proxy container in Istio's order; `env` is spliced separately.
+    proxy_fields: Vec<(&'static str, String)>,
+    env_head: String,
+    env_middle: String,
+    env_tail: String,
+    /// The init container (`istio-init`, or `istio-validation` with CNI).
+    pub init_container: String,
+    pub init_name: &'static str,
+    /// Each volume as JSON, in [`VOLUME_NAMES`] order.
+    pub volumes: Vec<String>,
+    /// Value of the `sidecar.istio.io/status` annotation.
+    pub status: String,
+}
+
+impl RenderedSidecar {
+    pub fn new(revision: Arc<Revision>, mesh: &MeshSettings) -> Self {
+        let proxy = proxy_container(&revision);
+        let proxy_fields = match proxy {
+            Value::Object(map) => map
+                .into_iter()
+                .filter(|(k, _)| k != "env")
+                .map(|(k, v)| (field_name(&k), v.to_string()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let init_name = if revision.cni {
+            VALIDATION_NAME
+        } else {
+            INIT_NAME
+        };
+        let init_container = init_container(&revision, init_name).to_string();
+        let (env_head, env_middle, env_tail) = env_groups(&revision, mesh);
+        let status = status_annotation(&revision, init_name);
+        RenderedSidecar {
+            proxy_fields,
+            env_head,
+            env_middle,
+            env_tail,
+            init_container,
+            init_name,
+            volumes: volumes().into_iter().map(|v| v.to_string()).collect(),
+            status,
+            revision,
+        }
+    }
+
+    /// Names of the init containers and containers this sidecar adds.
+    pub fn init_names(&self) -> Vec<&'static str> {
+        if self.revision.native_sidecar {
+            vec![self.init_name, PROXY_NAME]
+        } else {
+            vec![self.init_name]
+        }
+    }
+
+    pub fn container_names(&self) -> Vec<&'static str> {
+        if self.revision.native_sidecar {
+            vec![]
+        } else {
+            vec![PROXY_NAME]
+        }
+    }
+
+    /// The proxy container for one pod. `overrides` replace whole fields (`image`, `args`...).
+    pub fn render_proxy(
+        &self,
+        parts: &PodParts<'_>,
+        overrides: &[(&'static str, String)],
+    ) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push('{');
+        let mut first = true;
+        for (field, json) in &self.proxy_fields {
+            if *field == "ports" {
+                self.push_env(&mut out, parts);
+                first = false;
+            }
+            let json = overrides
+                .iter()
+                .find(|(f, _)| f == field)
+                .map_or(json.as_str(), |(_, j)| j.as_str());
+            push_field(&mut out, &mut first, field, json);
+        }
+        for (field, json) in overrides {
+            if !self.proxy_fields.iter().any(|(f, _)| f == field) {
+                push_field(&mut out, &mut first, field, json);
+            }
+        }
+        out.push('}');
+        out
+    }
+
+    fn push_env(&self, out: &mut String, parts: &PodParts<'_>) {
+        out.push_str(",\"env\":[");
+        out.push_str(&self.env_head);
+        push_env_value(out, "PROXY_CONFIG", parts.proxy_config.unwrap_or("{}\n"));
+        push_env_value(out, "ISTIO_META_POD_PORTS", parts.pod_ports);
+        push_env_value(out, "ISTIO_META_APP_CONTAINERS", parts.app_containers);
+        out.push_str(&self.env_middle);
+        push_env_value(out, "ISTIO_META_WORKLOAD_NAME", parts.workload_name);
+        push_env_value(out, "ISTIO_META_OWNER", parts.owner);
+        out.push_str(&self.env_tail);
+        if let Some(prom) = parts.prometheus_annotations {
+            push_env_value(out, "ISTIO_PROMETHEUS_ANNOTATIONS", prom);
+        }
+        for extra in parts.extra_env {
+            out.push(',');
+            out.push_str(extra);
+        }
+        out.push(']');
+    }
+}
+
+fn push_field(out: &mut String, first: &mut bool, field: &str, json: &str) {
+    if !*first {
+        out.push(',');
+    }
+    *first = false;
+    push_json_str(out, field);
+    out.push(':');
+    out.push_str(json);
+}
+
+/// Appends `,{"name":..,"value":..}` (the env head is never empty, so a comma always fits).
+fn push_env_value(out: &mut String, name: &str, value: &str) {
+    out.push_str(",{\"name\":");
+    push_json_str(out, name);
+    out.push_str(",\"value\":");
+    push_json_str(out, value);
+    out.push('}');
+}
+
+fn field_name(k: &str) -> &'static str {
+    match k {
+        "name" => "name",
+        "image" => "image",
+        "args" => "args",
+        "ports" => "ports",
+        "readinessProbe" => "readinessProbe",
+        "resources" => "resources",
+        "securityContext" => "securityContext",
+        "startupProbe" => "startupProbe",
+        "volumeMounts" => "volumeMounts",
+        "restartPolicy" => "restartPolicy",
+        "lifecycle" => "lifecycle",
+        _ => "unknown",
+    }
+}
+
+fn field_ref(path: &str) -> Value {
+    json!({"fieldRef": {"fieldPath": path}})
+}
+
+fn resource_ref(resource: &str) -> Value {
+    json!({"resourceFieldRef": {"divisor": "0", "resource": resource}})
+}
+
+fn env_list(items: &[(&str, Value)]) -> String {
+    items
+        .iter()
+        .map(|(name, source)| {
+            let mut entry = json!({ "name": name });
+            match source {
+                Value::String(_) => entry["value"] = source.clone(),
+                _ => {
+                    entry["valueFrom"] = source.clone();
+                }
+            }
+            entry.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The fixed env entries around the per-pod ones, as three comma-joined groups (the middle and
+/// tail start with a comma so they splice after a per-pod entry).
+fn env_groups(rev: &Revision, mesh: &MeshSettings) -> (String, String, String) {
+    let head = env_list(&[
+        ("PILOT_CERT_PROVIDER", json!("istiod")),
+        ("CA_ADDR", json!(rev.discovery_address)),
+        ("POD_NAME", field_ref("metadata.name")),
+        ("POD_NAMESPACE", field_ref("metadata.namespace")),
+        ("INSTANCE_IP", field_ref("status.podIP")),
+        ("SERVICE_ACCOUNT", field_ref("spec.serviceAccountName")),
+        ("HOST_IP", field_ref("status.hostIP")),
+        ("ISTIO_CPU_LIMIT", resource_ref("limits.cpu")),
+    ]);
+    let middle = env_list(&[
+        ("GOMEMLIMIT", resource_ref("limits.memory")),
+        ("GOMAXPROCS", resource_ref("limits.cpu")),
+        ("ISTIO_META_CLUSTER_ID", json!(mesh.cluster_id)),
+        ("ISTIO_META_NODE_NAME", field_ref("spec.nodeName")),
+        ("ISTIO_META_INTERCEPTION_MODE", json!("REDIRECT")),
+    ]);
+    let tail = env_list(&[
+        ("ISTIO_META_MESH_ID", json!(mesh.mesh_id)),
+        ("TRUST_DOMAIN", json!(mesh.trust_domain)),
+    ]);
+    (head, format!(",{middle}"), format!(",{tail}"))
+}
+
+fn resources(rev: &Revision) -> Value {
+    json!({
+        "limits": {"cpu": rev.proxy.cpu_limit, "memory": rev.proxy.memory_limit},
+        "requests": {"cpu": rev.proxy.cpu_request, "memory": rev.proxy.memory_request},
+    })
+}
+
+/// `args` of the proxy container for given log levels and concurrency.
+pub fn proxy_args(log_level: &str, component_log_level: &str, concurrency: Option<u32>) -> Value {
+    let mut args = vec![
+        json!("proxy"),
+        json!("sidecar"),
+        json!("--domain"),
+        json!("$(POD_NAMESPACE).svc.cluster.local"),
+        json!(format!("--proxyLogLevel={log_level}")),
+        json!(format!("--proxyComponentLogLevel={component_log_level}")),
+        json!("--log_output_level=default:info"),
+    ];
+    if let Some(n) = concurrency {
+        args.push(json!("--concurrency"));
+        args.push(json!(n.to_string()));
+    }
+    Value::Array(args)
+}
+
+fn proxy_container(rev: &Revision) -> Value {
+    let probe = |period: u32, failure: u32| {
+        json!({
+            "failureThreshold": failure,
+            "httpGet": {"path": "/healthz/ready", "port": 15021},
+            "periodSeconds": period,
+            "timeoutSeconds": 3,
+        })
+    };
+    let mut c = json!({
+        "name": PROXY_NAME,
+        "image": rev.proxy_image,
+        "args": proxy_args(&rev.proxy.log_level, &rev.proxy.component_log_level, rev.proxy.concurrency),
+        "env": [],
+        "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
+        "readinessProbe": probe(15, 4),
+        "resources": resources(rev),
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]},
+            "privileged": false,
+            "readOnlyRootFilesystem": true,
+            "runAsGroup": PROXY_UID,
+            "runAsNonRoot": true,
+            "runAsUser": PROXY_UID,
+        },
+        "startupProbe": probe(1, 600),
+        "volumeMounts": [
+            {"mountPath": "/var/run/secrets/workload-spiffe-uds", "name": "workload-socket"},
+            {"mountPath": "/var/run/secrets/credential-uds", "name": "credential-socket"},
+            {"mountPath": "/var/run/secrets/workload-spiffe-credentials", "name": "workload-certs"},
+            {"mountPath": "/var/run/secrets/istio", "name": "istiod-ca-cert"},
+            {"mountPath": "/var/lib/istio/data", "name": "istio-data"},
+            {"mountPath": "/etc/istio/proxy", "name": "istio-envoy"},
+            {"mountPath": "/var/run/secrets/tokens", "name": "istio-token"},
+            {"mountPath": "/etc/istio/pod", "name": "istio-podinfo"},
+        ],
+    });
+    if rev.native_sidecar {
+        c["restartPolicy"] = json!("Always");
+    }
+    c
+}
+
+/// `istio-iptables` arguments for the given traffic settings.
+pub struct Interception<'a> {
+    pub mode: &'a str,
+    pub include_outbound_ip_ranges: &'a str,
+    pub exclude_outbound_ip_ranges: &'a str,
+    pub include_inbound_ports: &'a str,
+    pub exclude_inbound_ports: &'a str,
+    pub exclude_outbound_ports: &'a str,
+    pub kubevirt_interfaces: &'a str,
+}
+
+impl Default for Interception<'_> {
+    fn default() -> Self {
+        Interception {
+            mode: "REDIRECT",
+            include_outbound_ip_ranges: "*",
+            exclude_outbound_ip_ranges: "",
+            include_inbound_ports: "*",
+            exclude_inbound_ports: "",
+            exclude_outbound_ports: "",
+            kubevirt_interfaces: "",
+        }
+    }
+}
+
+pub fn iptables_args(t: &Interception<'_>, validation: bool) -> Value {
+    let mut exclude_inbound = String::from("15090,15021,15020");
+    if !t.exclude_inbound_ports.is_empty() {
+        exclude_inbound.push(',');
+        exclude_inbound.push_str(t.exclude_inbound_ports);
+    }
+    let mut args: Vec<Value> = [
+        "istio-iptables",
+        "-p",
+        "15001",
+        "-z",
+        "15006",
+        "-u",
+        "1337",
+        "-m",
+        t.mode,
+        "-i",
+        t.include_outbound_ip_ranges,
+        "-x",
+        t.exclude_outbound_ip_ranges,
+        "-b",
+        t.include_inbound_ports,
+        "-d",
+        &exclude_inbound,
+    ]
+    .iter()
+    .map(|s| json!(s))
+    .collect();
+    if !t.exclude_outbound_ports.is_empty() {
+        args.extend([json!("-o"), json!(t.exclude_outbound_ports)]);
+    }
+    if !t.kubevirt_interfaces.is_empty() {
+        args.extend([json!("-k"), json!(t.kubevirt_interfaces)]);
+    }
+    args.push(json!("--log_output_level=default:info"));
+    if validation {
+        args.extend([json!("--run-validation"), json!("--skip-rule-apply")]);
+    }
+    Value::Array(args)
+}
+
+/// The init container for given traffic settings.
+pub fn init_container_with(rev: &Revision, name: &str, traffic: &Interception<'_>) -> Value {
+    let validation = name == VALIDATION_NAME;
+    let security = if validation {
+        json!({
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]},
+            "privileged": false,
+            "readOnlyRootFilesystem": true,
+            "runAsGroup": PROXY_UID,
+            "runAsNonRoot": true,
+            "runAsUser": PROXY_UID,
+        })
+    } else {
+        json!({
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
+            "privileged": false,
+            "readOnlyRootFilesystem": false,
+            "runAsGroup": 0,
+            "runAsNonRoot": false,
+            "runAsUser": 0,
+        })
+    };
+    json!({
+        "name": name,
+        "image": rev.proxy_image,
+        "args": iptables_args(traffic, validation),
+        "resources": resources(rev),
+        "securityContext": security,
+    })
+}
+
+fn init_container(rev: &Revision, name: &str) -> Value {
+    init_container_with(rev, name, &Interception::default())
+}
+
+fn volumes() -> Vec<Value> {
+    vec![
+        json!({"name": "workload-socket", "emptyDir": {}}),
+        json!({"name": "credential-socket", "emptyDir": {}}),
+        json!({"name": "workload-certs", "emptyDir": {}}),
+        json!({"name": "istio-envoy", "emptyDir": {"medium": "Memory"}}),
+        json!({"name": "istio-data", "emptyDir": {}}),
+        json!({"name": "istio-podinfo", "downwardAPI": {"items": [
+            {"fieldRef": {"fieldPath": "metadata.labels"}, "path": "labels"},
+            {"fieldRef": {"fieldPath": "metadata.annotations"}, "path": "annotations"},
+        ]}}),
+        json!({"name": "istio-token", "projected": {"sources": [
+            {"serviceAccountToken": {"audience": "istio-ca", "expirationSeconds": 43200, "path": "istio-token"}},
+        ]}}),
+        json!({"name": "istiod-ca-cert", "configMap": {"name": "istio-ca-root-cert"}}),
+    ]
+}
+
+/// Istio's `sidecar.istio.io/status` JSON; `revision` is always the revision, never a tag.
+fn status_annotation(rev: &Revision, init_name: &str) -> String {
+    let (init, containers): (Vec<&str>, Vec<&str>) = if rev.native_sidecar {
+        (vec![init_name, PROXY_NAME], vec![])
+    } else {
+        (vec![init_name], vec![PROXY_NAME])
+    };
+    json!({
+        "initContainers": init,
+        "containers": containers,
+        "volumes": VOLUME_NAMES,
+        "imagePullSecrets": null,
+        "revision": rev.name,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sidecar(native: bool, cni: bool) -> RenderedSidecar {
+        let mesh = MeshSettings::default();
+        let mut rev = Revision::new("asm-1-23", "example/proxyv2:1.23.0", &mesh);
+        rev.native_sidecar = native;
+        rev.cni = cni;
+        RenderedSidecar::new(Arc::new(rev), &mesh)
+    }
+
+    fn parts() -> PodParts<'static> {
+        PodParts {
+            pod_ports: r#"[{"containerPort":80}]"#,
+            app_containers: "app",
+            workload_name: "shop",
+            owner: "kubernetes://apis/apps/v1/namespaces/ns/deployments/shop",
+            ..PodParts::default()
+        }
+    }
+
+    #[test]
+    fn proxy_container_is_valid_and_carries_the_revision() {
+        let s = sidecar(false, false);
+        let json = s.render_proxy(&parts(), &[]);
+        let c: k8s_openapi::api::core::v1::Container =
+            serde_json::from_str(&json).expect("a valid Container");
+        assert_eq!(c.name, "istio-proxy");
+        assert_eq!(c.image.as_deref(), Some("example/proxyv2:1.23.0"));
+        let env = c.env.unwrap_or_default();
+        let get = |n: &str| {
+            env.iter()
+                .find(|e| e.name == n)
+                .and_then(|e| e.value.clone())
+        };
+        assert_eq!(
+            get("CA_ADDR").as_deref(),
+            Some("istiod-asm-1-23.istio-system.svc:15012")
+        );
+        assert_eq!(get("ISTIO_META_WORKLOAD_NAME").as_deref(), Some("shop"));
+        assert_eq!(get("TRUST_DOMAIN").as_deref(), Some("cluster.local"));
+        assert_eq!(c.ports.unwrap_or_default()[0].container_port, 15090);
+        let rp = c.readiness_probe.expect("readiness");
+        assert_eq!(
+            rp.http_get.expect("http").path.as_deref(),
+            Some("/healthz/ready")
+        );
+    }
+
+    #[test]
+    fn overrides_replace_whole_fields_and_add_missing_ones() {
+        let s = sidecar(false, false);
+        let over = [
+            ("image", "\"other/proxy:1\"".to_owned()),
+            (
+                "lifecycle",
+                r#"{"postStart":{"exec":{"command":["pilot-agent","wait"]}}}"#.to_owned(),
+            ),
+        ];
+        let v: Value = serde_json::from_str(&s.render_proxy(&parts(), &over)).expect("json");
+        assert_eq!(v["image"], "other/proxy:1");
+        assert!(v["lifecycle"]["postStart"].is_object());
+    }
+
+    #[test]
+    fn status_names_revision_and_what_was_added() {
+        let v: Value = serde_json::from_str(&sidecar(false, false).status).expect("json");
+        assert_eq!(v["revision"], "asm-1-23");
+        assert_eq!(v["initContainers"], json!(["istio-init"]));
+        assert_eq!(v["containers"], json!(["istio-proxy"]));
+        assert_eq!(v["volumes"].as_array().map(Vec::len), Some(8));
+    }
+
+    #[test]
+    fn native_sidecar_and_cni_variants() {
+        let s = sidecar(true, true);
+        assert_eq!(s.init_names(), vec!["istio-validation", "istio-proxy"]);
+        assert!(s.container_names().is_empty());
+        let v: Value = serde_json::from_str(&s.render_proxy(&parts(), &[])).expect("json");
+        assert_eq!(v["restartPolicy"], "Always");
+        let init: Value = serde_json::from_str(&s.init_container).expect("json");
+        assert_eq!(init["securityContext"]["runAsUser"], 1337);
+        assert!(init["args"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("--run-validation"))));
+    }
+}

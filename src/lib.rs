@@ -1,0 +1,13 @@
+//! revhook: Istio sidecar injection that is safe across control-plane revisions.
+//!
+//! The request path is `server` → `admission::decode` → `inject::review` /
+//! `validate::review` → `admission::encode`; everything between decode and encode is pure.
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod handler;
+pub mod inject;
+pub mod labels;
+pub mod revisions;
+pub mod state;
+pub mod validate;

@@ -1,0 +1,496 @@
+//! Control-plane revisions, revision tags, and the resolution of an `istio.io/rev` value.
+//!
+//! Pure: no I/O. "Stale" (the value names nothing installed) is a typed outcome, not an
+//! error string, so callers decide whether it denies, warns or is reported by `check`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// The tag that `istio-injection=enabled` (and `sidecar.istio.io/inject=true` alone) means.
+pub const DEFAULT_TAG: &str = "default";
+
+/// Proxy defaults of a revision (what Istio's `values.global.proxy` holds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyDefaults {
+    pub cpu_request: String,
+    pub memory_request: String,
+    pub cpu_limit: String,
+    pub memory_limit: String,
+    pub log_level: String,
+    pub component_log_level: String,
+    /// `None` lets the agent pick from the CPU limit, as Istio's default does.
+    pub concurrency: Option<u32>,
+}
+
+impl Default for ProxyDefaults {
+    fn default() -> Self {
+        ProxyDefaults {
+            cpu_request: "100m".into(),
+            memory_request: "128Mi".into(),
+            cpu_limit: "2".into(),
+            memory_limit: "1Gi".into(),
+            log_level: "warning".into(),
+            component_log_level: "misc:error".into(),
+            concurrency: None,
+        }
+    }
+}
+
+/// Mesh-wide settings the sidecar needs (Istio's `meshConfig` and `values.global`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshSettings {
+    pub trust_domain: String,
+    pub cluster_id: String,
+    pub mesh_id: String,
+    pub istio_namespace: String,
+}
+
+impl Default for MeshSettings {
+    fn default() -> Self {
+        MeshSettings {
+            trust_domain: "cluster.local".into(),
+            cluster_id: "Kubernetes".into(),
+            mesh_id: "cluster.local".into(),
+            istio_namespace: "istio-system".into(),
+        }
+    }
+}
+
+/// One installed control plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    pub name: String,
+    pub proxy_image: String,
+    /// `host:port` of the revision's istiod (XDS and CA).
+    pub discovery_address: String,
+    /// Istio CNI plugin does the redirection: no `istio-init` container.
+    pub cni: bool,
+    /// Kubernetes native sidecars: the proxy runs as an init container with `restartPolicy: Always`.
+    pub native_sidecar: bool,
+    pub proxy: ProxyDefaults,
+}
+
+impl Revision {
+    /// A revision with Istio's defaults: istiod service `istiod` for `default`, `istiod-<rev>` otherwise.
+    pub fn new(name: &str, proxy_image: &str, mesh: &MeshSettings) -> Self {
+        Revision {
+            name: name.to_owned(),
+            proxy_image: proxy_image.to_owned(),
+            discovery_address: default_discovery_address(name, &mesh.istio_namespace),
+            cni: false,
+            native_sidecar: false,
+            proxy: ProxyDefaults::default(),
+        }
+    }
+}
+
+/// Istio's istiod service name for a revision: `istiod` for `default`/empty, else `istiod-<rev>`.
+pub fn default_discovery_address(revision: &str, istio_namespace: &str) -> String {
+    if revision.is_empty() || revision == "default" {
+        format!("istiod.{istio_namespace}.svc:15012")
+    } else {
+        format!("istiod-{revision}.{istio_namespace}.svc:15012")
+    }
+}
+
+/// What an `istio.io/rev` value (or the `default` tag) resolved to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved<'t> {
+    pub revision: &'t Arc<Revision>,
+    /// The tag the value named, when it was a tag rather than a revision.
+    pub via_tag: Option<&'t str>,
+}
+
+/// A value that names no installed revision nor tag, with what *is* installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stale {
+    pub requested: String,
+    /// Set when the value is a tag that exists but points at a missing revision.
+    pub dangling_tag_target: Option<String>,
+    pub installed: Vec<String>,
+    pub tags: Vec<(String, String)>,
+    /// The revision a fix should point at, when there is an obvious one.
+    pub suggestion: Option<String>,
+}
+
+impl Stale {
+    /// "installed: a, b; tags: t -> a" (the part every stale message shares).
+    pub fn inventory(&self) -> String {
+        let installed = if self.installed.is_empty() {
+            "none".to_owned()
+        } else {
+            self.installed.join(", ")
+        };
+        let tags = if self.tags.is_empty() {
+            "none".to_owned()
+        } else {
+            self.tags
+                .iter()
+                .map(|(t, r)| format!("{t} -> {r}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!("installed: {installed}; tags: {tags}")
+    }
+
+    /// Why the value is stale, without the subject ("revision \"x\", which is not installed").
+    pub fn what(&self) -> String {
+        match &self.dangling_tag_target {
+            Some(target) => format!(
+                "tag \"{}\", which points at revision \"{target}\" that is not installed",
+                self.requested
+            ),
+            None => format!("revision \"{}\", which is not installed", self.requested),
+        }
+    }
+}
+
+impl fmt::Display for Stale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}; {}", self.what(), self.inventory())
+    }
+}
+
+/// A table that cannot be built because names collide or a tag points nowhere.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    #[error("duplicate revision {0:?}")]
+    DuplicateRevision(String),
+    #[error("tag {0:?} has the name of a revision; tags and revisions share one namespace of `istio.io/rev` values")]
+    TagNamedLikeRevision(String),
+    #[error("invalid name {0:?}: must be a non-empty Kubernetes label value (<= 63 chars of [A-Za-z0-9._-], alphanumeric at both ends)")]
+    InvalidName(String),
+}
+
+/// The revisions and tags known at one moment. Immutable once built.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevisionTable {
+    revisions: BTreeMap<String, Arc<Revision>>,
+    tags: BTreeMap<String, String>,
+}
+
+impl RevisionTable {
+    /// Builds a table. A tag may point at a missing revision (that is a finding, not a build
+    /// error: the cluster can be in that state), but names may not collide.
+    pub fn new(
+        revisions: impl IntoIterator<Item = Revision>,
+        tags: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, TableError> {
+        let mut table = RevisionTable::default();
+        for rev in revisions {
+            check_label_value(&rev.name)?;
+            if table.revisions.contains_key(&rev.name) {
+                return Err(TableError::DuplicateRevision(rev.name));
+            }
+            table.revisions.insert(rev.name.clone(), Arc::new(rev));
+        }
+        for (tag, target) in tags {
+            check_label_value(&tag)?;
+            if table.revisions.contains_key(&tag) {
+                return Err(TableError::TagNamedLikeRevision(tag));
+            }
+            table.tags.insert(tag, target);
+        }
+        Ok(table)
+    }
+
+    pub fn revisions(&self) -> impl Iterator<Item = &Arc<Revision>> {
+        self.revisions.values()
+    }
+
+    pub fn revision(&self, name: &str) -> Option<&Arc<Revision>> {
+        self.revisions.get(name)
+    }
+
+    /// Tags as (tag, target revision), sorted by tag.
+    pub fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.tags.iter().map(|(t, r)| (t.as_str(), r.as_str()))
+    }
+
+    pub fn tag_target(&self, tag: &str) -> Option<&str> {
+        self.tags.get(tag).map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.revisions.is_empty()
+    }
+
+    /// Resolves an `istio.io/rev` value: a revision name, else a tag pointing at one.
+    pub fn resolve(&self, value: &str) -> Result<Resolved<'_>, Stale> {
+        if let Some(revision) = self.revisions.get(value) {
+            return Ok(Resolved {
+                revision,
+                via_tag: None,
+            });
+        }
+        if let Some((tag, target)) = self.tags.get_key_value(value) {
+            if let Some(revision) = self.revisions.get(target) {
+                return Ok(Resolved {
+                    revision,
+                    via_tag: Some(tag.as_str()),
+                });
+            }
+            return Err(self.stale(value, Some(target.clone())));
+        }
+        Err(self.stale(value, None))
+    }
+
+    /// What `istio-injection=enabled` means: the `default` tag, else a revision named `default`.
+    pub fn resolve_default(&self) -> Result<Resolved<'_>, Stale> {
+        self.resolve(DEFAULT_TAG)
+    }
+
+    fn stale(&self, requested: &str, dangling_tag_target: Option<String>) -> Stale {
+        Stale {
+            requested: requested.to_owned(),
+            dangling_tag_target,
+            installed: self.revisions.keys().cloned().collect(),
+            tags: self
+                .tags
+                .iter()
+                .map(|(t, r)| (t.clone(), r.clone()))
+                .collect(),
+            suggestion: self.suggested_target(),
+        }
+    }
+
+    /// Where a stale label should point: the `default` tag's revision if it is installed,
+    /// else the newest installed revision.
+    pub fn suggested_target(&self) -> Option<String> {
+        if let Some(target) = self.tags.get(DEFAULT_TAG) {
+            if self.revisions.contains_key(target) {
+                return Some(target.clone());
+            }
+        }
+        self.revisions
+            .keys()
+            .max_by(|a, b| version_key(a).cmp(&version_key(b)))
+            .cloned()
+    }
+
+    /// Tags whose target revision is not installed.
+    pub fn dangling_tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.tags()
+            .filter(|(_, target)| !self.revisions.contains_key(*target))
+    }
+}
+
+/// Orders revision names like `asm-1-9` < `asm-1-10` by comparing digit runs as numbers.
+pub fn version_key(name: &str) -> Vec<(u64, String)> {
+    let mut key = Vec::new();
+    let mut digits = String::new();
+    let mut text = String::new();
+    for c in name.chars() {
+        if c.is_ascii_digit() {
+            if !text.is_empty() {
+                key.push((0, std::mem::take(&mut text)));
+            }
+            digits.push(c);
+        } else {
+            if !digits.is_empty() {
+                key.push((digits.parse().unwrap_or(u64::MAX), String::new()));
+                digits.clear();
+            }
+            text.push(c);
+        }
+    }
+    if !digits.is_empty() {
+        key.push((digits.parse().unwrap_or(u64::MAX), String::new()));
+    }
+    if !text.is_empty() {
+        key.push((0, text));
+    }
+    key
+}
+
+/// `(major, minor)` parsed from a revision name or image tag such as `asm-1-22`, `1-23-1`,
+/// `proxyv2:1.22.3-distroless`; `None` when the name carries no version.
+pub fn minor_version(name: &str) -> Option<(u64, u64)> {
+    let bytes: Vec<char> = name.chars().collect();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric()) {
+            let (major, next) = read_number(&bytes, i);
+            if next + 1 < bytes.len()
+                && (bytes[next] == '.' || bytes[next] == '-')
+                && bytes[next + 1].is_ascii_digit()
+            {
+                let (minor, _) = read_number(&bytes, next + 1);
+                return Some((major, minor));
+            }
+            i = next;
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+fn read_number(chars: &[char], start: usize) -> (u64, usize) {
+    let mut end = start;
+    let mut value: u64 = 0;
+    while end < chars.len() && chars[end].is_ascii_digit() {
+        value = value
+            .saturating_mul(10)
+            .saturating_add(u64::from(chars[end] as u8 - b'0'));
+        end += 1;
+    }
+    (value, end)
+}
+
+/// Checks that a name can be the value of the `istio.io/rev` label.
+pub fn check_label_value(name: &str) -> Result<(), TableError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(TableError::InvalidName(name.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> RevisionTable {
+        let mesh = MeshSettings::default();
+        RevisionTable::new(
+            [
+                Revision::new("asm-1-22", "img:1.22", &mesh),
+                Revision::new("asm-1-23", "img:1.23", &mesh),
+            ],
+            [
+                ("prod-stable".to_owned(), "asm-1-22".to_owned()),
+                ("prod-canary".to_owned(), "asm-1-23".to_owned()),
+                ("old".to_owned(), "asm-1-20".to_owned()),
+            ],
+        )
+        .expect("valid table")
+    }
+
+    #[test]
+    fn resolves_revision_names_directly() {
+        let t = table();
+        let r = t.resolve("asm-1-23").expect("installed");
+        assert_eq!(r.revision.name, "asm-1-23");
+        assert_eq!(r.via_tag, None);
+    }
+
+    #[test]
+    fn resolves_tags_to_their_revision() {
+        let t = table();
+        let r = t.resolve("prod-stable").expect("tag");
+        assert_eq!(r.revision.proxy_image, "img:1.22");
+        assert_eq!(r.via_tag, Some("prod-stable"));
+    }
+
+    #[test]
+    fn unknown_value_is_stale_with_inventory() {
+        let stale = table().resolve("asm-1-21").expect_err("stale");
+        assert_eq!(stale.requested, "asm-1-21");
+        assert_eq!(stale.installed, vec!["asm-1-22", "asm-1-23"]);
+        assert_eq!(
+            stale.to_string(),
+            "revision \"asm-1-21\", which is not installed; installed: asm-1-22, asm-1-23; \
+             tags: old -> asm-1-20, prod-canary -> asm-1-23, prod-stable -> asm-1-22"
+        );
+    }
+
+    #[test]
+    fn tag_to_missing_revision_is_stale_and_named_as_such() {
+        let stale = table().resolve("old").expect_err("dangling");
+        assert_eq!(stale.dangling_tag_target.as_deref(), Some("asm-1-20"));
+        assert!(stale
+            .what()
+            .contains("tag \"old\", which points at revision \"asm-1-20\""));
+        assert_eq!(
+            table().dangling_tags().collect::<Vec<_>>(),
+            vec![("old", "asm-1-20")]
+        );
+    }
+
+    #[test]
+    fn suggestion_prefers_default_tag_then_newest_revision() {
+        assert_eq!(table().suggested_target().as_deref(), Some("asm-1-23"));
+        let mesh = MeshSettings::default();
+        let t = RevisionTable::new(
+            [
+                Revision::new("asm-1-9", "a", &mesh),
+                Revision::new("asm-1-10", "b", &mesh),
+            ],
+            [("default".to_owned(), "asm-1-9".to_owned())],
+        )
+        .expect("valid");
+        assert_eq!(t.suggested_target().as_deref(), Some("asm-1-9"));
+        let t = RevisionTable::new(
+            [
+                Revision::new("asm-1-9", "a", &mesh),
+                Revision::new("asm-1-10", "b", &mesh),
+            ],
+            [],
+        )
+        .expect("valid");
+        assert_eq!(t.suggested_target().as_deref(), Some("asm-1-10"));
+    }
+
+    #[test]
+    fn tag_and_revision_names_may_not_collide() {
+        let mesh = MeshSettings::default();
+        let err = RevisionTable::new(
+            [Revision::new("asm-1-22", "a", &mesh)],
+            [("asm-1-22".to_owned(), "asm-1-22".to_owned())],
+        )
+        .expect_err("collision");
+        assert_eq!(err, TableError::TagNamedLikeRevision("asm-1-22".into()));
+    }
+
+    #[test]
+    fn duplicate_and_invalid_names_are_rejected() {
+        let mesh = MeshSettings::default();
+        assert!(matches!(
+            RevisionTable::new(
+                [
+                    Revision::new("a", "x", &mesh),
+                    Revision::new("a", "y", &mesh)
+                ],
+                []
+            ),
+            Err(TableError::DuplicateRevision(_))
+        ));
+        assert!(matches!(
+            RevisionTable::new([Revision::new("-bad", "x", &mesh)], []),
+            Err(TableError::InvalidName(_))
+        ));
+    }
+
+    #[test]
+    fn discovery_address_follows_istio_service_names() {
+        assert_eq!(
+            default_discovery_address("default", "istio-system"),
+            "istiod.istio-system.svc:15012"
+        );
+        assert_eq!(
+            default_discovery_address("asm-1-23", "aks-istio-system"),
+            "istiod-asm-1-23.aks-istio-system.svc:15012"
+        );
+    }
+
+    #[test]
+    fn minor_versions_are_read_from_names_and_images() {
+        assert_eq!(minor_version("asm-1-22"), Some((1, 22)));
+        assert_eq!(minor_version("1-23-1"), Some((1, 23)));
+        assert_eq!(
+            minor_version("docker.io/istio/proxyv2:1.22.3-distroless"),
+            Some((1, 22))
+        );
+        assert_eq!(minor_version("default"), None);
+        assert_eq!(minor_version("canary"), None);
+    }
+}

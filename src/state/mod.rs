@@ -1,0 +1,97 @@
+//! The immutable `Snapshot` every request is judged against, and the sources that fill it.
+//!
+//! Whoever learns something new (a config file reload, a cluster watch event) builds a whole
+//! new snapshot and swaps it in atomically; a request loads one `Arc` and never waits.
+
+pub mod config;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::inject::sidecar::RenderedSidecar;
+use crate::labels::NamespaceLabels;
+use crate::revisions::{MeshSettings, RevisionTable};
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub table: RevisionTable,
+    pub mesh: MeshSettings,
+    /// Namespace name → its injection labels.
+    pub namespaces: HashMap<String, NamespaceLabels>,
+    /// Where this snapshot came from, for logs and `/readyz`.
+    pub origin: String,
+    sidecars: HashMap<String, RenderedSidecar>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot and pre-renders every revision's sidecar.
+    pub fn new(
+        table: RevisionTable,
+        mesh: MeshSettings,
+        namespaces: HashMap<String, NamespaceLabels>,
+        origin: impl Into<String>,
+    ) -> Self {
+        let sidecars = table
+            .revisions()
+            .map(|rev| (rev.name.clone(), RenderedSidecar::new(rev.clone(), &mesh)))
+            .collect();
+        Snapshot {
+            table,
+            mesh,
+            namespaces,
+            origin: origin.into(),
+            sidecars,
+        }
+    }
+
+    /// A snapshot with nothing installed (before the first sync).
+    pub fn empty(origin: impl Into<String>) -> Self {
+        Snapshot::new(
+            RevisionTable::default(),
+            MeshSettings::default(),
+            HashMap::new(),
+            origin,
+        )
+    }
+
+    pub fn namespace(&self, name: &str) -> Option<&NamespaceLabels> {
+        self.namespaces.get(name)
+    }
+
+    pub fn sidecar(&self, revision: &str) -> Option<&RenderedSidecar> {
+        self.sidecars.get(revision)
+    }
+
+    /// Namespaces whose `istio.io/rev` names `value` (or, for `default`, that have
+    /// `istio-injection=enabled`), sorted.
+    pub fn namespaces_selecting(&self, value: &str) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .namespaces
+            .iter()
+            .filter(|(_, labels)| labels.selected_value() == Some(value))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+/// The current snapshot, shared by the server and the sources that update it.
+#[derive(Debug)]
+pub struct SharedSnapshot(ArcSwap<Snapshot>);
+
+impl SharedSnapshot {
+    pub fn new(snapshot: Snapshot) -> Self {
+        SharedSnapshot(ArcSwap::from_pointee(snapshot))
+    }
+
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.0.load_full()
+    }
+
+    pub fn store(&self, snapshot: Snapshot) {
+        self.0.store(Arc::new(snapshot));
+    }
+}
