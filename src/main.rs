@@ -1,1 +1,314 @@
-fn main() {}
+//! The `revhook` command line.
+#![forbid(unsafe_code)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use revhook::handler::{self, Webhook};
+use revhook::inject::decide::{Mode, OnConflict, OnStale, Policy};
+use revhook::run::{self, ServeOptions};
+use revhook::server::{parse_go_duration, Limits};
+use revhook::state::{config, Snapshot};
+use revhook::tls;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "revhook",
+    version,
+    about = "Istio sidecar injection that is safe across control-plane revisions"
+)]
+struct Cli {
+    /// Log format on stderr (filter with RUST_LOG, default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the mutating (/inject) and validating (/validate) webhooks over TLS.
+    Serve(ServeArgs),
+    /// Run AdmissionReview JSON fixtures through the same handler, in-process.
+    Replay(ReplayArgs),
+    /// Write a dev CA and a serving certificate, and print the base64 caBundle.
+    Certs(CertsArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct PolicyArgs {
+    /// Revisions, tags and namespace labels (YAML); the embedded default when absent.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// inject: revhook injects; guard: a managed istiod injects and revhook only refuses.
+    #[arg(long, value_enum, default_value_t = Mode::Inject)]
+    mode: Mode,
+    /// What to do with a pod whose selected revision or tag is not installed.
+    #[arg(long, value_enum, default_value_t = OnStale::Deny)]
+    on_stale: OnStale,
+    /// What to do with a namespace that has both istio-injection and istio.io/rev.
+    #[arg(long, value_enum, default_value_t = OnConflict::Warn)]
+    on_conflict: OnConflict,
+    /// Let a pod's istio.io/rev label override its namespace's choice.
+    #[arg(long)]
+    pod_revision_wins: bool,
+}
+
+impl PolicyArgs {
+    fn policy(&self) -> Policy {
+        Policy {
+            mode: self.mode,
+            on_stale: self.on_stale,
+            on_conflict: self.on_conflict,
+            pod_revision_wins: self.pod_revision_wins,
+        }
+    }
+
+    fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        Ok(match &self.config {
+            Some(path) => config::load(path)?,
+            None => config::embedded()?,
+        })
+    }
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_go_duration(s).ok_or_else(|| format!("{s:?} is not a duration like 10s, 500ms or 1m30s"))
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address of the HTTPS webhook listener.
+    #[arg(long, default_value = "127.0.0.1:15017")]
+    listen: SocketAddr,
+    /// Optional plain-HTTP listener for /healthz, /readyz and /metrics.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// Serving certificate chain (PEM); reloaded when it changes.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Serving key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Where dev certificates are generated when no --tls-cert/--tls-key is given.
+    #[arg(long, default_value = "certs")]
+    certs_dir: PathBuf,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 6 * 1024 * 1024)]
+    body_limit: usize,
+    /// Time allowed for in-flight requests after SIGTERM.
+    #[arg(long, default_value = "25s", value_parser = duration)]
+    drain_timeout: Duration,
+    /// After SIGTERM, keep serving this long with /readyz false before closing the listener.
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    shutdown_delay: Duration,
+    /// TLS handshake and request-header deadline per connection.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    handshake_timeout: Duration,
+    /// Admission requests handled at once; more are answered 503.
+    #[arg(long, default_value_t = 1024)]
+    max_in_flight: usize,
+    /// How often certificate and config files are checked for changes.
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    reload_interval: Duration,
+}
+
+#[derive(Args, Debug)]
+struct ReplayArgs {
+    /// AdmissionReview JSON files, or - for standard input.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Print the object with the patch applied instead of the response.
+    #[arg(long)]
+    apply: bool,
+    /// Which webhook to send them to; auto: Pods to /inject, everything else to /validate.
+    #[arg(long, value_enum, default_value_t = ReplayWebhook::Auto)]
+    webhook: ReplayWebhook,
+    #[command(flatten)]
+    policy: PolicyArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ReplayWebhook {
+    Auto,
+    Inject,
+    Validate,
+}
+
+#[derive(Args, Debug)]
+struct CertsArgs {
+    /// Output directory (ca.crt, ca.key, tls.crt, tls.key).
+    #[arg(long, default_value = "certs")]
+    out: PathBuf,
+    /// DNS names for the serving certificate (localhost is always included).
+    #[arg(long)]
+    dns: Vec<String>,
+    /// IP addresses for the serving certificate (127.0.0.1 is always included).
+    #[arg(long)]
+    ip: Vec<IpAddr>,
+    /// Namespace whose revhook service names are added (revhook.<ns>.svc).
+    #[arg(long, default_value = "revhook-system")]
+    namespace: String,
+    /// Validity of the serving certificate, in days.
+    #[arg(long, default_value_t = 365)]
+    days: u32,
+    /// Validity of the CA, in days.
+    #[arg(long, default_value_t = 3650)]
+    ca_days: u32,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Replay(args) => replay(&args),
+        Command::Certs(args) => certs(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("revhook: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let opts = ServeOptions {
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        certs_dir: args.certs_dir,
+        config: args.policy.config.clone(),
+        policy: args.policy.policy(),
+        limits: Limits {
+            body_limit: args.body_limit,
+            handshake_timeout: args.handshake_timeout,
+            header_timeout: args.handshake_timeout,
+            drain_timeout: args.drain_timeout,
+            shutdown_delay: args.shutdown_delay,
+            max_in_flight: args.max_in_flight,
+            ..Limits::default()
+        },
+        reload_interval: args.reload_interval,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(async {
+        let running = run::start(opts, revhook::server::shutdown_signal()).await?;
+        running.wait().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
+    let snapshot = args.policy.snapshot()?;
+    let policy = args.policy.policy();
+    let mut failed = false;
+    for file in &args.files {
+        let name = file.display().to_string();
+        let body = read_input(file).with_context(|| format!("cannot read {name}"))?;
+        match replay_one(&body, args, &snapshot, &policy) {
+            Ok(out) => println!("{}", serde_json::to_string_pretty(&out)?),
+            Err(e) => {
+                eprintln!("revhook: {name}: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn read_input(path: &PathBuf) -> std::io::Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+        Ok(buf)
+    } else {
+        std::fs::read(path)
+    }
+}
+
+fn replay_one(
+    body: &[u8],
+    args: &ReplayArgs,
+    snapshot: &Snapshot,
+    policy: &Policy,
+) -> anyhow::Result<serde_json::Value> {
+    let request = revhook::admission::decode(body)?;
+    let webhook = match args.webhook {
+        ReplayWebhook::Inject => Webhook::Inject,
+        ReplayWebhook::Validate => Webhook::Validate,
+        ReplayWebhook::Auto if request.kind.kind == "Pod" && request.operation == "CREATE" => {
+            Webhook::Inject
+        }
+        ReplayWebhook::Auto => Webhook::Validate,
+    };
+    let object = request
+        .object()
+        .map(serde_json::from_str::<serde_json::Value>)
+        .transpose()?;
+    let handled = handler::handle(webhook, body, snapshot, policy)?;
+    if !args.apply {
+        return Ok(serde_json::from_slice(&handled.body)?);
+    }
+    let mut object = object.unwrap_or(serde_json::Value::Null);
+    if let Some(patch) = &handled.verdict.patch {
+        let patch: json_patch::Patch = serde_json::from_str(patch)?;
+        json_patch::patch(&mut object, &patch).context("the patch does not apply")?;
+    } else if !handled.verdict.allowed {
+        let message = handled
+            .verdict
+            .status
+            .map(|s| s.message)
+            .unwrap_or_default();
+        bail!("denied: {message}");
+    }
+    Ok(object)
+}
+
+fn certs(args: &CertsArgs) -> anyhow::Result<ExitCode> {
+    let mut dns = args.dns.clone();
+    dns.extend(tls::service_names(&args.namespace));
+    let dev = tls::generate_dev(&dns, &args.ip, args.days, args.ca_days)?;
+    dev.write(&args.out)?;
+    eprintln!(
+        "wrote {0}/ca.crt {0}/ca.key {0}/tls.crt {0}/tls.key; caBundle:",
+        args.out.display()
+    );
+    println!("{}", dev.ca_bundle());
+    Ok(ExitCode::SUCCESS)
+}

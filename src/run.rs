@@ -1,0 +1,228 @@
+//! `revhook serve` wiring: certificates, snapshot source, server, background reloads.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::inject::decide::Policy;
+use crate::metrics::Metrics;
+use crate::server::{self, App, Health, Limits};
+use crate::state::{config, SharedSnapshot, Snapshot};
+use crate::tls::{self, CertFiles, CertStore, Reloader};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("--tls-cert and --tls-key go together")]
+    HalfPair,
+}
+
+/// Everything `serve` needs, independent of the CLI.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub admin_listen: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Where dev certificates are generated when no cert flags are given.
+    pub certs_dir: PathBuf,
+    /// `None`: the embedded default configuration.
+    pub config: Option<PathBuf>,
+    pub policy: Policy,
+    pub limits: Limits,
+    pub reload_interval: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 15017)),
+            admin_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            certs_dir: PathBuf::from("certs"),
+            config: None,
+            policy: Policy::default(),
+            limits: Limits::default(),
+            reload_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A server that is up.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    pub app: Arc<App>,
+    pub certs: Arc<CertStore>,
+    server: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Waits for the server to finish draining (after its shutdown future resolved).
+    pub async fn wait(self) {
+        let _ = self.server.await;
+        for task in self.background {
+            task.abort();
+        }
+    }
+}
+
+/// Cert and key paths: the flags, or dev certificates generated into `certs_dir` on first run.
+pub fn cert_paths(opts: &ServeOptions) -> Result<CertFiles, ServeError> {
+    match (&opts.tls_cert, &opts.tls_key) {
+        (Some(cert), Some(key)) => Ok(CertFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        (None, None) => {
+            let files = CertFiles {
+                cert: opts.certs_dir.join("tls.crt"),
+                key: opts.certs_dir.join("tls.key"),
+            };
+            if !files.cert.exists() || !files.key.exists() {
+                let dev = tls::generate_dev(&tls::service_names("revhook-system"), &[], 365, 3650)?;
+                dev.write(&opts.certs_dir)?;
+                tracing::info!(dir = %opts.certs_dir.display(), "generated dev CA and serving certificate");
+            }
+            Ok(files)
+        }
+        _ => Err(ServeError::HalfPair),
+    }
+}
+
+fn load_snapshot(path: Option<&Path>) -> Result<Snapshot, config::ConfigError> {
+    match path {
+        Some(p) => config::load(p),
+        None => config::embedded(),
+    }
+}
+
+/// Starts the server; it runs until `shutdown` resolves, then drains.
+pub async fn start(
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, ServeError> {
+    let metrics = Metrics::new();
+    let health = Arc::new(Health::default());
+
+    let files = cert_paths(&opts)?;
+    let pair_bytes = tls::read_pair(&files.cert, &files.key)?;
+    let certs = CertStore::new(tls::load_pair(&pair_bytes.0, &pair_bytes.1, "serving")?);
+    let tls_config = Arc::new(tls::server_config(certs.clone())?);
+    health.set_certs_loaded();
+
+    let snapshot = Arc::new(SharedSnapshot::new(load_snapshot(opts.config.as_deref())?));
+    health.set_synced(true);
+    tracing::info!(origin = %snapshot.load().origin, revisions = snapshot.load().table.revisions().count(), "revisions loaded");
+
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: opts.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: opts.listen,
+        source,
+    })?;
+    let admin = match opts.admin_listen {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .map_err(|source| ServeError::Listen { addr: a, source })?,
+        ),
+        None => None,
+    };
+    let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+
+    let app = Arc::new(App::new(
+        snapshot.clone(),
+        opts.policy,
+        metrics.clone(),
+        health,
+        opts.limits.clone(),
+    ));
+    let mut background = vec![tokio::spawn(Reloader::new(files, pair_bytes).run(
+        certs.clone(),
+        opts.reload_interval,
+        metrics.clone(),
+    ))];
+    if let Some(path) = opts.config.clone() {
+        background.push(tokio::spawn(watch_config(
+            path,
+            snapshot,
+            opts.reload_interval,
+            metrics,
+        )));
+    }
+    tracing::info!(%addr, admin = ?admin_addr, "listening");
+    let server = tokio::spawn(server::serve(
+        listener,
+        admin,
+        app.clone(),
+        tls_config,
+        shutdown,
+    ));
+    Ok(Running {
+        addr,
+        admin_addr,
+        app,
+        certs,
+        server,
+        background,
+    })
+}
+
+/// Reloads the config file when its contents change; a bad file keeps the last good snapshot.
+async fn watch_config(
+    path: PathBuf,
+    snapshot: Arc<SharedSnapshot>,
+    interval: Duration,
+    metrics: Metrics,
+) {
+    let mut last = std::fs::read(&path).unwrap_or_default();
+    let mut confirmed = Instant::now();
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tick.tick().await;
+        let Ok(now) = std::fs::read(&path) else {
+            metrics.set_snapshot_staleness(confirmed.elapsed());
+            continue;
+        };
+        if now == last {
+            confirmed = Instant::now();
+            metrics.set_snapshot_staleness(Duration::ZERO);
+            continue;
+        }
+        last = now;
+        match config::load(&path) {
+            Ok(new) => {
+                tracing::info!(path = %path.display(), "config reloaded");
+                snapshot.store(new);
+                metrics.snapshot_update("ok");
+                confirmed = Instant::now();
+            }
+            Err(error) => {
+                tracing::error!(%error, "config reload failed; keeping the previous revisions");
+                metrics.snapshot_update("error");
+            }
+        }
+        metrics.set_snapshot_staleness(confirmed.elapsed());
+    }
+}
