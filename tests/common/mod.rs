@@ -1,0 +1,304 @@
+//! Test harness: starts the real revhook server on an ephemeral loopback port with
+//! certificates made by the test, and talks to it like the API server does (TLS trusting only
+//! the generated CA, HTTP/1.1 or HTTP/2 by ALPN).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use revhook::inject::decide::Policy;
+use revhook::run::{self, Running, ServeOptions};
+use revhook::server::Limits;
+use revhook::tls::{self, DevCerts};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+pub fn fixture_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    pub certs: DevCerts,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    running: Option<Running>,
+}
+
+pub struct Options {
+    pub config: String,
+    pub policy: Policy,
+    pub limits: Limits,
+    pub admin: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            config: String::from_utf8(fixture("local-config.yaml")).expect("utf8"),
+            policy: Policy::default(),
+            limits: Limits::default(),
+            admin: false,
+        }
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(opts: Options) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = tls::generate_dev(&[], &[], 1, 2).expect("certs");
+        certs.write(dir.path()).expect("write certs");
+        let config_path = dir.path().join("revhook.yaml");
+        std::fs::write(&config_path, &opts.config).expect("write config");
+        let (tx, rx) = oneshot::channel::<()>();
+        let serve = ServeOptions {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            admin_listen: opts.admin.then(|| "127.0.0.1:0".parse().expect("addr")),
+            tls_cert: Some(dir.path().join("tls.crt")),
+            tls_key: Some(dir.path().join("tls.key")),
+            certs_dir: dir.path().to_path_buf(),
+            config: Some(config_path.clone()),
+            policy: opts.policy,
+            limits: opts.limits,
+            reload_interval: Duration::from_millis(100),
+        };
+        let running = run::start(serve, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server starts");
+        TestServer {
+            addr: running.addr,
+            admin_addr: running.admin_addr,
+            certs,
+            dir,
+            config_path,
+            shutdown: Some(tx),
+            running: Some(running),
+        }
+    }
+
+    pub fn app(&self) -> &revhook::server::App {
+        &self.running.as_ref().expect("running").app
+    }
+
+    /// Starts shutdown and returns a handle that resolves when the server has drained.
+    pub fn begin_shutdown(&mut self) -> tokio::task::JoinHandle<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let running = self.running.take().expect("running");
+        tokio::spawn(running.wait())
+    }
+
+    pub async fn client(&self, proto: Proto) -> Client {
+        connect(self.addr, &self.certs.ca_cert, proto)
+            .await
+            .expect("connect")
+    }
+
+    /// Rewrites the config file and waits until the server has loaded it.
+    pub async fn set_config(&self, text: &str) {
+        let before = self.app().snapshot.load();
+        std::fs::write(&self.config_path, text).expect("write config");
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if !Arc::ptr_eq(&before, &self.app().snapshot.load()) {
+                return;
+            }
+        }
+        panic!("config was not reloaded");
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Http1,
+    Http2,
+}
+
+pub enum Client {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+pub fn client_tls(ca_pem: &str, proto: Proto) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("ca pem")).expect("add root");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![match proto {
+        Proto::Http1 => b"http/1.1".to_vec(),
+        Proto::Http2 => b"h2".to_vec(),
+    }];
+    Arc::new(config)
+}
+
+pub async fn connect(addr: SocketAddr, ca_pem: &str, proto: Proto) -> Result<Client, String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(client_tls(ca_pem, proto));
+    let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+    let stream = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let negotiated = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    let io = TokioIo::new(stream);
+    match proto {
+        Proto::Http1 => {
+            assert_eq!(negotiated.as_deref(), Some(&b"http/1.1"[..]));
+            let (send, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            Ok(Client::H1(send))
+        }
+        Proto::Http2 => {
+            assert_eq!(negotiated.as_deref(), Some(&b"h2"[..]));
+            let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            Ok(Client::H2(send))
+        }
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl Client {
+    pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<Reply, String> {
+        let resp = match self {
+            Client::H1(s) => {
+                s.ready().await.map_err(|e| e.to_string())?;
+                s.send_request(req).await.map_err(|e| e.to_string())?
+            }
+            Client::H2(s) => {
+                s.ready().await.map_err(|e| e.to_string())?;
+                s.send_request(req).await.map_err(|e| e.to_string())?
+            }
+        };
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    pub async fn post(&mut self, path: &str, body: impl Into<Bytes>) -> Reply {
+        self.post_typed(path, "application/json", body).await
+    }
+
+    pub async fn post_typed(
+        &mut self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        let req = Request::post(path)
+            .header("host", "localhost")
+            .header("content-type", content_type)
+            .body(Full::new(body.into()))
+            .expect("request");
+        self.send(req).await.expect("response")
+    }
+
+    pub async fn get(&mut self, path: &str) -> Reply {
+        let req = Request::get(path)
+            .header("host", "localhost")
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        self.send(req).await.expect("response")
+    }
+}
+
+/// The `response` of an AdmissionReview reply, checked for shape.
+pub fn admission_response(reply: &Reply) -> Value {
+    assert_eq!(reply.status, StatusCode::OK, "body: {}", reply.text());
+    let v = reply.json();
+    assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(v["kind"], "AdmissionReview");
+    v["response"].clone()
+}
+
+/// Decodes and applies a response's patch to `object`.
+pub fn apply_patch(response: &Value, object: &Value) -> Value {
+    assert_eq!(response["patchType"], "JSONPatch");
+    let b64 = response["patch"]
+        .as_str()
+        .expect("patch is a base64 string");
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("base64");
+    let patch: json_patch::Patch = serde_json::from_slice(&raw).expect("JSON Patch");
+    let mut out = object.clone();
+    json_patch::patch(&mut out, &patch).expect("patch applies");
+    out
+}
+
+/// A review with `request.object` replaced (and a fresh uid).
+pub fn review_with_object(review: &[u8], object: &Value, uid: &str) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(review).expect("review");
+    v["request"]["object"] = object.clone();
+    v["request"]["uid"] = Value::String(uid.to_owned());
+    serde_json::to_vec(&v).expect("json")
+}
+
+pub fn request_object(review: &[u8]) -> Value {
+    let v: Value = serde_json::from_slice(review).expect("review");
+    v["request"]["object"].clone()
+}
