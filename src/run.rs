@@ -106,11 +106,17 @@ pub fn cert_paths(opts: &ServeOptions) -> Result<CertFiles, ServeError> {
     }
 }
 
-fn load_snapshot(path: Option<&Path>) -> Result<Snapshot, config::ConfigError> {
-    match path {
-        Some(p) => config::load(p),
-        None => config::embedded(),
-    }
+/// The snapshot and the exact bytes it was parsed from (the reload baseline).
+fn load_snapshot(path: Option<&Path>) -> Result<(Snapshot, Vec<u8>), config::ConfigError> {
+    let Some(path) = path else {
+        return Ok((config::embedded()?, Vec::new()));
+    };
+    let bytes = std::fs::read(path).map_err(|source| config::ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let text = String::from_utf8_lossy(&bytes);
+    Ok((config::parse(&text, &path.display().to_string())?, bytes))
 }
 
 /// Starts the server; it runs until `shutdown` resolves, then drains.
@@ -127,7 +133,8 @@ pub async fn start(
     let tls_config = Arc::new(tls::server_config(certs.clone())?);
     health.set_certs_loaded();
 
-    let snapshot = Arc::new(SharedSnapshot::new(load_snapshot(opts.config.as_deref())?));
+    let (initial, config_bytes) = load_snapshot(opts.config.as_deref())?;
+    let snapshot = Arc::new(SharedSnapshot::new(initial));
     health.set_synced(true);
     tracing::info!(origin = %snapshot.load().origin, revisions = snapshot.load().table.revisions().count(), "revisions loaded");
 
@@ -166,6 +173,7 @@ pub async fn start(
     if let Some(path) = opts.config.clone() {
         background.push(tokio::spawn(watch_config(
             path,
+            config_bytes,
             snapshot,
             opts.reload_interval,
             metrics,
@@ -192,12 +200,14 @@ pub async fn start(
 /// Reloads the config file when its contents change; a bad file keeps the last good snapshot.
 async fn watch_config(
     path: PathBuf,
+    mut last: Vec<u8>,
     snapshot: Arc<SharedSnapshot>,
     interval: Duration,
     metrics: Metrics,
 ) {
-    let mut last = std::fs::read(&path).unwrap_or_default();
     let mut confirmed = Instant::now();
+    // False while the file on disk is one we could not load: the snapshot is then behind it.
+    let mut current = true;
     let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
@@ -206,21 +216,26 @@ async fn watch_config(
             continue;
         };
         if now == last {
-            confirmed = Instant::now();
-            metrics.set_snapshot_staleness(Duration::ZERO);
+            if current {
+                confirmed = Instant::now();
+            }
+            metrics.set_snapshot_staleness(confirmed.elapsed());
             continue;
         }
+        let parsed = config::parse(&String::from_utf8_lossy(&now), &path.display().to_string());
         last = now;
-        match config::load(&path) {
+        match parsed {
             Ok(new) => {
                 tracing::info!(path = %path.display(), "config reloaded");
                 snapshot.store(new);
                 metrics.snapshot_update("ok");
                 confirmed = Instant::now();
+                current = true;
             }
             Err(error) => {
                 tracing::error!(%error, "config reload failed; keeping the previous revisions");
                 metrics.snapshot_update("error");
+                current = false;
             }
         }
         metrics.set_snapshot_staleness(confirmed.elapsed());
