@@ -1,1 +1,178 @@
-fn main() {}
+//! The per-request hot path: AdmissionReview bytes in → response bytes out, for a small
+//! (~2 KiB), typical (~8 KiB) and large (~64 KiB) pod, against the naive way in the same run
+//! (parse the whole review into a `Value`, build the mutated pod, `json_patch::diff`).
+//!
+//! Run: `cargo bench --bench inject`
+
+use base64::Engine as _;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use revhook::handler::{handle, Webhook};
+use revhook::inject::decide::Policy;
+use revhook::inject::sidecar::PodParts;
+use revhook::state::{config, Snapshot};
+use serde_json::{json, Value};
+
+fn snapshot() -> Snapshot {
+    config::parse(
+        "revisions:\n  - {name: asm-1-22, image: mcr.microsoft.com/oss/istio/proxyv2:1.22.0-distroless}\n  - {name: asm-1-23, image: mcr.microsoft.com/oss/istio/proxyv2:1.23.0-distroless}\n\
+         tags: {default: asm-1-22, prod-stable: asm-1-22}\nnamespaces:\n  shop: {istio.io/rev: prod-stable}\n",
+        "bench",
+    )
+    .expect("config")
+}
+
+/// A Deployment's pod as the ReplicaSet controller creates it, with `containers` containers of
+/// `env` variables each and a `last-applied` annotation of `annotation_bytes`.
+fn review(
+    containers: usize,
+    env: usize,
+    annotation_bytes: usize,
+    managed_fields: usize,
+) -> Vec<u8> {
+    let containers: Vec<Value> = (0..containers)
+        .map(|c| {
+            json!({
+                "name": format!("app-{c}"),
+                "image": format!("registry.example.com/shop/app-{c}:2.4.1"),
+                "ports": [{"name": "http", "containerPort": 8080 + c, "protocol": "TCP"}],
+                "env": (0..env).map(|i| json!({"name": format!("SETTING_{i}"), "value": format!("value-{i}-{}", "x".repeat(i % 24))})).collect::<Vec<_>>(),
+                "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+                "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080 + c}, "periodSeconds": 5},
+                "volumeMounts": [{"name": "config", "mountPath": "/etc/app"}],
+                "terminationMessagePath": "/dev/termination-log",
+                "imagePullPolicy": "IfNotPresent"
+            })
+        })
+        .collect();
+    let managed: Vec<Value> = (0..managed_fields)
+        .map(|i| json!({"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
+            "time": "2026-11-24T10:00:00Z", "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:app": {}}}, "f:spec": {"f:containers": {format!("k:{{\"name\":\"app-{i}\"}}"): {".": {}}}}}}))
+        .collect();
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "4b6c9a43-2f0e-4d7b-9d3e-1f5c2a7e8b01",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "shop",
+            "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller", "groups": ["system:serviceaccounts", "system:authenticated"]},
+            "object": {
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {
+                    "generateName": "checkout-6f7d9c8b5-", "namespace": "shop",
+                    "labels": {"app": "checkout", "version": "v2", "pod-template-hash": "6f7d9c8b5"},
+                    "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"a\":\"".to_owned() + &"b".repeat(annotation_bytes) + "\"}"},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "checkout-6f7d9c8b5", "uid": "0e5a1f3c", "controller": true, "blockOwnerDeletion": true}],
+                    "managedFields": managed
+                },
+                "spec": {
+                    "serviceAccountName": "checkout",
+                    "containers": containers,
+                    "volumes": [{"name": "config", "configMap": {"name": "checkout-config"}}],
+                    "restartPolicy": "Always", "dnsPolicy": "ClusterFirst", "terminationGracePeriodSeconds": 30
+                },
+                "status": {}
+            },
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+        }
+    });
+    serde_json::to_vec(&review).expect("json")
+}
+
+/// The naive way: whole-review `Value`, mutate a copy of the pod, diff, serialize.
+fn naive(body: &[u8], snapshot: &Snapshot) -> Vec<u8> {
+    let review: Value = serde_json::from_slice(body).expect("review");
+    let request = &review["request"];
+    let pod = request["object"].clone();
+    let sidecar = snapshot.sidecar("asm-1-22").expect("sidecar");
+    let mut mutated = pod.clone();
+    let names: Vec<&str> = pod["spec"]["containers"]
+        .as_array()
+        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default();
+    let ports = serde_json::to_string(
+        &pod["spec"]["containers"]
+            .as_array()
+            .map(|cs| {
+                cs.iter()
+                    .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default(),
+    )
+    .expect("ports");
+    let apps = names.join(",");
+    let parts = PodParts {
+        pod_ports: &ports,
+        app_containers: &apps,
+        workload_name: "checkout",
+        owner: "kubernetes://apis/apps/v1/namespaces/shop/deployments/checkout",
+        ..PodParts::default()
+    };
+    let proxy: Value = serde_json::from_str(&sidecar.render_proxy(&parts, &[])).expect("proxy");
+    let init: Value = serde_json::from_str(&sidecar.init_container).expect("init");
+    if let Some(cs) = mutated["spec"]["containers"].as_array_mut() {
+        cs.push(proxy);
+    }
+    mutated["spec"]["initContainers"] = json!([init]);
+    if let Some(vs) = mutated["spec"]["volumes"].as_array_mut() {
+        for v in &sidecar.volumes {
+            vs.push(serde_json::from_str(v).expect("volume"));
+        }
+    }
+    let labels = &mut mutated["metadata"]["labels"];
+    labels["security.istio.io/tlsMode"] = json!("istio");
+    labels["service.istio.io/canonical-name"] = json!("checkout");
+    labels["service.istio.io/canonical-revision"] = json!("v2");
+    let annotations = &mut mutated["metadata"]["annotations"];
+    annotations["istio.io/rev"] = json!("asm-1-22");
+    annotations["sidecar.istio.io/status"] = json!(sidecar.status);
+    annotations["kubectl.kubernetes.io/default-container"] = json!(names.first());
+    annotations["prometheus.io/port"] = json!("15020");
+    let patch = json_patch::diff(&pod, &mutated);
+    let patch = serde_json::to_vec(&patch).expect("patch");
+    let response = json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "response": {"uid": request["uid"], "allowed": true, "patchType": "JSONPatch",
+            "patch": base64::engine::general_purpose::STANDARD.encode(patch)}
+    });
+    serde_json::to_vec(&response).expect("response")
+}
+
+fn bench(c: &mut Criterion) {
+    let snapshot = snapshot();
+    let policy = Policy::default();
+    let cases = [
+        ("small", review(1, 6, 500, 1)),
+        ("typical", review(2, 24, 3600, 3)),
+        ("large", review(12, 80, 14000, 12)),
+    ];
+    let mut group = c.benchmark_group("inject");
+    for (name, body) in &cases {
+        let label = format!("{name}-{}KiB", body.len() / 1024);
+        // Both paths must produce a patch, or the comparison means nothing.
+        let fast = handle(Webhook::Inject, body, &snapshot, &policy).expect("handled");
+        assert!(fast.verdict.patch.is_some(), "{name}: no patch");
+        assert!(!naive(body, &snapshot).is_empty());
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(BenchmarkId::new("revhook", &label), body, |b, body| {
+            b.iter(|| {
+                handle(Webhook::Inject, body, &snapshot, &policy)
+                    .expect("handled")
+                    .body
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("naive-diff", &label), body, |b, body| {
+            b.iter(|| naive(body, &snapshot))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

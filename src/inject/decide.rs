@@ -154,11 +154,20 @@ pub fn decide<'t>(
     policy: &Policy,
 ) -> Decided<'t> {
     let mut warnings = Vec::new();
-    let decision = select(pod, namespace, ns_labels, policy, &mut warnings).map_or_else(
-        |d| d,
-        |(value, selector)| resolve(pod, value, selector, table, policy),
-    );
+    let decision = match select(pod, namespace, ns_labels, policy, &mut warnings) {
+        Ok((value, selector)) => resolve(pod, value, selector, table, policy),
+        Err(Early::Skip(skip)) => Decision::Skip(skip),
+        Err(Early::Conflict) => Decision::Conflict {
+            namespace: namespace.to_owned(),
+        },
+    };
     Decided { decision, warnings }
+}
+
+/// A decision reached before any value is resolved.
+enum Early {
+    Skip(Skip),
+    Conflict,
 }
 
 /// Steps 1–4: which `istio.io/rev` value applies, or the decision when none does.
@@ -168,23 +177,21 @@ fn select<'p>(
     ns: &'p NamespaceLabels,
     policy: &Policy,
     warnings: &mut Vec<String>,
-) -> Result<(&'p str, Selector), Decision<'static>> {
+) -> Result<(&'p str, Selector), Early> {
     if pod.is_host_network() {
-        return Err(Decision::Skip(Skip::HostNetwork));
+        return Err(Early::Skip(Skip::HostNetwork));
     }
     if IGNORED_NAMESPACES.contains(&namespace) {
-        return Err(Decision::Skip(Skip::SystemNamespace));
+        return Err(Early::Skip(Skip::SystemNamespace));
     }
     let flag = pod_inject_flag(pod);
     if flag == Some(false) {
-        return Err(Decision::Skip(Skip::PodOptOut));
+        return Err(Early::Skip(Skip::PodOptOut));
     }
     let pod_rev = pod.meta().label(labels::ISTIO_REV);
     if ns.has_conflict() {
         if policy.on_conflict == OnConflict::Deny {
-            return Err(Decision::Conflict {
-                namespace: namespace.to_owned(),
-            });
+            return Err(Early::Conflict);
         }
         warnings.push(conflict_warning(namespace, ns));
     }
@@ -193,7 +200,7 @@ fn select<'p>(
             DEFAULT_TAG,
             Selector::NamespaceInjection(namespace.to_owned()),
         )),
-        (Some(_), _) => return Err(Decision::Skip(Skip::NamespaceDisabled)),
+        (Some(_), _) => return Err(Early::Skip(Skip::NamespaceDisabled)),
         (None, Some(rev)) => Some((rev.as_str(), Selector::NamespaceRev(namespace.to_owned()))),
         (None, None) => None,
     };
@@ -202,7 +209,7 @@ fn select<'p>(
         (Some(selected), _) => Ok(selected),
         (None, Some(rev)) => Ok((rev, Selector::PodRev)),
         (None, None) if flag == Some(true) => Ok((DEFAULT_TAG, Selector::PodInject)),
-        (None, None) => Err(Decision::Skip(Skip::NotSelected)),
+        (None, None) => Err(Early::Skip(Skip::NotSelected)),
     }
 }
 

@@ -20,7 +20,7 @@ use sidecar::{PodParts, RenderedSidecar, PROXY_NAME};
 
 /// Reviews a request sent to the mutating webhook.
 pub fn review(req: &RequestIn<'_>, snapshot: &Snapshot, policy: &Policy) -> Verdict {
-    if req.kind.kind != "Pod" || req.kind.group != "" {
+    if req.kind.kind != "Pod" || !req.kind.group.is_empty() {
         return Verdict::allow("skip:not-a-pod");
     }
     if req.operation != "CREATE" {
