@@ -150,7 +150,7 @@ fn bench(c: &mut Criterion) {
     let cases = [
         ("small", review(1, 6, 500, 1)),
         ("typical", review(2, 24, 3600, 3)),
-        ("large", review(12, 80, 14000, 12)),
+        ("large", review(12, 70, 11000, 10)),
     ];
     let mut group = c.benchmark_group("inject");
     for (name, body) in &cases {

@@ -6,7 +6,6 @@
 
 use std::borrow::Cow;
 
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -211,7 +210,8 @@ pub fn encode(uid: &str, verdict: &Verdict) -> Vec<u8> {
     });
     if let Some(patch) = &verdict.patch {
         out.push_str(r#","patchType":"JSONPatch","patch":""#);
-        base64::engine::general_purpose::STANDARD.encode_string(patch.as_bytes(), &mut out);
+        // SIMD base64: the patch is most of the response and this is most of its cost.
+        base64_simd::STANDARD.encode_append(patch.as_bytes(), &mut out);
         out.push('"');
     }
     if let Some(status) = &verdict.status {
@@ -276,6 +276,8 @@ mod tests {
             Err(ReviewError::NotJson(_))
         ));
     }
+
+    use base64::Engine as _;
 
     #[test]
     fn encodes_patch_as_base64_with_patch_type_and_echoes_uid() {

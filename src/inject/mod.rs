@@ -387,29 +387,32 @@ fn add_metadata(
         .unwrap_or("latest");
     let tls_mode = meta.label(labels::TLS_MODE).unwrap_or("istio");
     let new_labels = [
-        (labels::TLS_MODE, tls_mode),
-        (labels::CANONICAL_NAME, canonical_name),
-        (labels::CANONICAL_REVISION, canonical_rev),
+        (labels::TLS_MODE, Val::Str(tls_mode)),
+        (labels::CANONICAL_NAME, Val::Str(canonical_name)),
+        (labels::CANONICAL_REVISION, Val::Str(canonical_rev)),
     ];
     write_map(w, "/metadata/labels", meta.labels.is_some(), &new_labels);
 
     let first_app = app.first().map(|c| c.name.as_ref());
-    let mut annotations: Vec<(&str, &str)> = vec![
-        (labels::ISTIO_REV, sidecar.revision.name.as_str()),
-        (labels::SIDECAR_STATUS, sidecar.status.as_str()),
+    let mut annotations: Vec<(&str, Val<'_>)> = vec![
+        (labels::ISTIO_REV, Val::Str(sidecar.revision.name.as_str())),
+        (
+            labels::SIDECAR_STATUS,
+            Val::Json(sidecar.status_json.as_str()),
+        ),
     ];
     if let Some(first) = first_app {
         for key in [labels::DEFAULT_CONTAINER, labels::DEFAULT_LOGS_CONTAINER] {
             if meta.annotation(key).is_none() {
-                annotations.push((key, first));
+                annotations.push((key, Val::Str(first)));
             }
         }
     }
     if prometheus.merge {
         annotations.extend([
-            ("prometheus.io/path", "/stats/prometheus"),
-            ("prometheus.io/port", "15020"),
-            ("prometheus.io/scrape", "true"),
+            ("prometheus.io/path", Val::Str("/stats/prometheus")),
+            ("prometheus.io/port", Val::Str("15020")),
+            ("prometheus.io/scrape", Val::Str("true")),
         ]);
     }
     write_map(
@@ -420,11 +423,21 @@ fn add_metadata(
     );
 }
 
+/// A map value: a plain string, or one already serialized as a JSON string literal.
+#[derive(Debug, Clone, Copy)]
+enum Val<'a> {
+    Str(&'a str),
+    Json(&'a str),
+}
+
 /// Adds `entries` under `path`: one op per key when the map exists, else the whole map.
-fn write_map(w: &mut PatchWriter, path: &str, exists: bool, entries: &[(&str, &str)]) {
+fn write_map(w: &mut PatchWriter, path: &str, exists: bool, entries: &[(&str, Val<'_>)]) {
     if exists {
         for (k, v) in entries {
-            w.add_key_str(path, k, v);
+            match v {
+                Val::Str(s) => w.add_key_str(path, k, s),
+                Val::Json(j) => w.add_key_raw(path, k, j),
+            }
         }
         return;
     }
@@ -435,7 +448,10 @@ fn write_map(w: &mut PatchWriter, path: &str, exists: bool, entries: &[(&str, &s
         }
         patch::push_json_str(&mut obj, k);
         obj.push(':');
-        patch::push_json_str(&mut obj, v);
+        match v {
+            Val::Str(s) => patch::push_json_str(&mut obj, s),
+            Val::Json(j) => obj.push_str(j),
+        }
     }
     obj.push('}');
     w.add_raw(path, &obj);

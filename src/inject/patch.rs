@@ -11,31 +11,48 @@ pub fn escape_segment(segment: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Which bytes JSON strings must escape: `"`, `\\` and control characters.
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        table[i] = true;
+        i += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 /// Appends a JSON string literal (quotes and escapes included).
 pub fn push_json_str(buf: &mut String, s: &str) {
     buf.push('"');
+    push_json_str_body(buf, s);
+    buf.push('"');
+}
+
+/// Appends the escaped contents of a JSON string, without the quotes.
+fn push_json_str_body(buf: &mut String, s: &str) {
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let esc: Option<&str> = match b {
-            b'"' => Some("\\\""),
-            b'\\' => Some("\\\\"),
-            b'\n' => Some("\\n"),
-            b'\r' => Some("\\r"),
-            b'\t' => Some("\\t"),
-            0..=0x1f => None,
-            _ => continue,
-        };
+    for (i, &b) in bytes.iter().enumerate() {
+        if !NEEDS_ESCAPE[usize::from(b)] {
+            continue;
+        }
         buf.push_str(&s[start..i]);
-        match esc {
-            Some(e) => buf.push_str(e),
-            None => {
+        match b {
+            b'"' => buf.push_str("\\\""),
+            b'\\' => buf.push_str("\\\\"),
+            b'\n' => buf.push_str("\\n"),
+            b'\r' => buf.push_str("\\r"),
+            b'\t' => buf.push_str("\\t"),
+            _ => {
                 let _ = write!(buf, "\\u{:04x}", b);
             }
         }
         start = i + 1;
     }
     buf.push_str(&s[start..]);
-    buf.push('"');
 }
 
 /// A JSON Patch being written: `[{"op":...},...]`.
@@ -66,16 +83,13 @@ impl PatchWriter {
         self.buf.push_str("{\"op\":\"");
         self.buf.push_str(op);
         self.buf.push_str("\",\"path\":");
-        match key {
-            None => push_json_str(&mut self.buf, path_parent),
-            Some(key) => {
-                let mut path = String::with_capacity(path_parent.len() + key.len() + 1);
-                path.push_str(path_parent);
-                path.push('/');
-                path.push_str(&escape_segment(key));
-                push_json_str(&mut self.buf, &path);
-            }
+        self.buf.push('"');
+        push_json_str_body(&mut self.buf, path_parent);
+        if let Some(key) = key {
+            self.buf.push('/');
+            push_json_str_body(&mut self.buf, &escape_segment(key));
         }
+        self.buf.push('"');
     }
 
     /// `add` with an already-serialized JSON value.
@@ -91,6 +105,14 @@ impl PatchWriter {
         self.begin("add", parent, Some(key));
         self.buf.push_str(",\"value\":");
         push_json_str(&mut self.buf, value);
+        self.buf.push('}');
+    }
+
+    /// `add` of an already-serialized JSON value under `parent/key` (key escaped here).
+    pub fn add_key_raw(&mut self, parent: &str, key: &str, json: &str) {
+        self.begin("add", parent, Some(key));
+        self.buf.push_str(",\"value\":");
+        self.buf.push_str(json);
         self.buf.push('}');
     }
 

@@ -62,6 +62,8 @@ pub struct RenderedSidecar {
     pub volumes: Vec<String>,
     /// Value of the `sidecar.istio.io/status` annotation.
     pub status: String,
+    /// The same value as a JSON string literal (escaped once, here).
+    pub status_json: String,
 }
 
 impl RenderedSidecar {
@@ -83,6 +85,7 @@ impl RenderedSidecar {
         let init_container = init_container(&revision, init_name).to_string();
         let (env_head, env_middle, env_tail) = env_groups(&revision, mesh);
         let status = status_annotation(&revision, init_name);
+        let status_json = Value::String(status.clone()).to_string();
         RenderedSidecar {
             proxy_fields,
             env_head,
@@ -92,6 +95,7 @@ impl RenderedSidecar {
             init_name,
             volumes: volumes().into_iter().map(|v| v.to_string()).collect(),
             status,
+            status_json,
             revision,
         }
     }
