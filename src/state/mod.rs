@@ -4,6 +4,7 @@
 //! new snapshot and swaps it in atomically; a request loads one `Arc` and never waits.
 
 pub mod config;
+pub mod mapping;
 
 use std::collections::HashMap;
 use std::sync::Arc;
