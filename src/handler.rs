@@ -1,8 +1,9 @@
 //! One AdmissionReview in, one out: the pure function the server, `replay` and the
 //! benchmarks share.
 
-use crate::admission::{self, ReviewError, Verdict};
+use crate::admission::{self, RequestIn, ReviewError, Verdict};
 use crate::inject::decide::Policy;
+use crate::labels::NamespaceLabels;
 use crate::state::Snapshot;
 
 /// Which webhook a request was sent to.
@@ -41,18 +42,40 @@ pub fn handle(
     policy: &Policy,
 ) -> Result<Handled, ReviewError> {
     let req = admission::decode(body)?;
+    Ok(judge(webhook, &req, snapshot, policy, None))
+}
+
+/// Whether judging `req` needs the labels of a namespace the snapshot does not know.
+pub fn unknown_namespace<'r>(
+    webhook: Webhook,
+    req: &'r RequestIn<'_>,
+    snapshot: &Snapshot,
+) -> Option<&'r str> {
+    let ns = req.namespace();
+    (webhook == Webhook::Inject && !ns.is_empty() && snapshot.namespace(ns).is_none()).then_some(ns)
+}
+
+/// Judges a decoded request and encodes the response. `namespace` supplies the labels of the
+/// request's namespace when they were looked up outside the snapshot.
+pub fn judge(
+    webhook: Webhook,
+    req: &RequestIn<'_>,
+    snapshot: &Snapshot,
+    policy: &Policy,
+    namespace: Option<&NamespaceLabels>,
+) -> Handled {
     let verdict = match webhook {
-        Webhook::Inject => crate::inject::review(&req, snapshot, policy),
-        Webhook::Validate => crate::validate::review(&req, snapshot, policy),
+        Webhook::Inject => crate::inject::review_with(req, snapshot, policy, namespace),
+        Webhook::Validate => crate::validate::review(req, snapshot, policy),
     };
     let body = admission::encode(&req.uid, &verdict);
-    Ok(Handled {
+    Handled {
         body,
         verdict,
-        uid: req.uid.into_owned(),
-        kind: req.kind.kind.into_owned(),
-        namespace: req.namespace.map(|n| n.into_owned()).unwrap_or_default(),
-        name: req.name.map(|n| n.into_owned()).unwrap_or_default(),
-        operation: req.operation.into_owned(),
-    })
+        uid: req.uid.clone().into_owned(),
+        kind: req.kind.kind.clone().into_owned(),
+        namespace: req.namespace().to_owned(),
+        name: req.name.as_deref().unwrap_or_default().to_owned(),
+        operation: req.operation.clone().into_owned(),
+    }
 }

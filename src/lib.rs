@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod cabundle;
 pub mod handler;
 pub mod inject;
 pub mod labels;
@@ -13,5 +14,6 @@ pub mod revisions;
 pub mod run;
 pub mod server;
 pub mod state;
+pub mod tags;
 pub mod tls;
 pub mod validate;

@@ -43,6 +43,7 @@ pub struct Metrics {
     unknown_kinds: Family<KindLabels, Counter>,
     snapshot_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     snapshot_updates: Family<ResultLabels, Counter>,
+    ca_bundle_writes: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -101,8 +102,15 @@ impl Metrics {
             "Snapshot rebuilds by result (ok, error)",
             snapshot_updates.clone(),
         );
+        let ca_bundle_writes = Counter::default();
+        registry.register(
+            "ca_bundle_writes",
+            "Webhook caBundle fields revhook rewrote (--manage-ca-bundle)",
+            ca_bundle_writes.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            ca_bundle_writes,
             requests,
             latency,
             cert_reloads,
@@ -139,6 +147,10 @@ impl Metrics {
         self.snapshot_updates
             .get_or_create(&ResultLabels { result })
             .inc();
+    }
+
+    pub fn ca_bundle_written(&self, webhooks: u64) {
+        self.ca_bundle_writes.inc_by(webhooks);
     }
 
     pub fn set_snapshot_staleness(&self, age: Duration) {

@@ -26,6 +26,7 @@ use tracing::Instrument;
 use crate::handler::{self, Webhook};
 use crate::inject::decide::Policy;
 use crate::metrics::Metrics;
+use crate::state::cluster::NamespaceLookup;
 use crate::state::SharedSnapshot;
 
 /// Bounds on what one client may cost.
@@ -104,6 +105,8 @@ pub struct App {
     pub metrics: Metrics,
     pub health: Arc<Health>,
     pub limits: Limits,
+    /// Cluster mode: where to ask for a namespace the snapshot does not know yet.
+    pub namespace_lookup: Option<Arc<dyn NamespaceLookup>>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -122,6 +125,7 @@ impl App {
             metrics,
             health,
             limits,
+            namespace_lookup: None,
             in_flight,
         }
     }
@@ -291,10 +295,26 @@ where
         Ok(Ok(collected)) => collected.to_bytes(),
     };
     let snapshot = app.snapshot.load();
-    let handled = match handler::handle(webhook, &body, &snapshot, &app.policy) {
-        Ok(handled) => handled,
+    let req = match crate::admission::decode(&body) {
+        Ok(req) => req,
         Err(e) => return fail(text(StatusCode::BAD_REQUEST, e.to_string())),
     };
+    let looked_up = match (
+        &app.namespace_lookup,
+        handler::unknown_namespace(webhook, &req, &snapshot),
+    ) {
+        (Some(lookup), Some(ns)) => {
+            // Bounded by what is left of the API server's timeout: a slow GET must not make
+            // the API server give up on us.
+            let left = deadline.saturating_sub(started.elapsed());
+            tokio::time::timeout(left, lookup.labels(ns.to_owned()))
+                .await
+                .ok()
+                .flatten()
+        }
+        _ => None,
+    };
+    let handled = handler::judge(webhook, &req, &snapshot, &app.policy, looked_up.as_ref());
     let elapsed = started.elapsed();
     app.metrics
         .request(path, handled.verdict.outcome(), elapsed);

@@ -20,6 +20,16 @@ use sidecar::{PodParts, RenderedSidecar, PROXY_NAME};
 
 /// Reviews a request sent to the mutating webhook.
 pub fn review(req: &RequestIn<'_>, snapshot: &Snapshot, policy: &Policy) -> Verdict {
+    review_with(req, snapshot, policy, None)
+}
+
+/// As [`review`], with the namespace's labels given when the snapshot does not have them.
+pub fn review_with(
+    req: &RequestIn<'_>,
+    snapshot: &Snapshot,
+    policy: &Policy,
+    ns_labels: Option<&NamespaceLabels>,
+) -> Verdict {
     if req.kind.kind != "Pod" || !req.kind.group.is_empty() {
         return Verdict::allow("skip:not-a-pod");
     }
@@ -50,7 +60,7 @@ pub fn review(req: &RequestIn<'_>, snapshot: &Snapshot, policy: &Policy) -> Verd
         .as_deref()
         .or(pod.meta().namespace.as_deref())
         .unwrap_or("default");
-    review_pod(&pod, raw, namespace, snapshot, policy)
+    review_pod_in(&pod, raw, namespace, ns_labels, snapshot, policy)
 }
 
 /// Reviews one parsed pod (shared by the webhook and offline `revhook inject`).
@@ -61,8 +71,21 @@ pub fn review_pod(
     snapshot: &Snapshot,
     policy: &Policy,
 ) -> Verdict {
+    review_pod_in(pod, raw, namespace, None, snapshot, policy)
+}
+
+fn review_pod_in(
+    pod: &PodIn<'_>,
+    raw: &str,
+    namespace: &str,
+    ns_labels: Option<&NamespaceLabels>,
+    snapshot: &Snapshot,
+    policy: &Policy,
+) -> Verdict {
     let no_labels = NamespaceLabels::default();
-    let ns_labels = snapshot.namespace(namespace).unwrap_or(&no_labels);
+    let ns_labels = ns_labels
+        .or_else(|| snapshot.namespace(namespace))
+        .unwrap_or(&no_labels);
     let decided = decide::decide(pod, namespace, ns_labels, &snapshot.table, policy);
     let verdict = match decided.decision {
         Decision::Skip(skip) => Verdict::allow(skip.as_str()),

@@ -178,6 +178,21 @@ pub fn snapshot_from_objects<'a>(
     mesh: MeshSettings,
     origin: &str,
 ) -> (Snapshot, MappingReport) {
+    let namespaces: HashMap<String, NamespaceLabels> = namespaces
+        .into_iter()
+        .filter_map(|m| Some((m.name.clone()?, namespace_labels(m))))
+        .collect();
+    snapshot_from_parts(configmaps, webhooks, namespaces, mesh, origin)
+}
+
+/// As [`snapshot_from_objects`], with the namespace labels already extracted.
+pub fn snapshot_from_parts<'a>(
+    configmaps: impl IntoIterator<Item = &'a ConfigMap>,
+    webhooks: impl IntoIterator<Item = &'a MutatingWebhookConfiguration>,
+    namespaces: HashMap<String, NamespaceLabels>,
+    mesh: MeshSettings,
+    origin: &str,
+) -> (Snapshot, MappingReport) {
     let mut report = MappingReport::default();
     let mut revisions: Vec<Revision> = Vec::new();
     for cm in configmaps {
@@ -217,10 +232,6 @@ pub fn snapshot_from_objects<'a>(
             RevisionTable::new(revisions, []).unwrap_or_default()
         }
     };
-    let namespaces: HashMap<String, NamespaceLabels> = namespaces
-        .into_iter()
-        .filter_map(|m| Some((m.name.clone()?, namespace_labels(m))))
-        .collect();
     (Snapshot::new(table, mesh, namespaces, origin), report)
 }
 

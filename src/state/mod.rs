@@ -3,6 +3,7 @@
 //! Whoever learns something new (a config file reload, a cluster watch event) builds a whole
 //! new snapshot and swaps it in atomically; a request loads one `Arc` and never waits.
 
+pub mod cluster;
 pub mod config;
 pub mod mapping;
 

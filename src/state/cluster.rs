@@ -1,0 +1,490 @@
+//! `--source cluster`: revisions, tags and namespace labels followed live with kube-rs
+//! watchers of Istio's own objects, so `istioctl tag set`, `helm upgrade` or
+//! `az aks mesh upgrade` move revhook without a restart.
+//!
+//! Each watch keeps its objects in a map; any change wakes one task that rebuilds a whole
+//! snapshot (through the same pure mapping as `check`) and swaps it in. The hot path only
+//! ever loads the current snapshot. Readiness waits for the first full list of every watch;
+//! a failing watch backs off and retries while the last good snapshot keeps serving, and the
+//! time since the sources were last known good is exported as
+//! `revhook_snapshot_staleness_seconds`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::PartialObjectMeta;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+use tokio::sync::Notify;
+
+use crate::labels::{NamespaceLabels, ISTIO_REV, ISTIO_TAG};
+use crate::metrics::Metrics;
+use crate::revisions::MeshSettings;
+use crate::server::Health;
+
+use super::mapping;
+use super::SharedSnapshot;
+
+/// What the watches have seen, keyed by object.
+#[derive(Debug, Default)]
+struct Objects {
+    configmaps: BTreeMap<(String, String), ConfigMap>,
+    webhooks: BTreeMap<String, MutatingWebhookConfiguration>,
+    namespaces: HashMap<String, NamespaceLabels>,
+}
+
+/// One change a watch reports, already decoded from kube's events.
+enum Change<K> {
+    /// A complete list (after the first sync or a re-list): replaces what was known.
+    Reset(Vec<K>),
+    Upsert(K),
+    Remove(K),
+}
+
+#[derive(Debug)]
+struct Shared {
+    objects: Mutex<Objects>,
+    /// One flag per watch: configmaps (per Istio namespace), webhooks, namespaces.
+    synced: Mutex<Vec<bool>>,
+    failing: Mutex<Vec<bool>>,
+    last_good: Mutex<Instant>,
+    changed: Notify,
+}
+
+impl Shared {
+    fn lock_objects(&self) -> std::sync::MutexGuard<'_, Objects> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters (each change is one insert/remove), so a poisoned lock is still usable.
+        self.objects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_flag(flags: &Mutex<Vec<bool>>, index: usize, value: bool) {
+        let mut flags = flags.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = flags.get_mut(index) {
+            *f = value;
+        }
+    }
+
+    fn all(flags: &Mutex<Vec<bool>>) -> bool {
+        flags
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .all(|f| *f)
+    }
+
+    fn any(flags: &Mutex<Vec<bool>>) -> bool {
+        flags
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|f| *f)
+    }
+}
+
+/// Settings of the cluster source.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Namespaces holding Istio's injector ConfigMaps (`istio-system`, `aks-istio-system`).
+    pub istio_namespaces: Vec<String>,
+    pub mesh: MeshSettings,
+}
+
+/// Starts the watches and the rebuild task; returns their handles.
+pub fn start(
+    client: Client,
+    opts: ClusterOptions,
+    snapshot: Arc<SharedSnapshot>,
+    health: Arc<Health>,
+    metrics: Metrics,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let watches = opts.istio_namespaces.len() + 2;
+    let shared = Arc::new(Shared {
+        objects: Mutex::new(Objects::default()),
+        synced: Mutex::new(vec![false; watches]),
+        failing: Mutex::new(vec![false; watches]),
+        last_good: Mutex::new(Instant::now()),
+        changed: Notify::new(),
+    });
+    let mut tasks = Vec::new();
+    for (i, ns) in opts.istio_namespaces.iter().enumerate() {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+        let stream = watcher::watcher(api, watcher::Config::default().labels(ISTIO_REV));
+        let namespace = ns.clone();
+        let apply = move |o: &mut Objects, c: Change<ConfigMap>| apply_configmap(o, &namespace, c);
+        tasks.push(tokio::spawn(follow(
+            stream,
+            shared.clone(),
+            i,
+            metrics.clone(),
+            apply,
+        )));
+    }
+    let webhooks: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let stream = watcher::watcher(webhooks, watcher::Config::default().labels(ISTIO_TAG));
+    tasks.push(tokio::spawn(follow(
+        stream,
+        shared.clone(),
+        watches - 2,
+        metrics.clone(),
+        apply_webhook,
+    )));
+    // Metadata only: labels are all revhook needs, and memory stays small with many namespaces.
+    let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(client);
+    let stream = watcher::watcher(namespaces, watcher::Config::default());
+    tasks.push(tokio::spawn(follow(
+        stream,
+        shared.clone(),
+        watches - 1,
+        metrics.clone(),
+        apply_namespace,
+    )));
+    tasks.push(tokio::spawn(rebuild(
+        shared.clone(),
+        opts.mesh,
+        snapshot,
+        health,
+        metrics.clone(),
+    )));
+    tasks.push(tokio::spawn(report_staleness(shared, metrics)));
+    tasks
+}
+
+/// Turns a watcher stream into changes applied to the shared objects.
+async fn follow<K, S>(
+    stream: S,
+    shared: Arc<Shared>,
+    index: usize,
+    metrics: Metrics,
+    apply: impl Fn(&mut Objects, Change<K>) + Send,
+) where
+    S: Stream<Item = Result<Event<K>, watcher::Error>> + Send,
+    K: Send,
+{
+    let stream = stream.default_backoff();
+    futures::pin_mut!(stream);
+    let mut buffer: Vec<K> = Vec::new();
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!(%error, watch = index, "watch failed; retrying with backoff, last snapshot keeps serving");
+                Shared::set_flag(&shared.failing, index, true);
+                metrics.snapshot_update("error");
+                continue;
+            }
+        };
+        Shared::set_flag(&shared.failing, index, false);
+        let change = match event {
+            Event::Init => {
+                buffer.clear();
+                continue;
+            }
+            Event::InitApply(obj) => {
+                buffer.push(obj);
+                continue;
+            }
+            Event::InitDone => {
+                Shared::set_flag(&shared.synced, index, true);
+                Change::Reset(std::mem::take(&mut buffer))
+            }
+            Event::Apply(obj) => Change::Upsert(obj),
+            Event::Delete(obj) => Change::Remove(obj),
+        };
+        apply(&mut shared.lock_objects(), change);
+        if !Shared::any(&shared.failing) {
+            *shared.last_good.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        }
+        shared.changed.notify_one();
+    }
+}
+
+fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+fn apply_configmap(objects: &mut Objects, namespace: &str, change: Change<ConfigMap>) {
+    match change {
+        Change::Reset(all) => {
+            // Only this watch's namespace is replaced; other Istio namespaces keep theirs.
+            objects.configmaps.retain(|(n, _), _| n != namespace);
+            for cm in all {
+                objects.configmaps.insert(key_of(&cm.metadata), cm);
+            }
+        }
+        Change::Upsert(cm) => {
+            objects.configmaps.insert(key_of(&cm.metadata), cm);
+        }
+        Change::Remove(cm) => {
+            objects.configmaps.remove(&key_of(&cm.metadata));
+        }
+    }
+}
+
+fn apply_webhook(objects: &mut Objects, change: Change<MutatingWebhookConfiguration>) {
+    match change {
+        Change::Reset(all) => {
+            objects.webhooks = all
+                .into_iter()
+                .map(|w| (w.metadata.name.clone().unwrap_or_default(), w))
+                .collect();
+        }
+        Change::Upsert(w) => {
+            objects
+                .webhooks
+                .insert(w.metadata.name.clone().unwrap_or_default(), w);
+        }
+        Change::Remove(w) => {
+            objects
+                .webhooks
+                .remove(w.metadata.name.as_deref().unwrap_or_default());
+        }
+    }
+}
+
+fn apply_namespace(objects: &mut Objects, change: Change<PartialObjectMeta<Namespace>>) {
+    match change {
+        Change::Reset(all) => {
+            objects.namespaces = all
+                .iter()
+                .filter_map(|n| {
+                    Some((
+                        n.metadata.name.clone()?,
+                        mapping::namespace_labels(&n.metadata),
+                    ))
+                })
+                .collect();
+        }
+        Change::Upsert(n) => {
+            if let Some(name) = n.metadata.name.clone() {
+                objects
+                    .namespaces
+                    .insert(name, mapping::namespace_labels(&n.metadata));
+            }
+        }
+        Change::Remove(n) => {
+            if let Some(name) = n.metadata.name.as_deref() {
+                objects.namespaces.remove(name);
+            }
+        }
+    }
+}
+
+/// Rebuilds and swaps the snapshot after changes, coalescing bursts (a re-list of thousands of
+/// namespaces is one rebuild, not thousands).
+async fn rebuild(
+    shared: Arc<Shared>,
+    mesh: MeshSettings,
+    snapshot: Arc<SharedSnapshot>,
+    health: Arc<Health>,
+    metrics: Metrics,
+) {
+    loop {
+        shared.changed.notified().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if !Shared::all(&shared.synced) {
+            continue;
+        }
+        let (next, report) = {
+            let objects = shared.lock_objects();
+            mapping::snapshot_from_parts(
+                objects.configmaps.values(),
+                objects.webhooks.values(),
+                objects.namespaces.clone(),
+                mesh.clone(),
+                "cluster",
+            )
+        };
+        for error in &report.errors {
+            tracing::warn!(%error, "cluster object left out of the snapshot");
+        }
+        tracing::info!(
+            revisions = next.table.revisions().count(),
+            tags = next.table.tags().count(),
+            namespaces = next.namespaces.len(),
+            "snapshot rebuilt from the cluster"
+        );
+        snapshot.store(next);
+        metrics.snapshot_update("ok");
+        health.set_synced(true);
+    }
+}
+
+async fn report_staleness(shared: Arc<Shared>, metrics: Metrics) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let age = if Shared::any(&shared.failing) {
+            shared
+                .last_good
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed()
+        } else {
+            Duration::ZERO
+        };
+        metrics.set_snapshot_staleness(age);
+    }
+}
+
+/// Lists what the watches would follow, once: for commands (`tags`, `check`) rather than
+/// the server.
+pub async fn read_snapshot(
+    client: &Client,
+    opts: &ClusterOptions,
+) -> Result<(super::Snapshot, mapping::MappingReport), kube::Error> {
+    use kube::api::ListParams;
+    let mut configmaps = Vec::new();
+    for ns in &opts.istio_namespaces {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+        configmaps.extend(
+            api.list(&ListParams::default().labels(ISTIO_REV))
+                .await?
+                .items,
+        );
+    }
+    let webhooks: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let webhooks = webhooks
+        .list(&ListParams::default().labels(ISTIO_TAG))
+        .await?
+        .items;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespaces = namespaces
+        .list_metadata(&ListParams::default())
+        .await?
+        .items;
+    Ok(mapping::snapshot_from_objects(
+        &configmaps,
+        &webhooks,
+        namespaces.iter().map(|n| &n.metadata),
+        opts.mesh.clone(),
+        "cluster",
+    ))
+}
+
+/// Looks up one namespace's labels when the cache does not know it yet (a pod created right
+/// after its namespace, before the watch delivered it).
+pub trait NamespaceLookup: Send + Sync + std::fmt::Debug {
+    fn labels(&self, name: String)
+        -> Pin<Box<dyn Future<Output = Option<NamespaceLabels>> + Send>>;
+}
+
+/// A direct GET of the namespace's metadata.
+#[derive(Clone)]
+pub struct ApiNamespaceLookup {
+    api: Api<Namespace>,
+}
+
+impl std::fmt::Debug for ApiNamespaceLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiNamespaceLookup")
+    }
+}
+
+impl ApiNamespaceLookup {
+    pub fn new(client: Client) -> Self {
+        ApiNamespaceLookup {
+            api: Api::all(client),
+        }
+    }
+}
+
+impl NamespaceLookup for ApiNamespaceLookup {
+    fn labels(
+        &self,
+        name: String,
+    ) -> Pin<Box<dyn Future<Output = Option<NamespaceLabels>> + Send>> {
+        let api = self.api.clone();
+        Box::pin(async move {
+            match api.get_metadata_opt(&name).await {
+                Ok(Some(meta)) => Some(mapping::namespace_labels(&meta.metadata)),
+                Ok(None) => Some(NamespaceLabels::default()),
+                Err(error) => {
+                    tracing::warn!(%error, namespace = %name, "namespace lookup failed");
+                    None
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn ns(name: &str, rev: Option<&str>) -> PartialObjectMeta<Namespace> {
+        PartialObjectMeta {
+            types: None,
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: rev.map(|r| BTreeMap::from([(ISTIO_REV.to_owned(), r.to_owned())])),
+                ..ObjectMeta::default()
+            },
+            _phantom: std::marker::PhantomData,
+        }
+    }
+
+    #[test]
+    fn namespace_changes_update_the_label_cache() {
+        let mut objects = Objects::default();
+        apply_namespace(
+            &mut objects,
+            Change::Reset(vec![ns("a", Some("x")), ns("b", None)]),
+        );
+        assert_eq!(objects.namespaces.len(), 2);
+        apply_namespace(&mut objects, Change::Upsert(ns("a", Some("y"))));
+        assert_eq!(objects.namespaces["a"].rev.as_deref(), Some("y"));
+        apply_namespace(&mut objects, Change::Remove(ns("b", None)));
+        assert!(!objects.namespaces.contains_key("b"));
+        apply_namespace(&mut objects, Change::Reset(vec![ns("c", None)]));
+        assert_eq!(objects.namespaces.keys().collect::<Vec<_>>(), vec!["c"]);
+    }
+
+    #[test]
+    fn configmap_reset_replaces_only_its_namespace() {
+        let cm = |ns: &str, name: &str| ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(ns.into()),
+                ..ObjectMeta::default()
+            },
+            ..ConfigMap::default()
+        };
+        let mut objects = Objects::default();
+        apply_configmap(
+            &mut objects,
+            "istio-system",
+            Change::Upsert(cm("istio-system", "istio-sidecar-injector-a")),
+        );
+        apply_configmap(
+            &mut objects,
+            "aks-istio-system",
+            Change::Upsert(cm("aks-istio-system", "istio-sidecar-injector-b")),
+        );
+        apply_configmap(
+            &mut objects,
+            "istio-system",
+            Change::Reset(vec![cm("istio-system", "istio-sidecar-injector-c")]),
+        );
+        let names: Vec<_> = objects.configmaps.keys().map(|(_, n)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            vec!["istio-sidecar-injector-b", "istio-sidecar-injector-c"]
+        );
+        // A re-list that finds nothing removes the namespace's revisions.
+        apply_configmap(&mut objects, "istio-system", Change::Reset(vec![]));
+        let names: Vec<_> = objects.configmaps.keys().map(|(_, n)| n.as_str()).collect();
+        assert_eq!(names, vec!["istio-sidecar-injector-b"]);
+    }
+}
