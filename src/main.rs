@@ -9,10 +9,13 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use revhook::cabundle::CaBundleOptions;
 use revhook::handler::{self, Webhook};
 use revhook::inject::decide::{Mode, OnConflict, OnStale, Policy};
-use revhook::run::{self, ServeOptions};
+use revhook::revisions::MeshSettings;
+use revhook::run::{self, ServeOptions, Source};
 use revhook::server::{parse_go_duration, Limits};
+use revhook::state::cluster::{self, ClusterOptions};
 use revhook::state::{config, Snapshot};
 use revhook::tls;
 
@@ -39,11 +42,75 @@ enum LogFormat {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve the mutating (/inject) and validating (/validate) webhooks over TLS.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run AdmissionReview JSON fixtures through the same handler, in-process.
     Replay(ReplayArgs),
     /// Write a dev CA and a serving certificate, and print the base64 caBundle.
     Certs(CertsArgs),
+    /// List, plan, set or remove revision tags (Istio's tag webhook configurations).
+    #[command(subcommand)]
+    Tags(TagsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum TagsCommand {
+    /// Tags, the revision each points at, and the namespaces that select it.
+    List(ClusterArgs),
+    /// What moving a tag would change (namespaces, pods to restart, images), changing nothing.
+    Plan {
+        tag: String,
+        #[arg(long)]
+        revision: String,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Point a tag at a revision (writes its webhook configuration with `webhooks: []`).
+    Set {
+        tag: String,
+        #[arg(long)]
+        revision: String,
+        /// Move a tag that already points elsewhere.
+        #[arg(long)]
+        overwrite: bool,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Delete a tag's webhook configuration.
+    Remove {
+        tag: String,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct ClusterArgs {
+    /// Namespace(s) of Istio's injector ConfigMaps (AKS add-on: aks-istio-system).
+    #[arg(long = "istio-namespace", default_value = "istio-system")]
+    istio_namespaces: Vec<String>,
+}
+
+impl ClusterArgs {
+    fn options(&self) -> ClusterOptions {
+        let mesh = MeshSettings {
+            istio_namespace: self
+                .istio_namespaces
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "istio-system".into()),
+            ..MeshSettings::default()
+        };
+        ClusterOptions {
+            istio_namespaces: self.istio_namespaces.clone(),
+            mesh,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SourceArg {
+    File,
+    Cluster,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -106,6 +173,23 @@ struct ServeArgs {
     certs_dir: PathBuf,
     #[command(flatten)]
     policy: PolicyArgs,
+    /// Where revisions and tags come from; default: cluster inside a pod, else file.
+    #[arg(long, value_enum)]
+    source: Option<SourceArg>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Keep caBundle of revhook's webhook configurations equal to --ca-cert (cluster source).
+    #[arg(long, requires = "ca_cert")]
+    manage_ca_bundle: bool,
+    /// The CA certificate (PEM) whose contents go into caBundle.
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+    /// Name of revhook's MutatingWebhookConfiguration.
+    #[arg(long, default_value = "revhook")]
+    mutating_webhook_name: String,
+    /// Name of revhook's ValidatingWebhookConfiguration.
+    #[arg(long, default_value = "revhook")]
+    validating_webhook_name: String,
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 6 * 1024 * 1024)]
     body_limit: usize,
@@ -186,9 +270,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Replay(args) => replay(&args),
         Command::Certs(args) => certs(&args),
+        Command::Tags(command) => tags(command),
     };
     match result {
         Ok(code) => code,
@@ -200,13 +285,32 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    let source = match args.source {
+        Some(SourceArg::Cluster) => Source::Cluster(args.cluster.options()),
+        Some(SourceArg::File) => Source::File(args.policy.config.clone()),
+        None if in_cluster && args.policy.config.is_none() => {
+            Source::Cluster(args.cluster.options())
+        }
+        None => Source::File(args.policy.config.clone()),
+    };
+    if args.manage_ca_bundle && !matches!(source, Source::Cluster(_)) {
+        bail!("--manage-ca-bundle needs --source cluster");
+    }
+    let ca_bundle = args.manage_ca_bundle.then(|| CaBundleOptions {
+        ca_cert: args.ca_cert.clone().unwrap_or_default(),
+        mutating: args.mutating_webhook_name.clone(),
+        validating: args.validating_webhook_name.clone(),
+        resync: args.reload_interval.max(Duration::from_secs(30)),
+    });
     let opts = ServeOptions {
         listen: args.listen,
         admin_listen: args.admin_listen,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         certs_dir: args.certs_dir,
-        config: args.policy.config.clone(),
+        source,
+        ca_bundle,
         policy: args.policy.policy(),
         limits: Limits {
             body_limit: args.body_limit,
@@ -218,6 +322,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ..Limits::default()
         },
         reload_interval: args.reload_interval,
+        namespace_lookup: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -311,4 +416,56 @@ fn certs(args: &CertsArgs) -> anyhow::Result<ExitCode> {
     );
     println!("{}", dev.ca_bundle());
     Ok(ExitCode::SUCCESS)
+}
+
+fn tags(command: TagsCommand) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .context("cannot reach the Kubernetes API (kubeconfig or in-cluster)")?;
+        let read = |args: &ClusterArgs| {
+            let opts = args.options();
+            let client = client.clone();
+            async move {
+                let (snapshot, report) = cluster::read_snapshot(&client, &opts).await?;
+                for error in report.errors {
+                    eprintln!("revhook: warning: {error}");
+                }
+                anyhow::Ok(snapshot)
+            }
+        };
+        match command {
+            TagsCommand::List(args) => {
+                let snapshot = read(&args).await?;
+                print!("{}", revhook::tags::render_list(&revhook::tags::list(&snapshot)));
+            }
+            TagsCommand::Plan { tag, revision, cluster } => {
+                let snapshot = read(&cluster).await?;
+                let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::all(client.clone());
+                let pods = pods.list(&Default::default()).await?.items;
+                let plan = revhook::tags::plan_move(&snapshot, &pods, &tag, &revision)?;
+                print!("{}", revhook::tags::render_plan(&plan));
+            }
+            TagsCommand::Set { tag, revision, overwrite, cluster } => {
+                let snapshot = read(&cluster).await?;
+                let mwc = revhook::tags::plan_set(&snapshot, &tag, &revision, overwrite)?;
+                revhook::tags::write(&client, mwc).await?;
+                println!("tag {tag} -> {revision}; restart workloads to move running pods (revhook tags plan shows which)");
+            }
+            TagsCommand::Remove { tag, cluster } => {
+                let snapshot = read(&cluster).await?;
+                let users = snapshot.namespaces_selecting(&tag);
+                revhook::tags::remove(&client, &tag).await?;
+                println!("tag {tag} removed");
+                if !users.is_empty() {
+                    eprintln!("revhook: warning: namespaces still select {tag}: {}", users.join(", "));
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }

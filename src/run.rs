@@ -9,14 +9,29 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::cabundle::{self, CaBundleOptions};
 use crate::inject::decide::Policy;
 use crate::metrics::Metrics;
 use crate::server::{self, App, Health, Limits};
+use crate::state::cluster::{self, ApiNamespaceLookup, ClusterOptions, NamespaceLookup};
 use crate::state::{config, SharedSnapshot, Snapshot};
 use crate::tls::{self, CertFiles, CertStore, Reloader};
 
+/// Where revisions, tags and namespace labels come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// `--config FILE`, or the embedded default when `None`.
+    File(Option<PathBuf>),
+    /// Istio's own objects, watched live.
+    Cluster(ClusterOptions),
+    /// A snapshot built elsewhere (tests, embedding); it is served as it is.
+    Fixed(Arc<SharedSnapshot>),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error("cannot reach the Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
@@ -39,11 +54,14 @@ pub struct ServeOptions {
     pub tls_key: Option<PathBuf>,
     /// Where dev certificates are generated when no cert flags are given.
     pub certs_dir: PathBuf,
-    /// `None`: the embedded default configuration.
-    pub config: Option<PathBuf>,
+    pub source: Source,
+    /// Keep the webhook configurations' `caBundle` current (cluster source only).
+    pub ca_bundle: Option<CaBundleOptions>,
     pub policy: Policy,
     pub limits: Limits,
     pub reload_interval: Duration,
+    /// Overrides how unknown namespaces are looked up (tests; the cluster source sets its own).
+    pub namespace_lookup: Option<Arc<dyn NamespaceLookup>>,
 }
 
 impl Default for ServeOptions {
@@ -54,10 +72,12 @@ impl Default for ServeOptions {
             tls_cert: None,
             tls_key: None,
             certs_dir: PathBuf::from("certs"),
-            config: None,
+            source: Source::File(None),
+            ca_bundle: None,
             policy: Policy::default(),
             limits: Limits::default(),
             reload_interval: Duration::from_secs(2),
+            namespace_lookup: None,
         }
     }
 }
@@ -133,10 +153,48 @@ pub async fn start(
     let tls_config = Arc::new(tls::server_config(certs.clone())?);
     health.set_certs_loaded();
 
-    let (initial, config_bytes) = load_snapshot(opts.config.as_deref())?;
-    let snapshot = Arc::new(SharedSnapshot::new(initial));
-    health.set_synced(true);
-    tracing::info!(origin = %snapshot.load().origin, revisions = snapshot.load().table.revisions().count(), "revisions loaded");
+    let mut background = vec![];
+    let mut namespace_lookup = opts.namespace_lookup.clone();
+    let snapshot = match &opts.source {
+        Source::File(path) => {
+            let (initial, config_bytes) = load_snapshot(path.as_deref())?;
+            let snapshot = Arc::new(SharedSnapshot::new(initial));
+            health.set_synced(true);
+            tracing::info!(origin = %snapshot.load().origin, revisions = snapshot.load().table.revisions().count(), "revisions loaded");
+            if let Some(path) = path.clone() {
+                background.push(tokio::spawn(watch_config(
+                    path,
+                    config_bytes,
+                    snapshot.clone(),
+                    opts.reload_interval,
+                    metrics.clone(),
+                )));
+            }
+            snapshot
+        }
+        Source::Fixed(snapshot) => {
+            health.set_synced(true);
+            snapshot.clone()
+        }
+        Source::Cluster(cluster_opts) => {
+            let client = kube::Client::try_default().await?;
+            // Not ready until every watch has listed once: until then nothing is known.
+            let snapshot = Arc::new(SharedSnapshot::new(Snapshot::empty("cluster (syncing)")));
+            background.extend(cluster::start(
+                client.clone(),
+                cluster_opts.clone(),
+                snapshot.clone(),
+                health.clone(),
+                metrics.clone(),
+            ));
+            namespace_lookup
+                .get_or_insert_with(|| Arc::new(ApiNamespaceLookup::new(client.clone())));
+            if let Some(ca) = opts.ca_bundle.clone() {
+                background.push(tokio::spawn(cabundle::run(client, ca, metrics.clone())));
+            }
+            snapshot
+        }
+    };
 
     let listener = TcpListener::bind(opts.listen)
         .await
@@ -158,27 +216,20 @@ pub async fn start(
     };
     let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
 
-    let app = Arc::new(App::new(
-        snapshot.clone(),
+    let mut app = App::new(
+        snapshot,
         opts.policy,
         metrics.clone(),
         health,
         opts.limits.clone(),
-    ));
-    let mut background = vec![tokio::spawn(Reloader::new(files, pair_bytes).run(
+    );
+    app.namespace_lookup = namespace_lookup;
+    let app = Arc::new(app);
+    background.push(tokio::spawn(Reloader::new(files, pair_bytes).run(
         certs.clone(),
         opts.reload_interval,
-        metrics.clone(),
-    ))];
-    if let Some(path) = opts.config.clone() {
-        background.push(tokio::spawn(watch_config(
-            path,
-            config_bytes,
-            snapshot,
-            opts.reload_interval,
-            metrics,
-        )));
-    }
+        metrics,
+    )));
     tracing::info!(%addr, admin = ?admin_addr, "listening");
     let server = tokio::spawn(server::serve(
         listener,

@@ -50,6 +50,7 @@ pub struct Options {
     pub policy: Policy,
     pub limits: Limits,
     pub admin: bool,
+    pub namespace_lookup: Option<std::sync::Arc<dyn revhook::state::cluster::NamespaceLookup>>,
 }
 
 impl Default for Options {
@@ -59,6 +60,7 @@ impl Default for Options {
             policy: Policy::default(),
             limits: Limits::default(),
             admin: false,
+            namespace_lookup: None,
         }
     }
 }
@@ -68,7 +70,22 @@ impl TestServer {
         Self::start_with(Options::default()).await
     }
 
+    /// Serves a snapshot built by the test (cluster-mode mapping, say).
+    pub async fn start_fixed(
+        snapshot: Arc<revhook::state::SharedSnapshot>,
+        opts: Options,
+    ) -> TestServer {
+        Self::start_source(Some(snapshot), opts).await
+    }
+
     pub async fn start_with(opts: Options) -> TestServer {
+        Self::start_source(None, opts).await
+    }
+
+    async fn start_source(
+        fixed: Option<Arc<revhook::state::SharedSnapshot>>,
+        opts: Options,
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let certs = tls::generate_dev(&[], &[], 1, 2).expect("certs");
         certs.write(dir.path()).expect("write certs");
@@ -81,10 +98,15 @@ impl TestServer {
             tls_cert: Some(dir.path().join("tls.crt")),
             tls_key: Some(dir.path().join("tls.key")),
             certs_dir: dir.path().to_path_buf(),
-            config: Some(config_path.clone()),
+            source: match fixed {
+                Some(snapshot) => run::Source::Fixed(snapshot),
+                None => run::Source::File(Some(config_path.clone())),
+            },
+            ca_bundle: None,
             policy: opts.policy,
             limits: opts.limits,
             reload_interval: Duration::from_millis(100),
+            namespace_lookup: opts.namespace_lookup.clone(),
         };
         let running = run::start(serve, async {
             let _ = rx.await;
