@@ -120,7 +120,7 @@ proptest! {
         prop_assert_eq!(own(&out, "containers"), own(&pod, "containers"));
         prop_assert_eq!(own(&out, "initContainers"), own(&pod, "initContainers"));
         let inits = names(&out, "initContainers");
-        prop_assert_eq!(inits.first().map(String::as_str), Some("istio-init"));
+        prop_assert_eq!(inits.last().map(String::as_str), Some("istio-init"));
 
         let vols = names(&out, "volumes");
         let mut unique = vols.clone();

@@ -2,8 +2,10 @@
 //! revision's sidecar. Pure: a function of the request, the snapshot and the policy.
 
 pub mod decide;
+pub mod overrides;
 pub mod patch;
 pub mod pod;
+pub mod probes;
 pub mod sidecar;
 
 use std::borrow::Cow;
@@ -60,7 +62,7 @@ pub fn review_with(
         .as_deref()
         .or(pod.meta().namespace.as_deref())
         .unwrap_or("default");
-    review_pod_in(&pod, raw, namespace, ns_labels, snapshot, policy)
+    review_pod_in(&pod, raw, namespace, ns_labels, None, snapshot, policy)
 }
 
 /// Reviews one parsed pod (shared by the webhook and offline `revhook inject`).
@@ -71,7 +73,20 @@ pub fn review_pod(
     snapshot: &Snapshot,
     policy: &Policy,
 ) -> Verdict {
-    review_pod_in(pod, raw, namespace, None, snapshot, policy)
+    review_pod_in(pod, raw, namespace, None, None, snapshot, policy)
+}
+
+/// Reviews a workload's pod template (offline injection, golden tests): the workload's own
+/// name and kind stand in for the owner references a real pod would carry.
+pub fn review_template(
+    pod: &PodIn<'_>,
+    raw: &str,
+    namespace: &str,
+    workload: &Workload,
+    snapshot: &Snapshot,
+    policy: &Policy,
+) -> Verdict {
+    review_pod_in(pod, raw, namespace, None, Some(workload), snapshot, policy)
 }
 
 fn review_pod_in(
@@ -79,6 +94,7 @@ fn review_pod_in(
     raw: &str,
     namespace: &str,
     ns_labels: Option<&NamespaceLabels>,
+    workload: Option<&Workload>,
     snapshot: &Snapshot,
     policy: &Policy,
 ) -> Verdict {
@@ -110,7 +126,10 @@ fn review_pod_in(
         Decision::Inject {
             resolved, previous, ..
         } => match snapshot.sidecar(&resolved.revision.name) {
-            Some(sidecar) => match build_patch(pod, raw, namespace, sidecar, previous.as_deref()) {
+            Some(sidecar) => match workload.map_or_else(
+                || build_patch(pod, raw, namespace, sidecar, previous.as_deref()),
+                |w| build_patch_for(pod, raw, sidecar, previous.as_deref(), w),
+            ) {
                 Ok(patch) => {
                     let mut v = Verdict::allow(format!("inject:{}", resolved.revision.name));
                     v.patch = Some(patch);
@@ -223,49 +242,289 @@ pub fn build_patch_for(
     if pod.spec.containers.is_none() {
         return Err("pod has no spec.containers".into());
     }
+    let ov = overrides::parse(pod.meta(), &sidecar.revision).map_err(|e| e.to_string())?;
     let mut w = PatchWriter::with_capacity(8192);
     let removed = remove_previous_injection(pod, previous, &mut w);
-    let app: Vec<&pod::ContainerIn<'_>> = pod
+    // App containers with their positions once a re-injection's removals are done.
+    let app: Vec<(usize, &pod::ContainerIn<'_>)> = pod
         .containers()
         .iter()
-        .filter(|c| c.name != PROXY_NAME)
+        .enumerate()
+        .filter(|(i, c)| c.name != PROXY_NAME && !removed.containers.contains(i))
+        .map(|(i, c)| (shifted(i, &removed.containers), c))
         .collect();
-    let pod_ports = pod_ports_json(&app);
-    let app_names = app
+    let probes = rewrite_probes(&app, &ov, &mut w);
+    let app_refs: Vec<&pod::ContainerIn<'_>> = app.iter().map(|(_, c)| *c).collect();
+    let pod_ports = pod_ports_json(&app_refs);
+    let app_names = app_refs
         .iter()
         .map(|c| c.name.as_ref())
         .collect::<Vec<_>>()
         .join(",");
     let prometheus = prometheus_annotations(pod);
+    let mut extra_env: Vec<String> = Vec::new();
+    if let Some(pc) = &ov.proxy_config {
+        for (k, v) in &pc.metadata {
+            extra_env.push(serde_json::json!({"name": k, "value": v}).to_string());
+        }
+    }
+    if let Some(probers) = &probes {
+        extra_env.push(
+            serde_json::json!({"name": "ISTIO_KUBE_APP_PROBERS", "value": probers}).to_string(),
+        );
+    }
+    let proxy_config_env = ov.proxy_config.as_ref().map(|pc| format!("{}\n", pc.json));
     let parts = PodParts {
         pod_ports: &pod_ports,
         app_containers: &app_names,
         workload_name: &workload.name,
         owner: &workload.owner,
         prometheus_annotations: prometheus.original.as_deref(),
-        ..PodParts::default()
+        proxy_config: proxy_config_env.as_deref(),
+        interception_mode: ov.interception(),
+        extra_env: &extra_env,
     };
-    let mut proxy = sidecar.render_proxy(&parts, &[]);
+    let mut proxy = sidecar.render_proxy(&parts, &proxy_field_overrides(&ov, sidecar));
     let custom = pod
         .container_index(PROXY_NAME)
         .filter(|i| !removed.containers.contains(i));
     if let Some(index) = custom {
-        proxy = merge_custom_proxy(&proxy, raw, index)?;
+        proxy = merge_custom(&proxy, raw, "containers", index)?;
     }
-    add_init_containers(pod, sidecar, &proxy, &mut w);
-    // The custom container's position once a re-injection's removals are done.
-    let custom_now = custom.map(|i| i - removed.containers.iter().filter(|r| **r < i).count());
+    let init = init_container_json(&ov, sidecar, raw, pod, &removed)?;
+    add_init_containers(pod, sidecar, &init, &proxy, &mut w);
+    let hold = ov
+        .proxy_config
+        .as_ref()
+        .is_some_and(|pc| pc.hold_application);
+    let custom_now = custom.map(|i| shifted(i, &removed.containers));
     if !sidecar.revision.native_sidecar {
         match custom_now {
             Some(index) => w.replace_raw(&format!("/spec/containers/{index}"), &proxy),
+            // Holding the application until the proxy is ready needs the proxy to start first.
+            None if hold => w.add_raw("/spec/containers/0", &proxy),
             None => w.add_raw("/spec/containers/-", &proxy),
         }
     } else if let Some(index) = custom_now {
         w.remove(&format!("/spec/containers/{index}"));
     }
-    add_volumes(pod, sidecar, &removed, &mut w);
-    add_metadata(pod, sidecar, workload, &app, &prometheus, &mut w);
+    let user_volumes: Vec<String> = ov
+        .user_volumes
+        .iter()
+        .map(|(name, v)| {
+            let mut v = v.clone();
+            v["name"] = serde_json::json!(name);
+            v.to_string()
+        })
+        .collect();
+    add_volumes(pod, sidecar, &user_volumes, &removed, &mut w);
+    let status = if init.is_none() || !ov.user_volumes.is_empty() {
+        let extra: Vec<&str> = ov.user_volumes.iter().map(|(n, _)| n.as_str()).collect();
+        let init_name = init.as_ref().map(|_| sidecar.init_name);
+        Some(
+            serde_json::Value::String(sidecar::status_json(&sidecar.revision, init_name, &extra))
+                .to_string(),
+        )
+    } else {
+        None
+    };
+    let status = status.as_deref().unwrap_or(&sidecar.status_json);
+    add_metadata(
+        pod,
+        sidecar,
+        status,
+        workload,
+        &app_refs,
+        &prometheus,
+        &mut w,
+    );
     Ok(w.finish())
+}
+
+/// An index in the original array, once the removed indices before it are gone.
+fn shifted(index: usize, removed: &[usize]) -> usize {
+    index - removed.iter().filter(|r| **r < index).count()
+}
+
+/// Rewrites app probes onto the agent; returns `ISTIO_KUBE_APP_PROBERS` when any was.
+fn rewrite_probes(
+    app: &[(usize, &pod::ContainerIn<'_>)],
+    ov: &overrides::Overrides,
+    w: &mut PatchWriter,
+) -> Option<String> {
+    if !ov.rewrite_probes || ov.status_port == 0 || !app.iter().any(|(_, c)| c.has_probes()) {
+        return None;
+    }
+    let values: Vec<(usize, serde_json::Value)> = app
+        .iter()
+        .filter(|(_, c)| c.has_probes())
+        .map(|(i, c)| (*i, c.probe_view()))
+        .collect();
+    let rewritten = probes::rewrite(values.iter().map(|(i, v)| (*i, v)), ov.status_port);
+    for r in &rewritten.rewrites {
+        w.replace_raw(
+            &format!("/spec/containers/{}/{}", r.container, r.field),
+            &r.probe.to_string(),
+        );
+    }
+    rewritten.probers
+}
+
+/// Proxy container fields a pod's annotations replace.
+fn proxy_field_overrides(
+    ov: &overrides::Overrides,
+    sidecar: &RenderedSidecar,
+) -> Vec<(&'static str, String)> {
+    let rev = &sidecar.revision;
+    let mut fields = Vec::new();
+    if let Some(image) = &ov.image {
+        fields.push(("image", serde_json::json!(image).to_string()));
+    }
+    let concurrency = ov.proxy_config.as_ref().and_then(|pc| pc.concurrency);
+    if ov.log_level.is_some()
+        || ov.component_log_level.is_some()
+        || ov.agent_log_level.is_some()
+        || concurrency.is_some()
+    {
+        let args = sidecar::proxy_args(
+            ov.log_level.as_deref().unwrap_or(&rev.proxy.log_level),
+            ov.component_log_level
+                .as_deref()
+                .unwrap_or(&rev.proxy.component_log_level),
+            ov.agent_log_level
+                .as_deref()
+                .unwrap_or(sidecar::DEFAULT_AGENT_LOG_LEVEL),
+            concurrency.or(rev.proxy.concurrency),
+        );
+        fields.push(("args", args.to_string()));
+    }
+    if let Some(resources) = overrides::resources(ov, rev) {
+        fields.push(("resources", resources.to_string()));
+    }
+    if ov.status_port == 0 {
+        // Status port 0 turns the agent's health endpoint off: no probes can use it.
+        fields.push(("readinessProbe", String::new()));
+        fields.push(("startupProbe", String::new()));
+    } else if ov.readiness_initial_delay.is_some()
+        || ov.readiness_period.is_some()
+        || ov.readiness_failure_threshold.is_some()
+    {
+        let probe = sidecar::ready_probe(
+            ov.readiness_period.unwrap_or(15),
+            ov.readiness_failure_threshold.unwrap_or(4),
+            ov.readiness_initial_delay,
+        );
+        fields.push(("readinessProbe", probe.to_string()));
+    }
+    if !ov.user_mounts.is_empty() {
+        fields.push((
+            "volumeMounts",
+            sidecar::volume_mounts(&ov.user_mounts).to_string(),
+        ));
+    }
+    if ov.interception() == "TPROXY" {
+        fields.push((
+            "securityContext",
+            sidecar::proxy_security_context(true).to_string(),
+        ));
+    }
+    if ov
+        .proxy_config
+        .as_ref()
+        .is_some_and(|pc| pc.hold_application)
+    {
+        fields.push((
+            "lifecycle",
+            r#"{"postStart":{"exec":{"command":["pilot-agent","wait"]}}}"#.to_owned(),
+        ));
+    }
+    fields
+}
+
+/// The init container for this pod: `None` with interception `NONE`; re-rendered when the
+/// pod changes traffic settings or the image; a user's own `istio-init` overrides fields.
+fn init_container_json(
+    ov: &overrides::Overrides,
+    sidecar: &RenderedSidecar,
+    raw: &str,
+    pod: &PodIn<'_>,
+    removed: &Removed,
+) -> Result<Option<InitContainer>, String> {
+    if ov.interception() == "NONE" {
+        return Ok(None);
+    }
+    let mut json = if ov.changes_traffic() || ov.image.is_some() {
+        let traffic = sidecar::Interception {
+            mode: ov.interception(),
+            include_outbound_ip_ranges: ov.include_outbound_ip_ranges.as_deref().unwrap_or("*"),
+            exclude_outbound_ip_ranges: ov.exclude_outbound_ip_ranges.as_deref().unwrap_or(""),
+            include_inbound_ports: ov.include_inbound_ports.as_deref().unwrap_or("*"),
+            exclude_inbound_ports: ov.exclude_inbound_ports.as_deref().unwrap_or(""),
+            exclude_outbound_ports: ov.exclude_outbound_ports.as_deref().unwrap_or(""),
+            kubevirt_interfaces: ov.kubevirt_interfaces.as_deref().unwrap_or(""),
+            status_port: ov.status_port,
+        };
+        let image = ov.image.as_deref().unwrap_or(&sidecar.revision.proxy_image);
+        sidecar::init_container_with(&sidecar.revision, sidecar.init_name, &traffic, image)
+            .to_string()
+    } else {
+        sidecar.init_container.clone()
+    };
+    let custom = pod
+        .init_containers()
+        .iter()
+        .position(|c| c.name == sidecar.init_name)
+        .filter(|i| !removed.init_containers.contains(i));
+    if let Some(index) = custom {
+        json = merge_custom(&json, raw, "initContainers", index)?;
+    }
+    Ok(Some(InitContainer {
+        json,
+        replaces: custom.map(|i| shifted(i, &removed.init_containers)),
+    }))
+}
+
+/// The init container to add, or to put in place of the pod's own `istio-init`.
+struct InitContainer {
+    json: String,
+    replaces: Option<usize>,
+}
+
+/// Native sidecars start `istio-init` and the proxy before any app init container; otherwise
+/// Istio appends `istio-init` after the pod's own init containers.
+fn add_init_containers(
+    pod: &PodIn<'_>,
+    sidecar: &RenderedSidecar,
+    init: &Option<InitContainer>,
+    proxy: &str,
+    w: &mut PatchWriter,
+) {
+    let native = sidecar.revision.native_sidecar;
+    let mut new: Vec<&str> = Vec::new();
+    if let Some(init) = init {
+        if let Some(index) = init.replaces {
+            w.replace_raw(&format!("/spec/initContainers/{index}"), &init.json);
+        } else {
+            new.push(&init.json);
+        }
+    }
+    if native {
+        new.push(proxy);
+    }
+    if new.is_empty() {
+        return;
+    }
+    if pod.spec.init_containers.is_none() {
+        w.add_raw("/spec/initContainers", &format!("[{}]", new.join(",")));
+    } else if native {
+        for (i, c) in new.iter().enumerate() {
+            w.add_raw(&format!("/spec/initContainers/{i}"), c);
+        }
+    } else {
+        for c in new {
+            w.add_raw("/spec/initContainers/-", c);
+        }
+    }
 }
 
 /// Indices (in the original arrays) removed by a re-injection.
@@ -334,43 +593,26 @@ fn remove_previous_injection(
     removed
 }
 
-/// Istio puts its init container first, so that redirection is in place before any app init
-/// container runs; a native-sidecar proxy goes right after it.
-fn add_init_containers(
+/// Adds the sidecar volumes before the pod's own (Istio's order), then `userVolume`s. A pod
+/// volume with a sidecar volume's name wins, as in Istio's merge: it is a deliberate override.
+fn add_volumes(
     pod: &PodIn<'_>,
     sidecar: &RenderedSidecar,
-    proxy: &str,
+    user: &[String],
+    removed: &Removed,
     w: &mut PatchWriter,
 ) {
-    let native = sidecar.revision.native_sidecar;
-    if pod.spec.init_containers.is_none() {
-        let mut array = String::with_capacity(sidecar.init_container.len() + proxy.len() + 3);
-        array.push('[');
-        array.push_str(&sidecar.init_container);
-        if native {
-            array.push(',');
-            array.push_str(proxy);
-        }
-        array.push(']');
-        w.add_raw("/spec/initContainers", &array);
-        return;
-    }
-    w.add_raw("/spec/initContainers/0", &sidecar.init_container);
-    if native {
-        w.add_raw("/spec/initContainers/1", proxy);
-    }
-}
-
-/// Adds the sidecar volumes; a pod volume of the same name is replaced (Istio merges by name).
-fn add_volumes(pod: &PodIn<'_>, sidecar: &RenderedSidecar, removed: &Removed, w: &mut PatchWriter) {
     if pod.spec.volumes.is_none() {
         let mut array = String::from("[");
         array.push_str(&sidecar.volumes.join(","));
+        for v in user {
+            array.push(',');
+            array.push_str(v);
+        }
         array.push(']');
         w.add_raw("/spec/volumes", &array);
         return;
     }
-    // Positions after the removals of a re-injection.
     let remaining: Vec<&str> = pod
         .volumes()
         .iter()
@@ -378,17 +620,22 @@ fn add_volumes(pod: &PodIn<'_>, sidecar: &RenderedSidecar, removed: &Removed, w:
         .filter(|(i, _)| !removed.volumes.contains(i))
         .map(|(_, v)| v.name.as_ref())
         .collect();
+    let mut at = 0;
     for (name, json) in sidecar::VOLUME_NAMES.iter().zip(&sidecar.volumes) {
-        match remaining.iter().position(|n| n == name) {
-            Some(i) => w.replace_raw(&format!("/spec/volumes/{i}"), json),
-            None => w.add_raw("/spec/volumes/-", json),
+        if !remaining.contains(name) {
+            w.add_raw(&format!("/spec/volumes/{at}"), json);
+            at += 1;
         }
+    }
+    for v in user {
+        w.add_raw("/spec/volumes/-", v);
     }
 }
 
 fn add_metadata(
     pod: &PodIn<'_>,
     sidecar: &RenderedSidecar,
+    status_json: &str,
     workload: &Workload,
     app: &[&pod::ContainerIn<'_>],
     prometheus: &Prometheus,
@@ -398,16 +645,19 @@ fn add_metadata(
     if pod.metadata_in.is_none() {
         w.add_raw("/metadata", "{}");
     }
-    let canonical_name = meta
-        .label(labels::CANONICAL_NAME)
-        .or_else(|| meta.label("app.kubernetes.io/name"))
-        .or_else(|| meta.label("app"))
-        .unwrap_or(&workload.name);
-    let canonical_rev = meta
-        .label(labels::CANONICAL_REVISION)
-        .or_else(|| meta.label("app.kubernetes.io/version"))
-        .or_else(|| meta.label("version"))
-        .unwrap_or("latest");
+    // Label values are at most 63 characters; Istio truncates.
+    let canonical_name = truncate_label(
+        meta.label(labels::CANONICAL_NAME)
+            .or_else(|| meta.label("app.kubernetes.io/name"))
+            .or_else(|| meta.label("app"))
+            .unwrap_or(&workload.name),
+    );
+    let canonical_rev = truncate_label(
+        meta.label(labels::CANONICAL_REVISION)
+            .or_else(|| meta.label("app.kubernetes.io/version"))
+            .or_else(|| meta.label("version"))
+            .unwrap_or("latest"),
+    );
     let tls_mode = meta.label(labels::TLS_MODE).unwrap_or("istio");
     let new_labels = [
         (labels::TLS_MODE, Val::Str(tls_mode)),
@@ -419,10 +669,7 @@ fn add_metadata(
     let first_app = app.first().map(|c| c.name.as_ref());
     let mut annotations: Vec<(&str, Val<'_>)> = vec![
         (labels::ISTIO_REV, Val::Str(sidecar.revision.name.as_str())),
-        (
-            labels::SIDECAR_STATUS,
-            Val::Json(sidecar.status_json.as_str()),
-        ),
+        (labels::SIDECAR_STATUS, Val::Json(status_json)),
     ];
     if let Some(first) = first_app {
         for key in [labels::DEFAULT_CONTAINER, labels::DEFAULT_LOGS_CONTAINER] {
@@ -451,6 +698,14 @@ fn add_metadata(
 enum Val<'a> {
     Str(&'a str),
     Json(&'a str),
+}
+
+/// Cuts a label value to 63 characters, ending on an alphanumeric as a label value must.
+fn truncate_label(value: &str) -> &str {
+    match value.char_indices().nth(63) {
+        Some((i, _)) => value[..i].trim_end_matches(|c: char| !c.is_ascii_alphanumeric()),
+        None => value,
+    }
 }
 
 /// Adds `entries` under `path`: one op per key when the map exists, else the whole map.
@@ -529,19 +784,22 @@ fn pod_ports_json(app: &[&pod::ContainerIn<'_>]) -> String {
     out
 }
 
-/// Istio's custom injection: a container named `istio-proxy` in the pod spec holds overrides
-/// for the generated one. Its fields win; `image: auto` keeps the revision's image; `env`
-/// entries merge by name.
-fn merge_custom_proxy(generated: &str, raw_pod: &str, index: usize) -> Result<String, String> {
+/// Istio's custom injection: a container named `istio-proxy` (or an init container named
+/// `istio-init`) in the pod spec holds overrides for the generated one. Its fields win;
+/// `image: auto` keeps the revision's image; `env` entries merge by name.
+fn merge_custom(
+    generated: &str,
+    raw_pod: &str,
+    array: &str,
+    index: usize,
+) -> Result<String, String> {
     use serde_json::Value;
     let mut base: Value =
-        serde_json::from_str(generated).map_err(|e| format!("internal: proxy template: {e}"))?;
-    let user =
-        pod::raw_container(raw_pod, index).map_err(|e| format!("spec.containers[{index}]: {e}"))?;
+        serde_json::from_str(generated).map_err(|e| format!("internal: sidecar template: {e}"))?;
+    let user = pod::raw_container(raw_pod, array, index)
+        .map_err(|e| format!("spec.{array}[{index}]: {e}"))?;
     let (Value::Object(base_map), Value::Object(user_map)) = (&mut base, user) else {
-        return Err(format!(
-            "spec.containers[{index}] (istio-proxy) is not an object"
-        ));
+        return Err(format!("spec.{array}[{index}] is not an object"));
     };
     for (key, value) in user_map {
         match key.as_str() {

@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 
 /// Label or annotation map kept as a vector of borrowed pairs: pods carry a handful of keys,
 /// a linear scan beats hashing, and nothing is copied unless a value holds escapes.
@@ -141,6 +142,35 @@ pub struct ContainerIn<'a> {
     pub name: Cow<'a, str>,
     #[serde(borrow, default)]
     pub ports: Option<Vec<PortIn<'a>>>,
+    #[serde(borrow, default)]
+    pub liveness_probe: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub readiness_probe: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub startup_probe: Option<&'a RawValue>,
+}
+
+impl ContainerIn<'_> {
+    pub fn has_probes(&self) -> bool {
+        self.liveness_probe.is_some()
+            || self.readiness_probe.is_some()
+            || self.startup_probe.is_some()
+    }
+
+    /// The container's name, ports and probes as a `Value` (what probe rewriting reads).
+    pub fn probe_view(&self) -> serde_json::Value {
+        let probe = |p: Option<&RawValue>| {
+            p.and_then(|r| serde_json::from_str(r.get()).ok())
+                .unwrap_or(serde_json::Value::Null)
+        };
+        serde_json::json!({
+            "name": self.name,
+            "ports": self.ports,
+            "livenessProbe": probe(self.liveness_probe),
+            "readinessProbe": probe(self.readiness_probe),
+            "startupProbe": probe(self.startup_probe),
+        })
+    }
 }
 
 #[derive(Debug, Deserialize, serde::Serialize)]
@@ -193,20 +223,15 @@ impl<'a> PodIn<'a> {
 }
 
 /// Finds the raw JSON of `spec.containers[i]` (only needed on the rare custom-injection path).
-pub fn raw_container(pod_raw: &str, index: usize) -> Result<serde_json::Value, serde_json::Error> {
-    #[derive(Deserialize)]
-    struct P {
-        spec: S,
-    }
-    #[derive(Deserialize)]
-    struct S {
-        containers: Vec<serde_json::Value>,
-    }
-    let p: P = serde_json::from_str(pod_raw)?;
-    Ok(p.spec
-        .containers
-        .into_iter()
-        .nth(index)
+pub fn raw_container(
+    pod_raw: &str,
+    array: &str,
+    index: usize,
+) -> Result<serde_json::Value, serde_json::Error> {
+    let pod: serde_json::Value = serde_json::from_str(pod_raw)?;
+    Ok(pod["spec"][array]
+        .get(index)
+        .cloned()
         .unwrap_or(serde_json::Value::Null))
 }
 

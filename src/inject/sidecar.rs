@@ -16,6 +16,7 @@ pub const PROXY_NAME: &str = "istio-proxy";
 pub const INIT_NAME: &str = "istio-init";
 pub const VALIDATION_NAME: &str = "istio-validation";
 pub const PROXY_UID: i64 = 1337;
+pub const DEFAULT_AGENT_LOG_LEVEL: &str = "default:info";
 
 /// The sidecar volumes, in Istio's order.
 pub const VOLUME_NAMES: [&str; 8] = [
@@ -42,6 +43,8 @@ pub struct PodParts<'a> {
     pub prometheus_annotations: Option<&'a str>,
     /// `PROXY_CONFIG` (from `proxy.istio.io/config`), `{}` when none.
     pub proxy_config: Option<&'a str>,
+    /// `ISTIO_META_INTERCEPTION_MODE`; empty means `REDIRECT`.
+    pub interception_mode: &'a str,
     /// Extra env entries, already serialized as JSON objects (probe rewriting and such).
     pub extra_env: &'a [String],
 }
@@ -117,7 +120,8 @@ impl RenderedSidecar {
         }
     }
 
-    /// The proxy container for one pod. `overrides` replace whole fields (`image`, `args`...).
+    /// The proxy container for one pod. `overrides` replace whole fields (`image`, `args`...);
+    /// an empty override removes the field.
     pub fn render_proxy(
         &self,
         parts: &PodParts<'_>,
@@ -135,10 +139,13 @@ impl RenderedSidecar {
                 .iter()
                 .find(|(f, _)| f == field)
                 .map_or(json.as_str(), |(_, j)| j.as_str());
-            push_field(&mut out, &mut first, field, json);
+            // An empty override removes the field.
+            if !json.is_empty() {
+                push_field(&mut out, &mut first, field, json);
+            }
         }
         for (field, json) in overrides {
-            if !self.proxy_fields.iter().any(|(f, _)| f == field) {
+            if !json.is_empty() && !self.proxy_fields.iter().any(|(f, _)| f == field) {
                 push_field(&mut out, &mut first, field, json);
             }
         }
@@ -153,6 +160,12 @@ impl RenderedSidecar {
         push_env_value(out, "ISTIO_META_POD_PORTS", parts.pod_ports);
         push_env_value(out, "ISTIO_META_APP_CONTAINERS", parts.app_containers);
         out.push_str(&self.env_middle);
+        let mode = if parts.interception_mode.is_empty() {
+            "REDIRECT"
+        } else {
+            parts.interception_mode
+        };
+        push_env_value(out, "ISTIO_META_INTERCEPTION_MODE", mode);
         push_env_value(out, "ISTIO_META_WORKLOAD_NAME", parts.workload_name);
         push_env_value(out, "ISTIO_META_OWNER", parts.owner);
         out.push_str(&self.env_tail);
@@ -246,7 +259,6 @@ fn env_groups(rev: &Revision, mesh: &MeshSettings) -> (String, String, String) {
         ("GOMAXPROCS", resource_ref("limits.cpu")),
         ("ISTIO_META_CLUSTER_ID", json!(mesh.cluster_id)),
         ("ISTIO_META_NODE_NAME", field_ref("spec.nodeName")),
-        ("ISTIO_META_INTERCEPTION_MODE", json!("REDIRECT")),
     ]);
     let tail = env_list(&[
         ("ISTIO_META_MESH_ID", json!(mesh.mesh_id)),
@@ -263,7 +275,12 @@ fn resources(rev: &Revision) -> Value {
 }
 
 /// `args` of the proxy container for given log levels and concurrency.
-pub fn proxy_args(log_level: &str, component_log_level: &str, concurrency: Option<u32>) -> Value {
+pub fn proxy_args(
+    log_level: &str,
+    component_log_level: &str,
+    agent_log_level: &str,
+    concurrency: Option<u32>,
+) -> Value {
     let mut args = vec![
         json!("proxy"),
         json!("sidecar"),
@@ -271,7 +288,7 @@ pub fn proxy_args(log_level: &str, component_log_level: &str, concurrency: Optio
         json!("$(POD_NAMESPACE).svc.cluster.local"),
         json!(format!("--proxyLogLevel={log_level}")),
         json!(format!("--proxyComponentLogLevel={component_log_level}")),
-        json!("--log_output_level=default:info"),
+        json!(format!("--log_output_level={agent_log_level}")),
     ];
     if let Some(n) = concurrency {
         args.push(json!("--concurrency"));
@@ -280,24 +297,54 @@ pub fn proxy_args(log_level: &str, component_log_level: &str, concurrency: Optio
     Value::Array(args)
 }
 
-fn proxy_container(rev: &Revision) -> Value {
-    let probe = |period: u32, failure: u32| {
+/// The proxy's own readiness (`period`, `failure`) or startup probe on the agent's port 15021.
+pub fn ready_probe(period: u32, failure: u32, initial_delay: Option<u32>) -> Value {
+    let mut probe = json!({
+        "failureThreshold": failure,
+        "httpGet": {"path": "/healthz/ready", "port": 15021},
+        "periodSeconds": period,
+        "timeoutSeconds": 3,
+    });
+    if let Some(delay) = initial_delay {
+        probe["initialDelaySeconds"] = json!(delay);
+    }
+    probe
+}
+
+/// The proxy's volume mounts, with a pod's `userVolumeMount`s after them.
+pub fn volume_mounts(user: &[(String, Value)]) -> Value {
+    let mut mounts = vec![
+        json!({"mountPath": "/var/run/secrets/workload-spiffe-uds", "name": "workload-socket"}),
+        json!({"mountPath": "/var/run/secrets/credential-uds", "name": "credential-socket"}),
+        json!({"mountPath": "/var/run/secrets/workload-spiffe-credentials", "name": "workload-certs"}),
+        json!({"mountPath": "/var/run/secrets/istio", "name": "istiod-ca-cert"}),
+        json!({"mountPath": "/var/lib/istio/data", "name": "istio-data"}),
+        json!({"mountPath": "/etc/istio/proxy", "name": "istio-envoy"}),
+        json!({"mountPath": "/var/run/secrets/tokens", "name": "istio-token"}),
+        json!({"mountPath": "/etc/istio/pod", "name": "istio-podinfo"}),
+    ];
+    for (name, mount) in user {
+        let mut m = mount.clone();
+        m["name"] = json!(name);
+        mounts.push(m);
+    }
+    Value::Array(mounts)
+}
+
+/// The proxy's security context; TPROXY needs root and NET_ADMIN to bind transparently.
+pub fn proxy_security_context(tproxy: bool) -> Value {
+    if tproxy {
         json!({
-            "failureThreshold": failure,
-            "httpGet": {"path": "/healthz/ready", "port": 15021},
-            "periodSeconds": period,
-            "timeoutSeconds": 3,
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]},
+            "privileged": false,
+            "readOnlyRootFilesystem": true,
+            "runAsGroup": PROXY_UID,
+            "runAsNonRoot": false,
+            "runAsUser": 0,
         })
-    };
-    let mut c = json!({
-        "name": PROXY_NAME,
-        "image": rev.proxy_image,
-        "args": proxy_args(&rev.proxy.log_level, &rev.proxy.component_log_level, rev.proxy.concurrency),
-        "env": [],
-        "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
-        "readinessProbe": probe(15, 4),
-        "resources": resources(rev),
-        "securityContext": {
+    } else {
+        json!({
             "allowPrivilegeEscalation": false,
             "capabilities": {"drop": ["ALL"]},
             "privileged": false,
@@ -305,18 +352,23 @@ fn proxy_container(rev: &Revision) -> Value {
             "runAsGroup": PROXY_UID,
             "runAsNonRoot": true,
             "runAsUser": PROXY_UID,
-        },
+        })
+    }
+}
+
+fn proxy_container(rev: &Revision) -> Value {
+    let probe = |period: u32, failure: u32| ready_probe(period, failure, None);
+    let mut c = json!({
+        "name": PROXY_NAME,
+        "image": rev.proxy_image,
+        "args": proxy_args(&rev.proxy.log_level, &rev.proxy.component_log_level, DEFAULT_AGENT_LOG_LEVEL, rev.proxy.concurrency),
+        "env": [],
+        "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
+        "readinessProbe": probe(15, 4),
+        "resources": resources(rev),
+        "securityContext": proxy_security_context(false),
         "startupProbe": probe(1, 600),
-        "volumeMounts": [
-            {"mountPath": "/var/run/secrets/workload-spiffe-uds", "name": "workload-socket"},
-            {"mountPath": "/var/run/secrets/credential-uds", "name": "credential-socket"},
-            {"mountPath": "/var/run/secrets/workload-spiffe-credentials", "name": "workload-certs"},
-            {"mountPath": "/var/run/secrets/istio", "name": "istiod-ca-cert"},
-            {"mountPath": "/var/lib/istio/data", "name": "istio-data"},
-            {"mountPath": "/etc/istio/proxy", "name": "istio-envoy"},
-            {"mountPath": "/var/run/secrets/tokens", "name": "istio-token"},
-            {"mountPath": "/etc/istio/pod", "name": "istio-podinfo"},
-        ],
+        "volumeMounts": volume_mounts(&[]),
     });
     if rev.native_sidecar {
         c["restartPolicy"] = json!("Always");
@@ -333,6 +385,8 @@ pub struct Interception<'a> {
     pub exclude_inbound_ports: &'a str,
     pub exclude_outbound_ports: &'a str,
     pub kubevirt_interfaces: &'a str,
+    /// The agent's status port, never redirected (0: none).
+    pub status_port: u16,
 }
 
 impl Default for Interception<'_> {
@@ -345,12 +399,16 @@ impl Default for Interception<'_> {
             exclude_inbound_ports: "",
             exclude_outbound_ports: "",
             kubevirt_interfaces: "",
+            status_port: super::overrides::DEFAULT_STATUS_PORT,
         }
     }
 }
 
 pub fn iptables_args(t: &Interception<'_>, validation: bool) -> Value {
-    let mut exclude_inbound = String::from("15090,15021,15020");
+    let mut exclude_inbound = String::from("15090,15021");
+    if t.status_port != 0 {
+        exclude_inbound.push_str(&format!(",{}", t.status_port));
+    }
     if !t.exclude_inbound_ports.is_empty() {
         exclude_inbound.push(',');
         exclude_inbound.push_str(t.exclude_inbound_ports);
@@ -390,8 +448,13 @@ pub fn iptables_args(t: &Interception<'_>, validation: bool) -> Value {
     Value::Array(args)
 }
 
-/// The init container for given traffic settings.
-pub fn init_container_with(rev: &Revision, name: &str, traffic: &Interception<'_>) -> Value {
+/// The init container for given traffic settings and image.
+pub fn init_container_with(
+    rev: &Revision,
+    name: &str,
+    traffic: &Interception<'_>,
+    image: &str,
+) -> Value {
     let validation = name == VALIDATION_NAME;
     let security = if validation {
         json!({
@@ -416,7 +479,7 @@ pub fn init_container_with(rev: &Revision, name: &str, traffic: &Interception<'_
     };
     json!({
         "name": name,
-        "image": rev.proxy_image,
+        "image": image,
         "args": iptables_args(traffic, validation),
         "resources": resources(rev),
         "securityContext": security,
@@ -424,7 +487,7 @@ pub fn init_container_with(rev: &Revision, name: &str, traffic: &Interception<'_
 }
 
 fn init_container(rev: &Revision, name: &str) -> Value {
-    init_container_with(rev, name, &Interception::default())
+    init_container_with(rev, name, &Interception::default(), &rev.proxy_image)
 }
 
 fn volumes() -> Vec<Value> {
@@ -447,15 +510,27 @@ fn volumes() -> Vec<Value> {
 
 /// Istio's `sidecar.istio.io/status` JSON; `revision` is always the revision, never a tag.
 fn status_annotation(rev: &Revision, init_name: &str) -> String {
-    let (init, containers): (Vec<&str>, Vec<&str>) = if rev.native_sidecar {
-        (vec![init_name, PROXY_NAME], vec![])
-    } else {
-        (vec![init_name], vec![PROXY_NAME])
-    };
+    status_json(rev, Some(init_name), &[])
+}
+
+/// The status annotation for a pod whose init container or volumes differ from the default
+/// (interception `NONE` has no init container; `userVolume`s are listed too).
+pub fn status_json(rev: &Revision, init_name: Option<&str>, extra_volumes: &[&str]) -> String {
+    let mut init: Vec<&str> = init_name.into_iter().collect();
+    let mut containers = vec![PROXY_NAME];
+    if rev.native_sidecar {
+        init.push(PROXY_NAME);
+        containers.clear();
+    }
+    let volumes: Vec<&str> = VOLUME_NAMES
+        .iter()
+        .copied()
+        .chain(extra_volumes.iter().copied())
+        .collect();
     json!({
-        "initContainers": init,
+        "initContainers": if init.is_empty() { Value::Null } else { json!(init) },
         "containers": containers,
-        "volumes": VOLUME_NAMES,
+        "volumes": volumes,
         "imagePullSecrets": null,
         "revision": rev.name,
     })

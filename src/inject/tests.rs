@@ -145,7 +145,8 @@ fn existing_init_containers_volumes_and_maps_are_kept() {
         }
     });
     let (_, out) = inject(&pod, "shop");
-    assert_eq!(names(&out, "initContainers"), vec!["istio-init", "migrate"]);
+    // As istiod does (its multi-init golden case): the pod's own init containers run first.
+    assert_eq!(names(&out, "initContainers"), vec!["migrate", "istio-init"]);
     assert_eq!(
         names(&out, "containers"),
         vec!["app", "side", "istio-proxy"]
