@@ -84,6 +84,42 @@ fn review(
     serde_json::to_vec(&review).expect("json")
 }
 
+/// The typical pod with override annotations and app probes to rewrite: the slower path
+/// (fields re-rendered per pod) must stay within the targets too.
+fn annotated(body: &[u8]) -> Vec<u8> {
+    let mut review: Value = serde_json::from_slice(body).expect("review");
+    let object = &mut review["request"]["object"];
+    let annotations = object["metadata"]["annotations"]
+        .as_object_mut()
+        .expect("annotations");
+    for (k, v) in [
+        ("sidecar.istio.io/proxyCPU", "250m"),
+        ("sidecar.istio.io/proxyMemoryLimit", "512Mi"),
+        ("sidecar.istio.io/logLevel", "debug"),
+        (
+            "traffic.sidecar.istio.io/excludeOutboundIPRanges",
+            "10.96.0.1/32",
+        ),
+        ("traffic.sidecar.istio.io/excludeInboundPorts", "9091"),
+        (
+            "proxy.istio.io/config",
+            "holdApplicationUntilProxyStarts: true\nconcurrency: 2",
+        ),
+        ("prometheus.io/scrape", "true"),
+        ("prometheus.io/port", "9102"),
+    ] {
+        annotations.insert(k.to_owned(), json!(v));
+    }
+    for c in object["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers")
+    {
+        c["livenessProbe"] =
+            json!({"httpGet": {"path": "/live", "port": "http"}, "timeoutSeconds": 2});
+    }
+    serde_json::to_vec(&review).expect("json")
+}
+
 /// The naive way: whole-review `Value`, mutate a copy of the pod, diff, serialize.
 fn naive(body: &[u8], snapshot: &Snapshot) -> Vec<u8> {
     let review: Value = serde_json::from_slice(body).expect("review");
@@ -153,6 +189,28 @@ fn bench(c: &mut Criterion) {
         ("large", review(12, 70, 11000, 10)),
     ];
     let mut group = c.benchmark_group("inject");
+    let annotated_body = annotated(&cases[1].1);
+    let fast = handle(Webhook::Inject, &annotated_body, &snapshot, &policy).expect("handled");
+    assert!(
+        fast.verdict.patch.is_some(),
+        "annotated: no patch: {:?}",
+        fast.verdict.status
+    );
+    group.throughput(Throughput::Bytes(annotated_body.len() as u64));
+    group.bench_with_input(
+        BenchmarkId::new(
+            "revhook",
+            format!("annotated-{}KiB", annotated_body.len() / 1024),
+        ),
+        &annotated_body,
+        |b, body| {
+            b.iter(|| {
+                handle(Webhook::Inject, body, &snapshot, &policy)
+                    .expect("handled")
+                    .body
+            })
+        },
+    );
     for (name, body) in &cases {
         let label = format!("{name}-{}KiB", body.len() / 1024);
         // Both paths must produce a patch, or the comparison means nothing.

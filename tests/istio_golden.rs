@@ -8,11 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use revhook::inject::decide::Policy;
-use revhook::inject::pod::PodIn;
-use revhook::inject::{review_template, Workload};
+mod common;
+
+use common::manifest::{at, render_manifest, template_path, yaml_docs};
 use revhook::state::{config, Snapshot};
-use serde::Deserialize;
 use serde_json::Value;
 
 fn reference_dir() -> PathBuf {
@@ -70,34 +69,7 @@ const FIELDS: &[&str] = &[
 
 fn docs(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::Deserializer::from_str(&text)
-        .filter_map(|d| Value::deserialize(d).ok())
-        .filter(|v| !v.is_null())
-        .collect()
-}
-
-/// Where a manifest keeps its pod template.
-fn template_path(doc: &Value) -> Option<Vec<&'static str>> {
-    match doc["kind"].as_str()? {
-        "Pod" => Some(vec![]),
-        "CronJob" => Some(vec!["spec", "jobTemplate", "spec", "template"]),
-        "Deployment"
-        | "StatefulSet"
-        | "DaemonSet"
-        | "ReplicaSet"
-        | "Job"
-        | "ReplicationController"
-        | "DeploymentConfig" => Some(vec!["spec", "template"]),
-        _ => None,
-    }
-}
-
-fn at<'v>(doc: &'v Value, path: &[&str]) -> &'v Value {
-    path.iter().fold(doc, |v, k| &v[*k])
-}
-
-fn at_mut<'v>(doc: &'v mut Value, path: &[&str]) -> &'v mut Value {
-    path.iter().fold(doc, |v, k| &mut v[*k])
+    yaml_docs(&text)
 }
 
 fn snapshot(namespace: &str) -> Snapshot {
@@ -111,40 +83,10 @@ fn snapshot(namespace: &str) -> Snapshot {
     .expect("config")
 }
 
-/// revhook's rendering of one manifest document.
+/// revhook's rendering of one manifest document, as a pod in an injection-enabled namespace.
 fn render(doc: &Value) -> Value {
-    let Some(path) = template_path(doc) else {
-        return doc.clone();
-    };
     let namespace = doc["metadata"]["namespace"].as_str().unwrap_or("default");
-    let name = doc["metadata"]["name"].as_str().unwrap_or_default();
-    let api_version = doc["apiVersion"].as_str().unwrap_or("v1");
-    let kind = doc["kind"].as_str().unwrap_or("Pod");
-    let template = at(doc, &path).clone();
-    let raw = template.to_string();
-    let pod = PodIn::parse(&raw).expect("template parses");
-    // A Pod names its workload through owner references, as in the webhook.
-    let workload = if kind == "Pod" {
-        Workload::of_pod(&pod, namespace)
-    } else {
-        Workload::new(api_version, kind, name, namespace)
-    };
-    let verdict = review_template(
-        &pod,
-        &raw,
-        namespace,
-        &workload,
-        &snapshot(namespace),
-        &Policy::default(),
-    );
-    let mut out = doc.clone();
-    if let Some(patch) = verdict.patch {
-        let patch: json_patch::Patch = serde_json::from_str(&patch).expect("patch");
-        let mut injected = template;
-        json_patch::patch(&mut injected, &patch).expect("patch applies");
-        *at_mut(&mut out, &path) = injected;
-    }
-    out
+    render_manifest(doc, &snapshot(namespace))
 }
 
 fn names(v: &Value) -> Value {

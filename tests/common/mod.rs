@@ -1,7 +1,10 @@
 //! Test harness: starts the real revhook server on an ephemeral loopback port with
 //! certificates made by the test, and talks to it like the API server does (TLS trusting only
 //! the generated CA, HTTP/1.1 or HTTP/2 by ALPN).
+
 #![allow(dead_code)]
+
+pub mod manifest;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
