@@ -40,7 +40,7 @@ fn render_file(input: &Path) -> (Vec<Value>, String) {
     (docs, out)
 }
 
-fn proxy<'v>(pod_spec: &'v Value) -> &'v Value {
+fn proxy(pod_spec: &Value) -> &Value {
     pod_spec["containers"]
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["name"] == "istio-proxy"))
