@@ -265,13 +265,11 @@ pub fn build_patch_for(
     let mut extra_env: Vec<String> = Vec::new();
     if let Some(pc) = &ov.proxy_config {
         for (k, v) in &pc.metadata {
-            extra_env.push(serde_json::json!({"name": k, "value": v}).to_string());
+            extra_env.push(env_entry(k, v));
         }
     }
     if let Some(probers) = &probes {
-        extra_env.push(
-            serde_json::json!({"name": "ISTIO_KUBE_APP_PROBERS", "value": probers}).to_string(),
-        );
+        extra_env.push(env_entry("ISTIO_KUBE_APP_PROBERS", probers));
     }
     let proxy_config_env = ov.proxy_config.as_ref().map(|pc| format!("{}\n", pc.json));
     let parts = PodParts {
@@ -341,6 +339,17 @@ pub fn build_patch_for(
     Ok(w.finish())
 }
 
+/// `{"name":..,"value":..}` as JSON.
+fn env_entry(name: &str, value: &str) -> String {
+    let mut out = String::with_capacity(name.len() + value.len() + 24);
+    out.push_str("{\"name\":");
+    patch::push_json_str(&mut out, name);
+    out.push_str(",\"value\":");
+    patch::push_json_str(&mut out, value);
+    out.push('}');
+    out
+}
+
 /// An index in the original array, once the removed indices before it are gone.
 fn shifted(index: usize, removed: &[usize]) -> usize {
     index - removed.iter().filter(|r| **r < index).count()
@@ -355,19 +364,7 @@ fn rewrite_probes(
     if !ov.rewrite_probes || ov.status_port == 0 || !app.iter().any(|(_, c)| c.has_probes()) {
         return None;
     }
-    let values: Vec<(usize, serde_json::Value)> = app
-        .iter()
-        .filter(|(_, c)| c.has_probes())
-        .map(|(i, c)| (*i, c.probe_view()))
-        .collect();
-    let rewritten = probes::rewrite(values.iter().map(|(i, v)| (*i, v)), ov.status_port);
-    for r in &rewritten.rewrites {
-        w.replace_raw(
-            &format!("/spec/containers/{}/{}", r.container, r.field),
-            &r.probe.to_string(),
-        );
-    }
-    rewritten.probers
+    probes::rewrite(app, ov.status_port, w)
 }
 
 /// Proxy container fields a pod's annotations replace.
@@ -443,13 +440,13 @@ fn proxy_field_overrides(
 
 /// The init container for this pod: `None` with interception `NONE`; re-rendered when the
 /// pod changes traffic settings or the image; a user's own `istio-init` overrides fields.
-fn init_container_json(
+fn init_container_json<'s>(
     ov: &overrides::Overrides,
-    sidecar: &RenderedSidecar,
+    sidecar: &'s RenderedSidecar,
     raw: &str,
     pod: &PodIn<'_>,
     removed: &Removed,
-) -> Result<Option<InitContainer>, String> {
+) -> Result<Option<InitContainer<'s>>, String> {
     if ov.interception() == "NONE" {
         return Ok(None);
     }
@@ -465,10 +462,9 @@ fn init_container_json(
             status_port: ov.status_port,
         };
         let image = ov.image.as_deref().unwrap_or(&sidecar.revision.proxy_image);
-        sidecar::init_container_with(&sidecar.revision, sidecar.init_name, &traffic, image)
-            .to_string()
+        Cow::Owned(sidecar.render_init(&traffic, image))
     } else {
-        sidecar.init_container.clone()
+        Cow::Borrowed(sidecar.init_container.as_str())
     };
     let custom = pod
         .init_containers()
@@ -476,7 +472,7 @@ fn init_container_json(
         .position(|c| c.name == sidecar.init_name)
         .filter(|i| !removed.init_containers.contains(i));
     if let Some(index) = custom {
-        json = merge_custom(&json, raw, "initContainers", index)?;
+        json = Cow::Owned(merge_custom(&json, raw, "initContainers", index)?);
     }
     Ok(Some(InitContainer {
         json,
@@ -485,8 +481,8 @@ fn init_container_json(
 }
 
 /// The init container to add, or to put in place of the pod's own `istio-init`.
-struct InitContainer {
-    json: String,
+struct InitContainer<'s> {
+    json: Cow<'s, str>,
     replaces: Option<usize>,
 }
 
@@ -495,7 +491,7 @@ struct InitContainer {
 fn add_init_containers(
     pod: &PodIn<'_>,
     sidecar: &RenderedSidecar,
-    init: &Option<InitContainer>,
+    init: &Option<InitContainer<'_>>,
     proxy: &str,
     w: &mut PatchWriter,
 ) {

@@ -149,7 +149,9 @@ fn parse_u32(annotation: &'static str, value: &str) -> Result<u32, OverrideError
 
 fn parse_proxy_config(value: &str) -> Result<ProxyConfig, OverrideError> {
     const NAME: &str = "proxy.istio.io/config";
-    let parsed: Value = serde_yaml::from_str(value)
+    // JSON is YAML too, but a JSON parser is many times faster, and most annotations are JSON.
+    let parsed: Value = serde_json::from_str(value)
+        .or_else(|_| serde_yaml::from_str(value))
         .map_err(|_| err(NAME, value, "a ProxyConfig in YAML or JSON"))?;
     let Value::Object(map) = parsed else {
         return Err(err(NAME, value, "a ProxyConfig in YAML or JSON"));
@@ -192,6 +194,30 @@ fn parse_proxy_config(value: &str) -> Result<ProxyConfig, OverrideError> {
     })
 }
 
+thread_local! {
+    /// Pods of one workload carry the same `proxy.istio.io/config`, and parsing YAML costs
+    /// more than the rest of an injection: remember the last few results per thread.
+    static PROXY_CONFIGS: std::cell::RefCell<std::collections::HashMap<String, Result<ProxyConfig, OverrideError>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+const PROXY_CONFIG_CACHE: usize = 256;
+
+fn cached_proxy_config(value: &str) -> Result<ProxyConfig, OverrideError> {
+    PROXY_CONFIGS.with(|cache| {
+        if let Some(hit) = cache.borrow().get(value) {
+            return hit.clone();
+        }
+        let parsed = parse_proxy_config(value);
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= PROXY_CONFIG_CACHE {
+            cache.clear();
+        }
+        cache.insert(value.to_owned(), parsed.clone());
+        parsed
+    })
+}
+
 /// Reads and validates a pod's override annotations.
 pub fn parse(meta: &MetaIn<'_>, revision: &Revision) -> Result<Overrides, OverrideError> {
     let mut o = Overrides {
@@ -204,7 +230,15 @@ pub fn parse(meta: &MetaIn<'_>, revision: &Revision) -> Result<Overrides, Overri
     };
     let mut image_type = None;
     for (key, value) in &annotations.0 {
-        let value: &str = value;
+        // Only the annotations below are unescaped; others (last-applied...) are skipped.
+        if !key.starts_with("sidecar.istio.io/")
+            && !key.starts_with("traffic.sidecar.istio.io/")
+            && !key.starts_with("proxy.istio.io/")
+            && !key.contains("status.sidecar.istio.io/")
+        {
+            continue;
+        }
+        let value: &str = value.get();
         match key.as_ref() {
             "sidecar.istio.io/proxyImage" => {
                 o.image = Some(proxy_image(value, &revision.proxy_image))
@@ -312,7 +346,7 @@ pub fn parse(meta: &MetaIn<'_>, revision: &Revision) -> Result<Overrides, Overri
             "traffic.sidecar.istio.io/kubevirtInterfaces" => {
                 o.kubevirt_interfaces = Some(value.to_owned())
             }
-            "proxy.istio.io/config" => o.proxy_config = Some(parse_proxy_config(value)?),
+            "proxy.istio.io/config" => o.proxy_config = Some(cached_proxy_config(value)?),
             "status.sidecar.istio.io/port" => {
                 o.status_port = value.trim().parse().map_err(|_| {
                     err(

@@ -55,6 +55,29 @@ fn push_json_str_body(buf: &mut String, s: &str) {
     buf.push_str(&s[start..]);
 }
 
+/// Appends a JSON Pointer segment inside a JSON string: RFC 6901 escapes (`~0`, `~1`) and
+/// JSON escapes in one pass, without a temporary.
+fn push_segment(buf: &mut String, segment: &str) {
+    let mut start = 0;
+    for (i, b) in segment.bytes().enumerate() {
+        let replacement = match b {
+            b'~' => "~0",
+            b'/' => "~1",
+            _ if NEEDS_ESCAPE[usize::from(b)] => {
+                buf.push_str(&segment[start..i]);
+                push_json_str_body(buf, &segment[i..i + 1]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        buf.push_str(&segment[start..i]);
+        buf.push_str(replacement);
+        start = i + 1;
+    }
+    buf.push_str(&segment[start..]);
+}
+
 /// A JSON Patch being written: `[{"op":...},...]`.
 #[derive(Debug)]
 pub struct PatchWriter {
@@ -87,7 +110,7 @@ impl PatchWriter {
         push_json_str_body(&mut self.buf, path_parent);
         if let Some(key) = key {
             self.buf.push('/');
-            push_json_str_body(&mut self.buf, &escape_segment(key));
+            push_segment(&mut self.buf, key);
         }
         self.buf.push('"');
     }
@@ -146,6 +169,14 @@ mod tests {
     fn segments_are_escaped_per_rfc6901() {
         assert_eq!(escape_segment("a/b~c"), "a~1b~0c");
         assert_eq!(escape_segment("plain"), "plain");
+    }
+
+    #[test]
+    fn path_segments_are_escaped_for_pointer_and_json_at_once() {
+        let mut w = PatchWriter::default();
+        w.add_key_str("/metadata/labels", "a/b~c\"d", "v");
+        let ops: serde_json::Value = serde_json::from_str(&w.finish()).expect("json");
+        assert_eq!(ops[0]["path"], "/metadata/labels/a~1b~0c\"d");
     }
 
     #[test]

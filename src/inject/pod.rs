@@ -11,16 +11,46 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 /// Label or annotation map kept as a vector of borrowed pairs: pods carry a handful of keys,
-/// a linear scan beats hashing, and nothing is copied unless a value holds escapes.
+/// a linear scan beats hashing. Values stay raw JSON until read, so a large escaped value
+/// nobody asks for (`kubectl.kubernetes.io/last-applied-configuration`) is never unescaped.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct StringMap<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
+pub struct StringMap<'a>(pub Vec<(Cow<'a, str>, LazyStr<'a>)>);
+
+/// A JSON string value, unescaped on first read (borrowed as is when it holds no escapes).
+#[derive(Debug, Clone, Default)]
+pub struct LazyStr<'a> {
+    /// The JSON string literal, quotes included.
+    raw: &'a str,
+    decoded: std::sync::OnceLock<String>,
+}
+
+impl<'a> LazyStr<'a> {
+    pub fn get(&self) -> &str {
+        let inner = self
+            .raw
+            .get(1..self.raw.len().saturating_sub(1))
+            .unwrap_or_default();
+        if !inner.contains('\\') {
+            return inner;
+        }
+        // The literal was validated by the parser; a failure here can only mean a lone
+        // surrogate escape, which reads as empty rather than failing the request.
+        self.decoded
+            .get_or_init(|| serde_json::from_str(self.raw).unwrap_or_default())
+    }
+}
+
+impl PartialEq for LazyStr<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for LazyStr<'_> {}
 
 impl<'a> StringMap<'a> {
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_ref())
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.get())
     }
 
     pub fn contains(&self, key: &str) -> bool {
@@ -45,8 +75,20 @@ impl<'de: 'a, 'a> Deserialize<'de> for StringMap<'a> {
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
                 let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(4));
-                while let Some((k, v)) = map.next_entry::<BorrowedStr<'a>, BorrowedStr<'a>>()? {
-                    pairs.push((k.0, v.0));
+                while let Some((k, v)) = map.next_entry::<BorrowedStr<'a>, &'a RawValue>()? {
+                    if !v.get().starts_with('"') {
+                        return Err(serde::de::Error::invalid_type(
+                            serde::de::Unexpected::Other(v.get()),
+                            &"a string value",
+                        ));
+                    }
+                    pairs.push((
+                        k.0,
+                        LazyStr {
+                            raw: v.get(),
+                            decoded: std::sync::OnceLock::new(),
+                        },
+                    ));
                 }
                 Ok(StringMap(pairs))
             }
@@ -156,21 +198,6 @@ impl ContainerIn<'_> {
             || self.readiness_probe.is_some()
             || self.startup_probe.is_some()
     }
-
-    /// The container's name, ports and probes as a `Value` (what probe rewriting reads).
-    pub fn probe_view(&self) -> serde_json::Value {
-        let probe = |p: Option<&RawValue>| {
-            p.and_then(|r| serde_json::from_str(r.get()).ok())
-                .unwrap_or(serde_json::Value::Null)
-        };
-        serde_json::json!({
-            "name": self.name,
-            "ports": self.ports,
-            "livenessProbe": probe(self.liveness_probe),
-            "readinessProbe": probe(self.readiness_probe),
-            "startupProbe": probe(self.startup_probe),
-        })
-    }
 }
 
 #[derive(Debug, Deserialize, serde::Serialize)]
@@ -247,11 +274,18 @@ mod tests {
             "volumes":[{"name":"v","emptyDir":{}}]}}"#;
         let pod = PodIn::parse(raw).expect("parses");
         assert_eq!(pod.meta().label("a/b"), Some("c"));
-        assert!(matches!(
-            pod.meta().labels.as_ref().map(|l| &l.0[0].1),
-            Some(Cow::Borrowed(_))
-        ));
+        let labels = pod.meta().labels.as_ref().expect("labels");
+        assert!(
+            labels.0[0].1.decoded.get().is_none(),
+            "unescaped values are borrowed as is"
+        );
+        let annotations = pod.meta().annotations.as_ref().expect("annotations");
+        assert!(
+            annotations.0[0].1.decoded.get().is_none(),
+            "escaped values wait to be read"
+        );
         assert_eq!(pod.meta().annotation("k"), Some("v\"q"));
+        assert!(annotations.0[0].1.decoded.get().is_some());
         assert_eq!(pod.containers()[0].name, "app");
         assert!(pod.spec.init_containers.is_none());
         assert_eq!(pod.spec.volumes.as_ref().map(Vec::len), Some(1));

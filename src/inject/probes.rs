@@ -2,23 +2,38 @@
 //! sidecar's redirection (and mTLS), so each probe is pointed at the agent's status port
 //! (`/app-health/<container>/<livez|readyz|startupz>`), and the agent runs the original,
 //! which it reads from `ISTIO_KUBE_APP_PROBERS`.
+//!
+//! Probes are common on the hot path, so they are handled as raw JSON: the patch touches only
+//! the handler fields of a probe, and the original handler is copied, not re-serialized,
+//! unless a named port has to be resolved.
 
-use serde_json::{json, Map, Value};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
 
-/// One rewritten probe: the container index, the probe field, and its new value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rewrite {
-    pub container: usize,
-    pub field: &'static str,
-    pub probe: Value,
+use super::patch::{push_json_str, PatchWriter};
+use super::pod::ContainerIn;
+
+/// The handler and timeout of a probe; everything else in it is left alone.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProbeIn<'a> {
+    #[serde(borrow, default)]
+    http_get: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tcp_socket: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    grpc: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    timeout_seconds: Option<&'a RawValue>,
 }
 
-/// What rewriting a pod's probes produces.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Rewritten {
-    pub rewrites: Vec<Rewrite>,
-    /// Value of `ISTIO_KUBE_APP_PROBERS`, when any probe was rewritten.
-    pub probers: Option<String>,
+#[derive(Debug, Deserialize)]
+struct PortOnly<'a> {
+    #[serde(borrow)]
+    port: Option<&'a RawValue>,
+    #[serde(default)]
+    scheme: Option<serde::de::IgnoredAny>,
 }
 
 const KINDS: [(&str, &str); 3] = [
@@ -27,109 +42,146 @@ const KINDS: [(&str, &str); 3] = [
     ("startupProbe", "startupz"),
 ];
 
-/// A named port resolved against the container's ports; numbers pass through.
-fn resolve_port(port: &Value, container: &Value) -> Option<Value> {
-    match port {
-        Value::Number(_) => Some(port.clone()),
-        Value::String(name) => {
-            if let Ok(n) = name.parse::<u16>() {
-                return Some(json!(n));
-            }
-            container["ports"]
-                .as_array()?
+/// A port as written (number, or a numeric or named string) resolved to its number.
+fn resolve_port(raw: &RawValue, container: &ContainerIn<'_>) -> Option<i64> {
+    match serde_json::from_str::<Value>(raw.get()).ok()? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(name) => name.parse().ok().or_else(|| {
+            container
+                .ports
+                .as_deref()?
                 .iter()
-                .find(|p| p["name"] == *name)
-                .map(|p| p["containerPort"].clone())
-        }
+                .find(|p| p.name.as_deref() == Some(name.as_str()))
+                .map(|p| i64::from(p.container_port))
+        }),
         _ => None,
     }
 }
 
-/// Rewrites the probes of `containers` (the pod's app containers, with their indices).
-pub fn rewrite<'c>(
-    containers: impl IntoIterator<Item = (usize, &'c Value)>,
-    status_port: u16,
-) -> Rewritten {
-    let mut out = Rewritten::default();
-    let mut probers = Map::new();
-    for (index, container) in containers {
-        let name = container["name"].as_str().unwrap_or_default();
-        for (field, kind) in KINDS {
-            let probe = &container[field];
-            let Some(original) = prober(probe, container) else {
-                continue;
-            };
-            let path = format!("/app-health/{name}/{kind}");
-            let mut new_probe = probe.clone();
-            let mut http = json!({"path": path, "port": status_port});
-            // The agent serves plain HTTP; an explicit scheme (HTTPS) must say so.
-            if probe["httpGet"].get("scheme").is_some() {
-                http["scheme"] = json!("HTTP");
-            }
-            if let Some(obj) = new_probe.as_object_mut() {
-                obj.remove("tcpSocket");
-                obj.remove("grpc");
-                obj.insert("httpGet".into(), http);
-            }
-            probers.insert(path, original);
-            out.rewrites.push(Rewrite {
-                container: index,
-                field,
-                probe: new_probe,
-            });
-        }
+/// A handler JSON object with its `port` replaced by a number when it was a name.
+fn with_numeric_port(handler: &RawValue, container: &ContainerIn<'_>) -> Option<String> {
+    let parsed: PortOnly<'_> = serde_json::from_str(handler.get()).ok()?;
+    let port = parsed.port?;
+    if port.get().starts_with(|c: char| c.is_ascii_digit()) {
+        return Some(handler.get().to_owned());
     }
-    if !probers.is_empty() {
-        out.probers = Some(Value::Object(probers).to_string());
-    }
-    out
+    let number = resolve_port(port, container)?;
+    let mut map: serde_json::Map<String, Value> = serde_json::from_str(handler.get()).ok()?;
+    map.insert("port".into(), Value::from(number));
+    Some(Value::Object(map).to_string())
 }
 
-/// The original probe as the agent needs it, or `None` for probes that stay as they are
-/// (`exec`, or a port that cannot be resolved).
-fn prober(probe: &Value, container: &Value) -> Option<Value> {
-    let mut entry = Map::new();
-    if let Some(http) = probe["httpGet"].as_object() {
-        let mut http = http.clone();
-        let port = resolve_port(http.get("port")?, container)?;
-        http.insert("port".into(), port);
-        entry.insert("httpGet".into(), Value::Object(http));
-    } else if let Some(tcp) = probe["tcpSocket"].as_object() {
-        let port = resolve_port(tcp.get("port")?, container)?;
-        entry.insert("tcpSocket".into(), json!({"port": port}));
-    } else if let Some(grpc) = probe["grpc"].as_object() {
-        entry.insert("grpc".into(), Value::Object(grpc.clone()));
+/// Rewrites the probes of the app containers (`(index in the patched pod, container)`),
+/// writing patch operations; returns the `ISTIO_KUBE_APP_PROBERS` value when any probe was.
+pub fn rewrite(
+    containers: &[(usize, &ContainerIn<'_>)],
+    status_port: u16,
+    w: &mut PatchWriter,
+) -> Option<String> {
+    let mut probers = String::new();
+    for (index, container) in containers {
+        let probes = [
+            container.liveness_probe,
+            container.readiness_probe,
+            container.startup_probe,
+        ];
+        for ((field, kind), raw) in KINDS.iter().zip(probes) {
+            let Some(raw) = raw else { continue };
+            let Ok(probe) = serde_json::from_str::<ProbeIn<'_>>(raw.get()) else {
+                continue;
+            };
+            let (handler, original, scheme) = if let Some(h) = probe.http_get {
+                let has_scheme =
+                    serde_json::from_str::<PortOnly<'_>>(h.get()).is_ok_and(|p| p.scheme.is_some());
+                ("httpGet", with_numeric_port(h, container), has_scheme)
+            } else if let Some(t) = probe.tcp_socket {
+                ("tcpSocket", with_numeric_port(t, container), false)
+            } else if let Some(g) = probe.grpc {
+                ("grpc", Some(g.get().to_owned()), false)
+            } else {
+                continue;
+            };
+            let Some(original) = original else { continue };
+            let path = format!("/app-health/{}/{kind}", container.name);
+            let base = format!("/spec/containers/{index}/{field}");
+            if handler != "httpGet" {
+                w.remove(&format!("{base}/{handler}"));
+            }
+            let mut http = String::with_capacity(64);
+            http.push_str("{\"path\":");
+            push_json_str(&mut http, &path);
+            http.push_str(&format!(",\"port\":{status_port}"));
+            // The agent serves plain HTTP; an explicit scheme (HTTPS) must say so.
+            if scheme {
+                http.push_str(",\"scheme\":\"HTTP\"");
+            }
+            http.push('}');
+            w.add_raw(&format!("{base}/httpGet"), &http);
+
+            probers.push(if probers.is_empty() { '{' } else { ',' });
+            push_json_str(&mut probers, &path);
+            probers.push_str(":{");
+            push_json_str(&mut probers, handler);
+            probers.push(':');
+            probers.push_str(&original);
+            if let Some(t) = probe.timeout_seconds {
+                probers.push_str(",\"timeoutSeconds\":");
+                probers.push_str(t.get());
+            }
+            probers.push('}');
+        }
+    }
+    if probers.is_empty() {
+        None
     } else {
-        return None;
+        probers.push('}');
+        Some(probers)
     }
-    if let Some(t) = probe.get("timeoutSeconds") {
-        entry.insert("timeoutSeconds".into(), t.clone());
-    }
-    Some(Value::Object(entry))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inject::pod::PodIn;
+    use serde_json::json;
+
+    fn run(pod: Value) -> (Value, Option<Value>) {
+        let raw = pod.to_string();
+        let parsed = PodIn::parse(&raw).expect("pod");
+        let containers: Vec<(usize, &ContainerIn<'_>)> =
+            parsed.containers().iter().enumerate().collect();
+        let mut w = PatchWriter::default();
+        let probers = rewrite(&containers, 15020, &mut w);
+        let patch: json_patch::Patch = serde_json::from_str(&w.finish()).expect("patch");
+        let mut out = pod;
+        json_patch::patch(&mut out, &patch).expect("applies");
+        (
+            out,
+            probers.map(|p| serde_json::from_str(&p).expect("probers JSON")),
+        )
+    }
 
     #[test]
     fn http_tcp_and_grpc_probes_point_at_the_agent() {
-        let c = json!({"name": "web", "ports": [{"name": "http", "containerPort": 8080}],
+        let (out, probers) = run(json!({"spec": {"containers": [{"name": "web",
+            "ports": [{"name": "http", "containerPort": 8080}],
             "livenessProbe": {"httpGet": {"path": "/live", "port": "http"}, "timeoutSeconds": 2, "periodSeconds": 5},
             "readinessProbe": {"tcpSocket": {"port": 8080}},
-            "startupProbe": {"grpc": {"port": 9000}}});
-        let r = rewrite([(0, &c)], 15020);
-        assert_eq!(r.rewrites.len(), 3);
+            "startupProbe": {"grpc": {"port": 9000}}}]}}));
+        let c = &out["spec"]["containers"][0];
         assert_eq!(
-            r.rewrites[0].probe,
+            c["livenessProbe"],
             json!({"httpGet": {"path": "/app-health/web/livez", "port": 15020}, "timeoutSeconds": 2, "periodSeconds": 5})
         );
         assert_eq!(
-            r.rewrites[1].probe,
+            c["readinessProbe"],
             json!({"httpGet": {"path": "/app-health/web/readyz", "port": 15020}})
         );
-        let probers: Value =
-            serde_json::from_str(r.probers.as_deref().expect("probers")).expect("json");
+        assert_eq!(
+            c["startupProbe"],
+            json!({"httpGet": {"path": "/app-health/web/startupz", "port": 15020}})
+        );
+        let probers = probers.expect("probers");
         assert_eq!(
             probers["/app-health/web/livez"],
             json!({"httpGet": {"path": "/live", "port": 8080}, "timeoutSeconds": 2})
@@ -145,11 +197,26 @@ mod tests {
     }
 
     #[test]
+    fn https_probes_say_http_explicitly() {
+        let (out, probers) = run(json!({"spec": {"containers": [{"name": "s",
+            "readinessProbe": {"httpGet": {"port": 8443, "scheme": "HTTPS"}}}]}}));
+        assert_eq!(
+            out["spec"]["containers"][0]["readinessProbe"]["httpGet"]["scheme"],
+            "HTTP"
+        );
+        assert_eq!(
+            probers.expect("probers")["/app-health/s/readyz"]["httpGet"]["scheme"],
+            "HTTPS"
+        );
+    }
+
+    #[test]
     fn exec_probes_and_unresolvable_ports_stay() {
-        let c = json!({"name": "w", "livenessProbe": {"exec": {"command": ["true"]}},
-            "readinessProbe": {"httpGet": {"port": "nope"}}});
-        let r = rewrite([(0, &c)], 15020);
-        assert!(r.rewrites.is_empty());
-        assert!(r.probers.is_none());
+        let pod = json!({"spec": {"containers": [{"name": "w",
+            "livenessProbe": {"exec": {"command": ["true"]}},
+            "readinessProbe": {"httpGet": {"port": "nope"}}}]}});
+        let (out, probers) = run(pod.clone());
+        assert_eq!(out, pod);
+        assert!(probers.is_none());
     }
 }

@@ -60,6 +60,7 @@ pub struct RenderedSidecar {
     env_tail: String,
     /// The init container (`istio-init`, or `istio-validation` with CNI).
     pub init_container: String,
+    init_tail: String,
     pub init_name: &'static str,
     /// Each volume as JSON, in [`VOLUME_NAMES`] order.
     pub volumes: Vec<String>,
@@ -85,22 +86,26 @@ impl RenderedSidecar {
         } else {
             INIT_NAME
         };
-        let init_container = init_container(&revision, init_name).to_string();
+        let init_tail = init_tail(&revision, init_name == VALIDATION_NAME);
         let (env_head, env_middle, env_tail) = env_groups(&revision, mesh);
         let status = status_annotation(&revision, init_name);
         let status_json = Value::String(status.clone()).to_string();
-        RenderedSidecar {
+        let mut rendered = RenderedSidecar {
             proxy_fields,
             env_head,
             env_middle,
             env_tail,
-            init_container,
+            init_container: String::new(),
+            init_tail,
             init_name,
             volumes: volumes().into_iter().map(|v| v.to_string()).collect(),
             status,
             status_json,
             revision,
-        }
+        };
+        rendered.init_container =
+            rendered.render_init(&Interception::default(), &rendered.revision.proxy_image);
+        rendered
     }
 
     /// Names of the init containers and containers this sidecar adds.
@@ -404,16 +409,18 @@ impl Default for Interception<'_> {
     }
 }
 
-pub fn iptables_args(t: &Interception<'_>, validation: bool) -> Value {
+/// Appends the `istio-iptables` arguments for the given traffic settings, as a JSON array.
+pub fn push_iptables_args(out: &mut String, t: &Interception<'_>, validation: bool) {
     let mut exclude_inbound = String::from("15090,15021");
     if t.status_port != 0 {
-        exclude_inbound.push_str(&format!(",{}", t.status_port));
+        exclude_inbound.push(',');
+        exclude_inbound.push_str(&t.status_port.to_string());
     }
     if !t.exclude_inbound_ports.is_empty() {
         exclude_inbound.push(',');
         exclude_inbound.push_str(t.exclude_inbound_ports);
     }
-    let mut args: Vec<Value> = [
+    let mut args: Vec<&str> = vec![
         "istio-iptables",
         "-p",
         "15001",
@@ -431,41 +438,30 @@ pub fn iptables_args(t: &Interception<'_>, validation: bool) -> Value {
         t.include_inbound_ports,
         "-d",
         &exclude_inbound,
-    ]
-    .iter()
-    .map(|s| json!(s))
-    .collect();
+    ];
     if !t.exclude_outbound_ports.is_empty() {
-        args.extend([json!("-o"), json!(t.exclude_outbound_ports)]);
+        args.extend(["-o", t.exclude_outbound_ports]);
     }
     if !t.kubevirt_interfaces.is_empty() {
-        args.extend([json!("-k"), json!(t.kubevirt_interfaces)]);
+        args.extend(["-k", t.kubevirt_interfaces]);
     }
-    args.push(json!("--log_output_level=default:info"));
+    args.push("--log_output_level=default:info");
     if validation {
-        args.extend([json!("--run-validation"), json!("--skip-rule-apply")]);
+        args.extend(["--run-validation", "--skip-rule-apply"]);
     }
-    Value::Array(args)
+    out.push('[');
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(out, a);
+    }
+    out.push(']');
 }
 
-/// The init container for given traffic settings and image.
-pub fn init_container_with(
-    rev: &Revision,
-    name: &str,
-    traffic: &Interception<'_>,
-    image: &str,
-) -> Value {
-    let validation = name == VALIDATION_NAME;
-    let security = if validation {
-        json!({
-            "allowPrivilegeEscalation": false,
-            "capabilities": {"drop": ["ALL"]},
-            "privileged": false,
-            "readOnlyRootFilesystem": true,
-            "runAsGroup": PROXY_UID,
-            "runAsNonRoot": true,
-            "runAsUser": PROXY_UID,
-        })
+fn init_security_context(validation: bool) -> Value {
+    if validation {
+        proxy_security_context(false)
     } else {
         json!({
             "allowPrivilegeEscalation": false,
@@ -476,18 +472,32 @@ pub fn init_container_with(
             "runAsNonRoot": false,
             "runAsUser": 0,
         })
-    };
-    json!({
-        "name": name,
-        "image": image,
-        "args": iptables_args(traffic, validation),
-        "resources": resources(rev),
-        "securityContext": security,
-    })
+    }
 }
 
-fn init_container(rev: &Revision, name: &str) -> Value {
-    init_container_with(rev, name, &Interception::default(), &rev.proxy_image)
+impl RenderedSidecar {
+    /// The init container for one pod's traffic settings and image (the fixed parts were
+    /// rendered with the revision).
+    pub fn render_init(&self, traffic: &Interception<'_>, image: &str) -> String {
+        let mut out = String::with_capacity(self.init_container.len() + 128);
+        out.push_str("{\"name\":");
+        push_json_str(&mut out, self.init_name);
+        out.push_str(",\"image\":");
+        push_json_str(&mut out, image);
+        out.push_str(",\"args\":");
+        push_iptables_args(&mut out, traffic, self.init_name == VALIDATION_NAME);
+        out.push_str(&self.init_tail);
+        out
+    }
+}
+
+/// `,"resources":..,"securityContext":..}`: the init container's fields that do not vary.
+fn init_tail(rev: &Revision, validation: bool) -> String {
+    format!(
+        ",\"resources\":{},\"securityContext\":{}}}",
+        resources(rev),
+        init_security_context(validation)
+    )
 }
 
 fn volumes() -> Vec<Value> {
