@@ -80,17 +80,66 @@ impl RequestIn<'_> {
     }
 }
 
-/// Decodes an AdmissionReview v1 and returns its request.
-pub fn decode(body: &[u8]) -> Result<RequestIn<'_>, ReviewError> {
-    let review: ReviewIn<'_> = serde_json::from_slice(body)?;
-    match review.api_version.as_deref() {
+/// A review whose object is parsed as a Pod in the same pass (the mutating webhook's path:
+/// one scan of the body instead of two).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodReviewIn<'a> {
+    #[serde(borrow, default)]
+    pub api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub request: Option<PodRequestIn<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodRequestIn<'a> {
+    #[serde(borrow)]
+    pub uid: Cow<'a, str>,
+    #[serde(borrow)]
+    pub kind: GroupVersionKind<'a>,
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub namespace: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub operation: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub object: Option<crate::inject::pod::PodIn<'a>>,
+}
+
+impl PodRequestIn<'_> {
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or_default()
+    }
+}
+
+/// Decodes a review whose object parses as a Pod. Anything else (another kind with an
+/// incompatible shape, a malformed body) is an error: callers fall back to [`decode`], which
+/// also gives the right error for a malformed body.
+pub fn decode_pod(body: &[u8]) -> Result<PodRequestIn<'_>, ReviewError> {
+    let review: PodReviewIn<'_> = serde_json::from_slice(body)?;
+    check_type(review.api_version.as_deref(), review.kind.as_deref())?;
+    review.request.ok_or(ReviewError::NoRequest)
+}
+
+fn check_type(api_version: Option<&str>, kind: Option<&str>) -> Result<(), ReviewError> {
+    match api_version {
         Some("admission.k8s.io/v1") => {}
         other => return Err(ReviewError::ApiVersion(other.unwrap_or("").to_owned())),
     }
-    match review.kind.as_deref() {
-        Some("AdmissionReview") => {}
-        other => return Err(ReviewError::Kind(other.unwrap_or("").to_owned())),
+    match kind {
+        Some("AdmissionReview") => Ok(()),
+        other => Err(ReviewError::Kind(other.unwrap_or("").to_owned())),
     }
+}
+
+/// Decodes an AdmissionReview v1 and returns its request.
+pub fn decode(body: &[u8]) -> Result<RequestIn<'_>, ReviewError> {
+    let review: ReviewIn<'_> = serde_json::from_slice(body)?;
+    check_type(review.api_version.as_deref(), review.kind.as_deref())?;
     review.request.ok_or(ReviewError::NoRequest)
 }
 

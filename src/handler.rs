@@ -1,7 +1,7 @@
 //! One AdmissionReview in, one out: the pure function the server, `replay` and the
 //! benchmarks share.
 
-use crate::admission::{self, RequestIn, ReviewError, Verdict};
+use crate::admission::{self, PodRequestIn, RequestIn, ReviewError, Verdict};
 use crate::inject::decide::Policy;
 use crate::labels::NamespaceLabels;
 use crate::state::Snapshot;
@@ -34,6 +34,36 @@ pub struct Handled {
     pub operation: String,
 }
 
+/// A decoded request, on the fastest path its webhook allows.
+// One lives on the stack per request; boxing the larger variant would add an allocation to
+// the hot path for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Decoded<'a> {
+    /// `/inject` with a Pod-shaped object, parsed in the same pass as the review.
+    Pod(PodRequestIn<'a>),
+    Any(RequestIn<'a>),
+}
+
+impl Decoded<'_> {
+    pub fn namespace(&self) -> &str {
+        match self {
+            Decoded::Pod(r) => r.namespace(),
+            Decoded::Any(r) => r.namespace(),
+        }
+    }
+}
+
+/// Decodes a review for `webhook`. A malformed body gets the generic decoder's error.
+pub fn decode(webhook: Webhook, body: &[u8]) -> Result<Decoded<'_>, ReviewError> {
+    if webhook == Webhook::Inject {
+        if let Ok(req) = admission::decode_pod(body) {
+            return Ok(Decoded::Pod(req));
+        }
+    }
+    admission::decode(body).map(Decoded::Any)
+}
+
 /// Decodes `body`, judges it, and encodes the response.
 pub fn handle(
     webhook: Webhook,
@@ -41,14 +71,14 @@ pub fn handle(
     snapshot: &Snapshot,
     policy: &Policy,
 ) -> Result<Handled, ReviewError> {
-    let req = admission::decode(body)?;
-    Ok(judge(webhook, &req, snapshot, policy, None))
+    let req = decode(webhook, body)?;
+    Ok(judge(webhook, &req, body, snapshot, policy, None))
 }
 
 /// Whether judging `req` needs the labels of a namespace the snapshot does not know.
 pub fn unknown_namespace<'r>(
     webhook: Webhook,
-    req: &'r RequestIn<'_>,
+    req: &'r Decoded<'_>,
     snapshot: &Snapshot,
 ) -> Option<&'r str> {
     let ns = req.namespace();
@@ -59,23 +89,39 @@ pub fn unknown_namespace<'r>(
 /// request's namespace when they were looked up outside the snapshot.
 pub fn judge(
     webhook: Webhook,
-    req: &RequestIn<'_>,
+    req: &Decoded<'_>,
+    body: &[u8],
     snapshot: &Snapshot,
     policy: &Policy,
     namespace: Option<&NamespaceLabels>,
 ) -> Handled {
-    let verdict = match webhook {
-        Webhook::Inject => crate::inject::review_with(req, snapshot, policy, namespace),
-        Webhook::Validate => crate::validate::review(req, snapshot, policy),
+    let (verdict, uid, kind, name, operation) = match req {
+        Decoded::Pod(r) => (
+            crate::inject::review_pod_request(r, body, snapshot, policy, namespace),
+            &r.uid,
+            &r.kind.kind,
+            &r.name,
+            &r.operation,
+        ),
+        Decoded::Any(r) => (
+            match webhook {
+                Webhook::Inject => crate::inject::review_with(r, snapshot, policy, namespace),
+                Webhook::Validate => crate::validate::review(r, snapshot, policy),
+            },
+            &r.uid,
+            &r.kind.kind,
+            &r.name,
+            &r.operation,
+        ),
     };
-    let body = admission::encode(&req.uid, &verdict);
+    let body = admission::encode(uid, &verdict);
     Handled {
         body,
         verdict,
-        uid: req.uid.clone().into_owned(),
-        kind: req.kind.kind.clone().into_owned(),
+        uid: uid.to_string(),
+        kind: kind.to_string(),
         namespace: req.namespace().to_owned(),
-        name: req.name.as_deref().unwrap_or_default().to_owned(),
-        operation: req.operation.clone().into_owned(),
+        name: name.as_deref().unwrap_or_default().to_owned(),
+        operation: operation.to_string(),
     }
 }

@@ -295,7 +295,7 @@ where
         Ok(Ok(collected)) => collected.to_bytes(),
     };
     let snapshot = app.snapshot.load();
-    let req = match crate::admission::decode(&body) {
+    let req = match handler::decode(webhook, &body) {
         Ok(req) => req,
         Err(e) => return fail(text(StatusCode::BAD_REQUEST, e.to_string())),
     };
@@ -314,7 +314,14 @@ where
         }
         _ => None,
     };
-    let handled = handler::judge(webhook, &req, &snapshot, &app.policy, looked_up.as_ref());
+    let handled = handler::judge(
+        webhook,
+        &req,
+        &body,
+        &snapshot,
+        &app.policy,
+        looked_up.as_ref(),
+    );
     let elapsed = started.elapsed();
     app.metrics
         .request(path, handled.verdict.outcome(), elapsed);

@@ -65,6 +65,59 @@ pub fn review_with(
     review_pod_in(&pod, raw, namespace, ns_labels, None, snapshot, policy)
 }
 
+/// Reviews a request whose object was parsed as a Pod while decoding (the fast path).
+/// `body` is the whole review: the pod's raw JSON is read from it again only for Istio's
+/// custom injection (a pod that carries its own `istio-proxy` or `istio-init`), which is rare.
+pub fn review_pod_request(
+    req: &crate::admission::PodRequestIn<'_>,
+    body: &[u8],
+    snapshot: &Snapshot,
+    policy: &Policy,
+    ns_labels: Option<&NamespaceLabels>,
+) -> Verdict {
+    if req.kind.kind != "Pod" || !req.kind.group.is_empty() {
+        return Verdict::allow("skip:not-a-pod");
+    }
+    if req.operation != "CREATE" {
+        return Verdict::allow("skip:not-create");
+    }
+    let Some(pod) = &req.object else {
+        return Verdict::deny(
+            400,
+            "BadRequest",
+            "request.object is missing".into(),
+            "error:no-object",
+        );
+    };
+    let namespace = req
+        .namespace
+        .as_deref()
+        .or(pod.meta().namespace.as_deref())
+        .unwrap_or("default");
+    if !has_custom_containers(pod) {
+        // The raw pod is read only by custom injection; without it, nothing reads it.
+        return review_pod_in(pod, "", namespace, ns_labels, None, snapshot, policy);
+    }
+    match crate::admission::decode(body).map(|r| r.object().map(str::to_owned)) {
+        Ok(Some(raw)) => review_pod_in(pod, &raw, namespace, ns_labels, None, snapshot, policy),
+        _ => Verdict::deny(
+            400,
+            "BadRequest",
+            "request.object is missing".into(),
+            "error:no-object",
+        ),
+    }
+}
+
+/// Whether the pod carries Istio's custom injection containers (whose raw JSON is merged).
+fn has_custom_containers(pod: &PodIn<'_>) -> bool {
+    pod.container_index(PROXY_NAME).is_some()
+        || pod
+            .init_containers()
+            .iter()
+            .any(|c| c.name == sidecar::INIT_NAME || c.name == sidecar::VALIDATION_NAME)
+}
+
 /// Reviews one parsed pod (shared by the webhook and offline `revhook inject`).
 pub fn review_pod(
     pod: &PodIn<'_>,
