@@ -109,9 +109,16 @@ pub fn review(req: &RequestIn<'_>, snapshot: &Snapshot, _policy: &Policy) -> Ver
     let kind = req.kind.kind.as_ref();
     let group = req.kind.group.as_ref();
     let operation = req.operation.as_ref();
-    let (object, old) = match (parse(kind, req.object()), parse(kind, req.old_object())) {
+    let (object, old) = match (parse(req.object()), parse(req.old_object())) {
         (Ok(o), Ok(old)) => (o, old),
-        (Err(v), _) | (_, Err(v)) => return v,
+        (Err(e), _) | (_, Err(e)) => {
+            return Verdict::deny(
+                400,
+                "BadRequest",
+                format!("{kind} object cannot be read: {e}"),
+                "error:bad-object",
+            )
+        }
     };
     match (group, kind, operation) {
         (_, _, "DELETE") if is_tag_webhook(group, kind, old.as_ref()) => {
