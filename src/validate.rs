@@ -158,15 +158,8 @@ pub fn review(req: &RequestIn<'_>, snapshot: &Snapshot, _policy: &Policy) -> Ver
     }
 }
 
-fn parse<'a>(kind: &str, raw: Option<&'a str>) -> Result<Option<ObjectIn<'a>>, Verdict> {
-    raw.map(serde_json::from_str).transpose().map_err(|e| {
-        Verdict::deny(
-            400,
-            "BadRequest",
-            format!("{kind} object cannot be read: {e}"),
-            "error:bad-object",
-        )
-    })
+fn parse(raw: Option<&str>) -> Result<Option<ObjectIn<'_>>, serde_json::Error> {
+    raw.map(serde_json::from_str).transpose()
 }
 
 fn missing_object(kind: &str) -> Verdict {
