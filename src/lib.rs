@@ -10,6 +10,7 @@ pub mod handler;
 pub mod inject;
 pub mod labels;
 pub mod metrics;
+pub mod offline;
 pub mod revisions;
 pub mod run;
 pub mod server;

@@ -47,6 +47,8 @@ enum Command {
     Replay(ReplayArgs),
     /// Write a dev CA and a serving certificate, and print the base64 caBundle.
     Certs(CertsArgs),
+    /// Inject sidecars into manifests offline (like istioctl kube-inject), with the webhook's engine.
+    Inject(InjectArgs),
     /// List, plan, set or remove revision tags (Istio's tag webhook configurations).
     #[command(subcommand)]
     Tags(TagsCommand),
@@ -233,6 +235,21 @@ enum ReplayWebhook {
 }
 
 #[derive(Args, Debug)]
+struct InjectArgs {
+    /// Manifests (YAML or JSON; multi-document streams and Lists), or - for standard input.
+    #[arg(short = 'f', long = "filename")]
+    file: PathBuf,
+    /// Inject this revision (default: the revision the `default` tag points at).
+    #[arg(long, conflicts_with = "tag")]
+    revision: Option<String>,
+    /// Inject the revision this tag points at.
+    #[arg(long)]
+    tag: Option<String>,
+    #[command(flatten)]
+    policy: PolicyArgs,
+}
+
+#[derive(Args, Debug)]
 struct CertsArgs {
     /// Output directory (ca.crt, ca.key, tls.crt, tls.key).
     #[arg(long, default_value = "certs")]
@@ -273,6 +290,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Replay(args) => replay(&args),
         Command::Certs(args) => certs(&args),
+        Command::Inject(args) => inject(&args),
         Command::Tags(command) => tags(command),
     };
     match result {
@@ -403,6 +421,18 @@ fn replay_one(
         bail!("denied: {message}");
     }
     Ok(object)
+}
+
+fn inject(args: &InjectArgs) -> anyhow::Result<ExitCode> {
+    let snapshot = args.policy.snapshot()?;
+    let input =
+        read_input(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let text = String::from_utf8(input).context("the manifests are not UTF-8")?;
+    let selection = revhook::offline::selection(args.revision.as_deref(), args.tag.as_deref());
+    let out =
+        revhook::offline::inject_manifests(&text, &snapshot, &args.policy.policy(), &selection)?;
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn certs(args: &CertsArgs) -> anyhow::Result<ExitCode> {

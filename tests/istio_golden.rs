@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 mod common;
 
-use common::manifest::{at, render_manifest, template_path, yaml_docs};
+use common::manifest::{at, render_manifest, yaml_docs};
+use revhook::offline::template_path;
 use revhook::state::{config, Snapshot};
 use serde_json::Value;
 
@@ -174,7 +175,7 @@ fn istio_golden_cases() {
                     .zip(&theirs)
                     .all(|(o, t)| match template_path(o) {
                         None => true,
-                        Some(p) => field(at(o, &p), f) == field(at(t, &p), f),
+                        Some(p) => field(at(o, p), f) == field(at(t, p), f),
                     });
             let entry = per_field.get_mut(f).expect("field");
             if same {
@@ -185,7 +186,7 @@ fn istio_golden_cases() {
                 if detail {
                     for (o, t) in ours.iter().zip(&theirs) {
                         if let Some(p) = template_path(o) {
-                            let (a, b) = (field(at(o, &p), f), field(at(t, &p), f));
+                            let (a, b) = (field(at(o, p), f), field(at(t, p), f));
                             if a != b {
                                 eprintln!("{input} {f}:\n  revhook: {a}\n  istio:   {b}");
                             }

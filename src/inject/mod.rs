@@ -135,11 +135,20 @@ pub fn review_template(
     pod: &PodIn<'_>,
     raw: &str,
     namespace: &str,
+    ns_labels: Option<&NamespaceLabels>,
     workload: &Workload,
     snapshot: &Snapshot,
     policy: &Policy,
 ) -> Verdict {
-    review_pod_in(pod, raw, namespace, None, Some(workload), snapshot, policy)
+    review_pod_in(
+        pod,
+        raw,
+        namespace,
+        ns_labels,
+        Some(workload),
+        snapshot,
+        policy,
+    )
 }
 
 fn review_pod_in(

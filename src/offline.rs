@@ -1,0 +1,229 @@
+//! `revhook inject -f`: offline injection of manifests, like `istioctl kube-inject`, with the
+//! webhook's own engine. Pods and workloads' pod templates are injected; everything else
+//! passes through unchanged.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::admission::Verdict;
+use crate::inject::decide::Policy;
+use crate::inject::pod::PodIn;
+use crate::inject::{review_template, Workload};
+use crate::labels::NamespaceLabels;
+use crate::state::Snapshot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    #[error("document {index}: not YAML or JSON: {source}")]
+    Parse {
+        index: usize,
+        source: serde_yaml::Error,
+    },
+    #[error("{kind} {name:?}: {message}")]
+    Refused {
+        kind: String,
+        name: String,
+        message: String,
+    },
+    #[error("{kind} {name:?}: the pod template cannot be read: {detail}")]
+    BadTemplate {
+        kind: String,
+        name: String,
+        detail: String,
+    },
+    #[error("revision or tag {0:?}: {1}")]
+    Stale(String, String),
+    #[error("cannot write YAML: {0}")]
+    Write(#[from] serde_yaml::Error),
+}
+
+/// Where a manifest keeps its pod template.
+pub fn template_path(doc: &Value) -> Option<&'static [&'static str]> {
+    match doc["kind"].as_str()? {
+        "Pod" => Some(&[]),
+        "CronJob" => Some(&["spec", "jobTemplate", "spec", "template"]),
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "Job"
+        | "ReplicationController"
+        | "DeploymentConfig" => Some(&["spec", "template"]),
+        _ => None,
+    }
+}
+
+fn at<'v>(doc: &'v Value, path: &[&str]) -> &'v Value {
+    path.iter().fold(doc, |v, k| &v[*k])
+}
+
+fn at_mut<'v>(doc: &'v mut Value, path: &[&str]) -> &'v mut Value {
+    path.iter().fold(doc, |v, k| &mut v[*k])
+}
+
+/// The documents of a YAML stream (or JSON), with `kind: List` items flattened.
+pub fn documents(text: &str) -> Result<Vec<Value>, OfflineError> {
+    let mut out = Vec::new();
+    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value =
+            Value::deserialize(doc).map_err(|source| OfflineError::Parse { index, source })?;
+        match value {
+            Value::Null => {}
+            Value::Object(ref m) if m.get("kind").and_then(Value::as_str) == Some("List") => {
+                out.extend(value["items"].as_array().cloned().unwrap_or_default());
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}
+
+/// The verdict for a manifest's pod (when it has one) and the manifest with the patch applied.
+pub fn render(
+    doc: &Value,
+    snapshot: &Snapshot,
+    policy: &Policy,
+    ns_labels: Option<&NamespaceLabels>,
+) -> Result<(Option<Verdict>, Value), OfflineError> {
+    let Some(path) = template_path(doc) else {
+        return Ok((None, doc.clone()));
+    };
+    let kind = doc["kind"].as_str().unwrap_or("Pod");
+    let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+    let namespace = doc["metadata"]["namespace"].as_str().unwrap_or("default");
+    let api_version = doc["apiVersion"].as_str().unwrap_or("v1");
+    let bad = |detail: String| OfflineError::BadTemplate {
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+        detail,
+    };
+    let template = at(doc, path).clone();
+    let raw = template.to_string();
+    let pod = PodIn::parse(&raw).map_err(|e| bad(e.to_string()))?;
+    // A Pod names its workload through owner references, as in the webhook; a workload is its
+    // own owner.
+    let workload = if kind == "Pod" {
+        Workload::of_pod(&pod, namespace)
+    } else {
+        Workload::new(api_version, kind, name, namespace)
+    };
+    let verdict = review_template(
+        &pod, &raw, namespace, ns_labels, &workload, snapshot, policy,
+    );
+    let mut out = doc.clone();
+    if let Some(patch) = &verdict.patch {
+        let patch: json_patch::Patch =
+            serde_json::from_str(patch).map_err(|e| bad(e.to_string()))?;
+        let mut injected = template;
+        json_patch::patch(&mut injected, &patch).map_err(|e| bad(e.to_string()))?;
+        *at_mut(&mut out, path) = injected;
+    }
+    Ok((Some(verdict), out))
+}
+
+/// Which revision offline injection uses: `--revision`, `--tag`, or the `default` tag.
+pub fn selection(revision: Option<&str>, tag: Option<&str>) -> NamespaceLabels {
+    NamespaceLabels {
+        injection: None,
+        rev: Some(
+            revision
+                .or(tag)
+                .unwrap_or(crate::revisions::DEFAULT_TAG)
+                .to_owned(),
+        ),
+    }
+}
+
+/// Injects every pod and pod template of a manifest stream, as if each document's namespace
+/// selected `selection`. A pod that opts out (`sidecar.istio.io/inject: "false"`) or is
+/// already injected is left as it is. Returns the YAML stream to `kubectl apply -f -`.
+pub fn inject_manifests(
+    text: &str,
+    snapshot: &Snapshot,
+    policy: &Policy,
+    selection: &NamespaceLabels,
+) -> Result<String, OfflineError> {
+    let value = selection.rev.as_deref().unwrap_or_default();
+    if let Err(stale) = snapshot.table.resolve(value) {
+        return Err(OfflineError::Stale(value.to_owned(), stale.to_string()));
+    }
+    let mut out = String::new();
+    for doc in documents(text)? {
+        let (verdict, rendered) = render(&doc, snapshot, policy, Some(selection))?;
+        if let Some(v) = verdict.filter(|v| !v.allowed) {
+            return Err(OfflineError::Refused {
+                kind: doc["kind"].as_str().unwrap_or_default().to_owned(),
+                name: doc["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                message: v.status.map(|s| s.message).unwrap_or_default(),
+            });
+        }
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&rendered)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::config;
+
+    fn snap() -> Snapshot {
+        config::parse(
+            "revisions:\n  - {name: asm-1-22, image: img:1.22}\n  - {name: asm-1-23, image: img:1.23}\ntags: {default: asm-1-22, prod-canary: asm-1-23}\n",
+            "t",
+        )
+        .expect("config")
+    }
+
+    #[test]
+    fn lists_and_streams_give_the_same_documents() {
+        let stream = "a: 1\n---\nb: 2\n";
+        let list = "kind: List\nitems:\n- a: 1\n- b: 2\n";
+        assert_eq!(
+            documents(stream).expect("stream"),
+            documents(list).expect("list")
+        );
+    }
+
+    #[test]
+    fn tag_selects_the_revision_and_non_pods_pass_through() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}\n---\n\
+                    apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    spec:\n      containers: [{name: web, image: nginx}]\n";
+        let out = inject_manifests(
+            text,
+            &snap(),
+            &Policy::default(),
+            &selection(None, Some("prod-canary")),
+        )
+        .expect("injects");
+        let docs = documents(&out).expect("output parses");
+        assert_eq!(docs[0]["kind"], "Service");
+        assert_eq!(
+            docs[0]["spec"],
+            serde_json::json!({"ports": [{"port": 80}]})
+        );
+        assert_eq!(
+            docs[1]["spec"]["template"]["spec"]["containers"][1]["image"],
+            "img:1.23"
+        );
+    }
+
+    #[test]
+    fn unknown_revision_is_an_error_naming_what_is_installed() {
+        let err = inject_manifests(
+            "kind: Pod\n",
+            &snap(),
+            &Policy::default(),
+            &selection(Some("asm-1-20"), None),
+        )
+        .expect_err("stale");
+        assert!(
+            err.to_string().contains("installed: asm-1-22, asm-1-23"),
+            "{err}"
+        );
+    }
+}

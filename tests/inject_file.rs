@@ -1,0 +1,90 @@
+//! `revhook inject -f` on a multi-document manifest, against golden output
+//! (`REVHOOK_BLESS=1 cargo test --test inject_file` regenerates it).
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_revhook"))
+        .args(args)
+        .output()
+        .expect("revhook")
+}
+
+#[test]
+fn multi_document_manifest_matches_golden_output() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/inject-file");
+    let input = dir.join("app.yaml");
+    let out = run(&[
+        "inject",
+        "-f",
+        input.to_str().expect("path"),
+        "--tag",
+        "prod-canary",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    let expected = dir.join("app.injected.yaml");
+    if std::env::var_os("REVHOOK_BLESS").is_some() {
+        std::fs::write(&expected, &text).expect("bless");
+    }
+    assert_eq!(
+        text,
+        std::fs::read_to_string(&expected).expect("golden output"),
+        "REVHOOK_BLESS=1 regenerates after review"
+    );
+
+    let docs = revhook::offline::documents(&text).expect("output is YAML kubectl can apply");
+    assert_eq!(docs.len(), 4);
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(kinds, vec!["Deployment", "Service", "CronJob", "Pod"]);
+    let proxy = |spec: &Value| {
+        spec["containers"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["name"] == "istio-proxy"))
+            .cloned()
+    };
+    let deploy = &docs[0]["spec"]["template"]["spec"];
+    assert_eq!(
+        proxy(deploy).expect("injected")["image"],
+        "mcr.microsoft.com/oss/istio/proxyv2:1.23.0-distroless"
+    );
+    let env = proxy(deploy).expect("proxy")["env"].clone();
+    assert!(env
+        .as_array()
+        .expect("env")
+        .iter()
+        .any(|e| e["name"] == "ISTIO_META_OWNER"
+            && e["value"] == "kubernetes://apis/apps/v1/namespaces/shop/deployments/checkout"));
+    assert_eq!(
+        deploy["containers"][0]["readinessProbe"]["httpGet"]["path"],
+        "/app-health/checkout/readyz"
+    );
+    let source: Vec<Value> =
+        revhook::offline::documents(&std::fs::read_to_string(&input).expect("input"))
+            .expect("input");
+    assert_eq!(docs[1], source[1], "a Service passes through unchanged");
+    assert!(proxy(&docs[2]["spec"]["jobTemplate"]["spec"]["template"]["spec"]).is_some());
+    assert_eq!(docs[3], source[3], "an opted-out pod is left alone");
+}
+
+#[test]
+fn unknown_revision_fails_with_what_is_installed() {
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/inject-file/app.yaml");
+    let out = run(&[
+        "inject",
+        "-f",
+        input.to_str().expect("path"),
+        "--revision",
+        "asm-1-20",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("installed: asm-1-22, asm-1-23"), "{stderr}");
+}
