@@ -6,6 +6,7 @@
 
 pub mod admission;
 pub mod cabundle;
+pub mod check;
 pub mod handler;
 pub mod inject;
 pub mod labels;

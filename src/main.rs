@@ -10,6 +10,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use revhook::cabundle::CaBundleOptions;
+use revhook::check::{CheckOptions, ClusterObjects, Output, Platform, Severity};
 use revhook::handler::{self, Webhook};
 use revhook::inject::decide::{Mode, OnConflict, OnStale, Policy};
 use revhook::revisions::MeshSettings;
@@ -47,6 +48,8 @@ enum Command {
     Replay(ReplayArgs),
     /// Write a dev CA and a serving certificate, and print the base64 caBundle.
     Certs(CertsArgs),
+    /// Find the canary-upgrade failure modes in a cluster (live, or a `kubectl get -o yaml` dump).
+    Check(CheckArgs),
     /// Inject sidecars into manifests offline (like istioctl kube-inject), with the webhook's engine.
     Inject(InjectArgs),
     /// List, plan, set or remove revision tags (Istio's tag webhook configurations).
@@ -235,6 +238,25 @@ enum ReplayWebhook {
 }
 
 #[derive(Args, Debug)]
+struct CheckArgs {
+    /// A dump: `kubectl get namespaces,pods,configmaps,mutatingwebhookconfigurations,
+    /// validatingwebhookconfigurations,services -A -o yaml` (or - for stdin). Without it, the
+    /// live cluster (kubeconfig or in-cluster).
+    #[arg(long)]
+    from_file: Option<PathBuf>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Managed-mesh hints for this platform.
+    #[arg(long, value_enum, default_value_t = Platform::Generic)]
+    platform: Platform,
+    /// Exit 1 when findings of this severity or worse exist.
+    #[arg(long, value_enum, default_value_t = Severity::Error)]
+    fail_on: Severity,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(Args, Debug)]
 struct InjectArgs {
     /// Manifests (YAML or JSON; multi-document streams and Lists), or - for standard input.
     #[arg(short = 'f', long = "filename")]
@@ -290,6 +312,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Replay(args) => replay(&args),
         Command::Certs(args) => certs(&args),
+        Command::Check(args) => check(&args),
         Command::Inject(args) => inject(&args),
         Command::Tags(command) => tags(command),
     };
@@ -421,6 +444,57 @@ fn replay_one(
         bail!("denied: {message}");
     }
     Ok(object)
+}
+
+fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let objects = match &args.from_file {
+        Some(path) => {
+            let bytes =
+                read_input(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let text = String::from_utf8(bytes).context("the dump is not UTF-8")?;
+            ClusterObjects::from_dump(&text)?
+        }
+        None => live_objects(&args.cluster)?,
+    };
+    let opts = CheckOptions {
+        istio_namespaces: args.cluster.istio_namespaces.clone(),
+        platform: args.platform,
+    };
+    let report = revhook::check::run(&objects, &opts);
+    print!("{}", report.render(args.output)?);
+    Ok(ExitCode::from(report.exit_code(args.fail_on)))
+}
+
+/// Lists what `check` reads from the live cluster.
+fn live_objects(cluster: &ClusterArgs) -> anyhow::Result<ClusterObjects> {
+    use kube::api::{Api, ListParams};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .context("cannot reach the Kubernetes API (kubeconfig or in-cluster)")?;
+        let lp = ListParams::default();
+        let mut configmaps = Vec::new();
+        for ns in &cluster.istio_namespaces {
+            configmaps.extend(
+                Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), ns)
+                    .list(&lp)
+                    .await?
+                    .items,
+            );
+        }
+        Ok(ClusterObjects {
+            namespaces: Api::all(client.clone()).list(&lp).await?.items,
+            pods: Api::all(client.clone()).list(&lp).await?.items,
+            configmaps,
+            mutating: Api::all(client.clone()).list(&lp).await?.items,
+            validating: Api::all(client.clone()).list(&lp).await?.items,
+            services: Some(Api::all(client.clone()).list(&lp).await?.items),
+        })
+    })
 }
 
 fn inject(args: &InjectArgs) -> anyhow::Result<ExitCode> {
