@@ -1,0 +1,401 @@
+//! Load benchmark: the real revhook server over TLS against the transport floor (a minimal
+//! hyper + rustls server that answers a fixed "allowed" AdmissionReview without parsing), in
+//! the same process and run, with N concurrent connections over HTTP/1.1 keep-alive and HTTP/2.
+//!
+//!   cargo bench --bench load -- [--connections N] [--seconds S] [--rss-requests N]
+//!
+//! Client and servers share the machine's cores: the numbers are a ratio, not a capacity.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use revhook::run::{self, ServeOptions, Source};
+use revhook::tls;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Proto {
+    H1,
+    H2,
+}
+
+struct Args {
+    connections: usize,
+    seconds: f64,
+    rss_requests: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        connections: 16,
+        seconds: 5.0,
+        rss_requests: 200_000,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        let next = argv.get(i + 1).cloned().unwrap_or_default();
+        match argv[i].as_str() {
+            "--connections" => a.connections = next.parse().unwrap_or(a.connections),
+            "--seconds" => a.seconds = next.parse().unwrap_or(a.seconds),
+            "--rss-requests" => a.rss_requests = next.parse().unwrap_or(a.rss_requests),
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+    )
+    .expect("fixture")
+}
+
+/// The request mix: inject, skip, deny (stale), validate.
+fn mix() -> Vec<(&'static str, Bytes)> {
+    vec![
+        (
+            "/inject",
+            Bytes::from(fixture("pod-create-prod-stable.json")),
+        ),
+        (
+            "/inject",
+            Bytes::from(fixture("pod-create-unlabelled-namespace.json")),
+        ),
+        (
+            "/inject",
+            Bytes::from(fixture("pod-create-stale-namespace.json")),
+        ),
+        ("/validate", Bytes::from(fixture("namespace-create.json"))),
+    ]
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// The floor: TLS, HTTP, and a fixed allowed response; no parsing.
+async fn start_floor(tls_config: Arc<rustls::ServerConfig>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
+    let reply = Bytes::from_static(
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"floor","allowed":true}}"#,
+    );
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let reply = reply.clone();
+                        async move {
+                            let _ = req.into_body().collect().await;
+                            Ok::<_, Infallible>(Response::new(Full::new(reply)))
+                        }
+                    });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn client_config(ca: &str, proto: Proto) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca.as_bytes()).flatten() {
+        let _ = roots.add(c);
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![if proto == Proto::H2 {
+        b"h2".to_vec()
+    } else {
+        b"http/1.1".to_vec()
+    }];
+    Arc::new(config)
+}
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+async fn open(addr: SocketAddr, config: Arc<rustls::ClientConfig>, proto: Proto) -> Sender {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::try_from("localhost").expect("name");
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .expect("tls");
+    let io = TokioIo::new(tls);
+    match proto {
+        Proto::H1 => {
+            let (s, c) = hyper::client::conn::http1::handshake(io).await.expect("h1");
+            tokio::spawn(c);
+            Sender::H1(s)
+        }
+        Proto::H2 => {
+            let (s, c) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .expect("h2");
+            tokio::spawn(c);
+            Sender::H2(s)
+        }
+    }
+}
+
+async fn send(sender: &mut Sender, path: &str, body: Bytes) -> bool {
+    let req = Request::post(path)
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(body))
+        .expect("request");
+    let resp = match sender {
+        Sender::H1(s) => match s.ready().await {
+            Ok(()) => s.send_request(req).await,
+            Err(e) => Err(e),
+        },
+        Sender::H2(s) => match s.ready().await {
+            Ok(()) => s.send_request(req).await,
+            Err(e) => Err(e),
+        },
+    };
+    match resp {
+        Ok(r) if r.status().is_success() => r.into_body().collect().await.is_ok(),
+        _ => false,
+    }
+}
+
+struct Stats {
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Stats {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn pct(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[i.min(self.latencies.len() - 1)]
+    }
+}
+
+/// `connections` clients for `seconds`, each sending the mix in turn; with `rate`, paced (open
+/// loop, requests per second across all connections).
+async fn load(
+    addr: SocketAddr,
+    ca: &str,
+    proto: Proto,
+    connections: usize,
+    seconds: f64,
+    rate: Option<f64>,
+) -> Stats {
+    let config = client_config(ca, proto);
+    let mix = Arc::new(mix());
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let (config, mix) = (config.clone(), mix.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut sender = open(addr, config, proto).await;
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r));
+            let mut next = Instant::now();
+            let mut i = c;
+            while Instant::now() < deadline {
+                if let Some(iv) = interval {
+                    next += iv;
+                    tokio::time::sleep_until(next.into()).await;
+                }
+                let (path, body) = &mix[i % mix.len()];
+                i += 1;
+                let t = Instant::now();
+                if send(&mut sender, path, body.clone()).await {
+                    lat.push(t.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.expect("client");
+        latencies.extend(l);
+        errors += e;
+    }
+    latencies.sort_unstable();
+    Stats {
+        requests: latencies.len(),
+        errors,
+        elapsed: started.elapsed(),
+        latencies,
+    }
+}
+
+fn row(name: &str, s: &Stats) -> String {
+    let us = |d: Duration| format!("{:.0}", d.as_secs_f64() * 1e6);
+    format!(
+        "| {name} | {:.0} | {} | {} | {} | {} | {} | {} |",
+        s.rps(),
+        us(s.pct(0.50)),
+        us(s.pct(0.90)),
+        us(s.pct(0.99)),
+        us(s.pct(0.999)),
+        us(s.pct(1.0)),
+        s.errors
+    )
+}
+
+fn main() {
+    let a = args();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = tls::generate_dev(&[], &[], 1, 2).expect("certs");
+        certs.write(dir.path()).expect("write");
+        let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/local-config.yaml");
+        let rss_start = rss_kib();
+        let (_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let running = run::start(
+            ServeOptions {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                tls_cert: Some(dir.path().join("tls.crt")),
+                tls_key: Some(dir.path().join("tls.key")),
+                source: Source::File(Some(config)),
+                ..ServeOptions::default()
+            },
+            async move {
+                let _ = stop_rx.await;
+            },
+        )
+        .await
+        .expect("revhook starts");
+        let (pem_cert, pem_key) = tls::read_pair(&dir.path().join("tls.crt"), &dir.path().join("tls.key")).expect("pair");
+        let store = tls::CertStore::new(tls::load_pair(&pem_cert, &pem_key, "floor").expect("pair"));
+        let floor = start_floor(Arc::new(tls::server_config(store).expect("tls"))).await;
+        let ca = certs.ca_cert.clone();
+        println!(
+            "load: {} connections, {}s per run, client and servers in one process on {} cores",
+            a.connections,
+            a.seconds,
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        );
+        println!("\n| run | req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors |");
+        println!("|---|---|---|---|---|---|---|---|");
+        let mut peak_floor: f64 = 0.0;
+        for proto in [Proto::H1, Proto::H2] {
+            let f = load(floor, &ca, proto, a.connections, a.seconds, None).await;
+            let r = load(running.addr, &ca, proto, a.connections, a.seconds, None).await;
+            peak_floor = peak_floor.max(f.rps());
+            println!("{}", row(&format!("floor {proto:?}"), &f));
+            println!("{}", row(&format!("revhook {proto:?}"), &r));
+            println!("| revhook / floor {proto:?} | {:.2} | | | | | | |", r.rps() / f.rps());
+        }
+        let half = peak_floor / 2.0;
+        for proto in [Proto::H1, Proto::H2] {
+            let r = load(running.addr, &ca, proto, a.connections, a.seconds, Some(half)).await;
+            println!("{}", row(&format!("revhook {proto:?} at {half:.0} req/s (half the floor's peak)"), &r));
+        }
+
+        // Memory: idle, after many requests, and with a large snapshot.
+        let rss_idle = rss_kib();
+        let per_conn = a.rss_requests / a.connections.max(1);
+        let config_h2 = client_config(&ca, Proto::H2);
+        let mut tasks = Vec::new();
+        for c in 0..a.connections {
+            let config = config_h2.clone();
+            let addr = running.addr;
+            tasks.push(tokio::spawn(async move {
+                let mix = mix();
+                let mut s = open(addr, config, Proto::H2).await;
+                for i in 0..per_conn {
+                    let (path, body) = &mix[(i + c) % mix.len()];
+                    send(&mut s, path, body.clone()).await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        let rss_after = rss_kib();
+        let mut text = String::from("revisions:\n");
+        for r in 0..25 {
+            text.push_str(&format!("  - {{name: rev-{r}, image: docker.io/istio/proxyv2:1.{r}.0}}\n"));
+        }
+        text.push_str("tags:\n");
+        for t in 0..25 {
+            text.push_str(&format!("  tag-{t}: rev-{}\n", t % 25));
+        }
+        text.push_str("namespaces:\n");
+        for n in 0..10_000 {
+            text.push_str(&format!("  ns-{n}: {{istio.io/rev: tag-{}}}\n", n % 25));
+        }
+        let before_big = rss_kib();
+        let big = revhook::state::config::parse(&text, "load").expect("big snapshot");
+        running.app.snapshot.store(big);
+        let rss_big = rss_kib();
+        println!("\n| memory (whole process: servers and client) | RSS |");
+        println!("|---|---|");
+        println!("| at start, before the server | {} MiB |", rss_start / 1024);
+        println!("| idle, after the load runs | {} MiB |", rss_idle / 1024);
+        println!("| after {} more requests | {} MiB |", per_conn * a.connections, rss_after / 1024);
+        println!(
+            "| with 10,000 namespaces and 25 revisions + 25 tags loaded | {} MiB (snapshot: +{} MiB) |",
+            rss_big / 1024,
+            rss_big.saturating_sub(before_big) / 1024
+        );
+    });
+}
