@@ -465,17 +465,25 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(report.exit_code(args.fail_on)))
 }
 
+/// A runtime for the one-shot commands that talk to the cluster.
+fn cluster_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
+}
+
+async fn kube_client() -> anyhow::Result<kube::Client> {
+    kube::Client::try_default()
+        .await
+        .context("cannot reach the Kubernetes API (kubeconfig or in-cluster)")
+}
+
 /// Lists what `check` reads from the live cluster.
 fn live_objects(cluster: &ClusterArgs) -> anyhow::Result<ClusterObjects> {
     use kube::api::{Api, ListParams};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
-    runtime.block_on(async {
-        let client = kube::Client::try_default()
-            .await
-            .context("cannot reach the Kubernetes API (kubeconfig or in-cluster)")?;
+    cluster_runtime()?.block_on(async {
+        let client = kube_client().await?;
         let lp = ListParams::default();
         let mut configmaps = Vec::new();
         for ns in &cluster.istio_namespaces {
@@ -523,14 +531,8 @@ fn certs(args: &CertsArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn tags(command: TagsCommand) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
-    runtime.block_on(async {
-        let client = kube::Client::try_default()
-            .await
-            .context("cannot reach the Kubernetes API (kubeconfig or in-cluster)")?;
+    cluster_runtime()?.block_on(async {
+        let client = kube_client().await?;
         let read = |args: &ClusterArgs| {
             let opts = args.options();
             let client = client.clone();

@@ -32,11 +32,8 @@ pub fn review_with(
     policy: &Policy,
     ns_labels: Option<&NamespaceLabels>,
 ) -> Verdict {
-    if req.kind.kind != "Pod" || !req.kind.group.is_empty() {
-        return Verdict::allow("skip:not-a-pod");
-    }
-    if req.operation != "CREATE" {
-        return Verdict::allow("skip:not-create");
+    if let Some(skip) = skip_unless_pod_create(&req.kind, &req.operation) {
+        return skip;
     }
     let Some(raw) = req.object() else {
         return Verdict::deny(
@@ -75,11 +72,8 @@ pub fn review_pod_request(
     policy: &Policy,
     ns_labels: Option<&NamespaceLabels>,
 ) -> Verdict {
-    if req.kind.kind != "Pod" || !req.kind.group.is_empty() {
-        return Verdict::allow("skip:not-a-pod");
-    }
-    if req.operation != "CREATE" {
-        return Verdict::allow("skip:not-create");
+    if let Some(skip) = skip_unless_pod_create(&req.kind, &req.operation) {
+        return skip;
     }
     let Some(pod) = &req.object else {
         return Verdict::deny(
@@ -107,6 +101,17 @@ pub fn review_pod_request(
             "error:no-object",
         ),
     }
+}
+
+/// Injection happens only when a Pod is created; anything else passes.
+fn skip_unless_pod_create(
+    kind: &crate::admission::GroupVersionKind<'_>,
+    operation: &str,
+) -> Option<Verdict> {
+    if kind.kind != "Pod" || !kind.group.is_empty() {
+        return Some(Verdict::allow("skip:not-a-pod"));
+    }
+    (operation != "CREATE").then(|| Verdict::allow("skip:not-create"))
 }
 
 /// Whether the pod carries Istio's custom injection containers (whose raw JSON is merged).

@@ -23,6 +23,7 @@ use revhook::tls::{self, DevCerts};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
+use tokio::io::AsyncReadExt as _;
 use tokio::sync::oneshot;
 
 pub fn fixture(name: &str) -> Vec<u8> {
@@ -326,4 +327,37 @@ pub fn review_with_object(review: &[u8], object: &Value, uid: &str) -> Vec<u8> {
 pub fn request_object(review: &[u8]) -> Value {
     let v: Value = serde_json::from_slice(review).expect("review");
     v["request"]["object"].clone()
+}
+
+/// A raw TLS connection, for requests a well-behaved client would not send.
+pub async fn raw_tls(
+    server: &TestServer,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    tokio_rustls::TlsConnector::from(client_tls(&server.certs.ca_cert, Proto::Http1))
+        .connect(name, tcp)
+        .await
+        .expect("tls")
+}
+
+/// Reads until the end of the response head (or 5 s, or the connection closes).
+pub async fn read_head(tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> String {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = tls.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+            if out.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
 }
