@@ -68,6 +68,9 @@ pub struct Revision {
     pub cni: bool,
     /// Kubernetes native sidecars: the proxy runs as an init container with `restartPolicy: Always`.
     pub native_sidecar: bool,
+    /// With `cni`: the CNI is chained by Multus, so pods name the `istio-cni` network
+    /// attachment in `k8s.v1.cni.cncf.io/networks`.
+    pub multus: bool,
     pub proxy: ProxyDefaults,
 }
 
@@ -80,6 +83,7 @@ impl Revision {
             discovery_address: default_discovery_address(name, &mesh.istio_namespace),
             cni: false,
             native_sidecar: false,
+            multus: false,
             proxy: ProxyDefaults::default(),
         }
     }

@@ -741,6 +741,13 @@ fn add_metadata(
             }
         }
     }
+    let networks = sidecar
+        .revision
+        .multus
+        .then(|| append_multus_network(meta.annotation(MULTUS_NETWORKS)));
+    if let Some(networks) = &networks {
+        annotations.push((MULTUS_NETWORKS, Val::Str(networks)));
+    }
     if prometheus.merge {
         annotations.extend([
             ("prometheus.io/path", Val::Str("/stats/prometheus")),
@@ -754,6 +761,28 @@ fn add_metadata(
         meta.annotations.is_some(),
         &annotations,
     );
+}
+
+const MULTUS_NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
+const ISTIO_CNI_NETWORK: &str = "default/istio-cni";
+
+/// Adds Istio's CNI network attachment to a pod's Multus networks, in the form the annotation
+/// already uses (a comma-separated list, or a JSON array).
+fn append_multus_network(existing: Option<&str>) -> String {
+    let existing = existing.unwrap_or_default().trim();
+    if existing.is_empty() {
+        return ISTIO_CNI_NETWORK.to_owned();
+    }
+    if existing.contains(ISTIO_CNI_NETWORK) {
+        return existing.to_owned();
+    }
+    match existing.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+        Some(inner) if inner.trim().is_empty() => {
+            format!("[{{\"name\": \"{ISTIO_CNI_NETWORK}\"}}]")
+        }
+        Some(inner) => format!("[{inner}, {{\"name\": \"{ISTIO_CNI_NETWORK}\"}}]"),
+        None => format!("{existing}, {ISTIO_CNI_NETWORK}"),
+    }
 }
 
 /// A map value: a plain string, or one already serialized as a JSON string literal.

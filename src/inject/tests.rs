@@ -375,3 +375,37 @@ fn malformed_pod_object_gets_a_clear_denial() {
         status.message
     );
 }
+
+#[test]
+fn multus_cni_revisions_add_the_istio_cni_network_in_the_existing_form() {
+    assert_eq!(append_multus_network(None), "default/istio-cni");
+    assert_eq!(
+        append_multus_network(Some("alt_cni")),
+        "alt_cni, default/istio-cni"
+    );
+    assert_eq!(
+        append_multus_network(Some(r#"[{"name": "alt_cni"}]"#)),
+        r#"[{"name": "alt_cni"}, {"name": "default/istio-cni"}]"#
+    );
+    assert_eq!(
+        append_multus_network(Some("default/istio-cni")),
+        "default/istio-cni"
+    );
+    let snap = config::parse(
+        "revisions:\n  - {name: m, image: i, cni: true, cniProvider: multus}\nnamespaces:\n  shop: {istio.io/rev: m}\n",
+        "t",
+    )
+    .expect("config");
+    let pod = json!({"metadata": {"name": "p", "annotations": {"k8s.v1.cni.cncf.io/networks": "alt_cni"}}, "spec": {"containers": [{"name": "a"}]}});
+    let raw = pod.to_string();
+    let parsed = PodIn::parse(&raw).expect("pod");
+    let v = review_pod(&parsed, &raw, "shop", &snap, &Policy::default());
+    let ops: json_patch::Patch = serde_json::from_str(&v.patch.expect("patch")).expect("patch");
+    let mut out = pod.clone();
+    json_patch::patch(&mut out, &ops).expect("applies");
+    assert_eq!(
+        out["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"],
+        "alt_cni, default/istio-cni"
+    );
+    assert_eq!(names(&out, "initContainers"), vec!["istio-validation"]);
+}

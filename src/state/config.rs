@@ -12,6 +12,7 @@
 //!     discoveryAddress: istiod-asm-1-23.istio-system.svc:15012   # optional
 //!     cni: false              # optional: Istio CNI does the redirection
 //!     nativeSidecar: false    # optional: proxy as a restartable init container
+//!     cniProvider: default    # optional, with cni: `multus` adds the istio-cni network
 //!     proxy:                  # optional; Istio's defaults
 //!       cpu: 100m
 //!       memory: 128Mi
@@ -97,8 +98,19 @@ struct RevisionSection {
     cni: bool,
     #[serde(default)]
     native_sidecar: bool,
+    /// `default` or `multus` (with `cni: true`).
+    #[serde(default)]
+    cni_provider: CniProvider,
     #[serde(default)]
     proxy: ProxySection,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum CniProvider {
+    #[default]
+    Default,
+    Multus,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -193,6 +205,7 @@ fn revision(s: RevisionSection, mesh: &MeshSettings) -> Revision {
         proxy_image: s.image,
         cni: s.cni,
         native_sidecar: s.native_sidecar,
+        multus: s.cni && s.cni_provider == CniProvider::Multus,
         proxy: ProxyDefaults {
             cpu_request: p.cpu.unwrap_or(d.cpu_request),
             memory_request: p.memory.unwrap_or(d.memory_request),

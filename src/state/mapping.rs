@@ -127,6 +127,12 @@ pub fn revision_from_configmap(cm: &ConfigMap) -> Option<Result<Revision, Mappin
         cni: values["pilot"]["cni"]["enabled"].as_bool().unwrap_or(false)
             || values["istio_cni"]["enabled"].as_bool().unwrap_or(false),
         native_sidecar: false,
+        multus: [
+            &values["cni"]["provider"],
+            &values["pilot"]["cni"]["provider"],
+        ]
+        .iter()
+        .any(|p| p.as_str() == Some("multus")),
         proxy: ProxyDefaults {
             cpu_request: value_str(&res["requests"]["cpu"]).unwrap_or(d.cpu_request),
             memory_request: value_str(&res["requests"]["memory"]).unwrap_or(d.memory_request),
