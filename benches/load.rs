@@ -30,6 +30,8 @@ struct Args {
     connections: usize,
     seconds: f64,
     rss_requests: usize,
+    /// `all` (default), or one kind of request: `inject`, `skip`, `deny`, `validate`.
+    only: Option<String>,
 }
 
 fn args() -> Args {
@@ -37,6 +39,7 @@ fn args() -> Args {
         connections: 16,
         seconds: 5.0,
         rss_requests: 200_000,
+        only: None,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -46,6 +49,7 @@ fn args() -> Args {
             "--connections" => a.connections = next.parse().unwrap_or(a.connections),
             "--seconds" => a.seconds = next.parse().unwrap_or(a.seconds),
             "--rss-requests" => a.rss_requests = next.parse().unwrap_or(a.rss_requests),
+            "--only" => a.only = Some(next).filter(|m| m != "all"),
             _ => {
                 i += 1;
                 continue;
@@ -65,23 +69,18 @@ fn fixture(name: &str) -> Vec<u8> {
     .expect("fixture")
 }
 
-/// The request mix: inject, skip, deny (stale), validate.
-fn mix() -> Vec<(&'static str, Bytes)> {
-    vec![
-        (
-            "/inject",
-            Bytes::from(fixture("pod-create-prod-stable.json")),
-        ),
-        (
-            "/inject",
-            Bytes::from(fixture("pod-create-unlabelled-namespace.json")),
-        ),
-        (
-            "/inject",
-            Bytes::from(fixture("pod-create-stale-namespace.json")),
-        ),
-        ("/validate", Bytes::from(fixture("namespace-create.json"))),
+/// The request mix: inject, skip, deny (stale), validate; or only one of them.
+fn mix(only: Option<&str>) -> Vec<(&'static str, Bytes)> {
+    [
+        ("inject", "/inject", "pod-create-prod-stable.json"),
+        ("skip", "/inject", "pod-create-unlabelled-namespace.json"),
+        ("deny", "/inject", "pod-create-stale-namespace.json"),
+        ("validate", "/validate", "namespace-create.json"),
     ]
+    .into_iter()
+    .filter(|(kind, _, _)| only.is_none_or(|o| o == *kind))
+    .map(|(_, path, file)| (path, Bytes::from(fixture(file))))
+    .collect()
 }
 
 fn rss_kib() -> u64 {
@@ -234,9 +233,10 @@ async fn load(
     connections: usize,
     seconds: f64,
     rate: Option<f64>,
+    only: Option<&str>,
 ) -> Stats {
     let config = client_config(ca, proto);
-    let mix = Arc::new(mix());
+    let mix = Arc::new(mix(only));
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -327,18 +327,20 @@ fn main() {
         let store = tls::CertStore::new(tls::load_pair(&pem_cert, &pem_key, "floor").expect("pair"));
         let floor = start_floor(Arc::new(tls::server_config(store).expect("tls"))).await;
         let ca = certs.ca_cert.clone();
+        let only = a.only.as_deref();
         println!(
-            "load: {} connections, {}s per run, client and servers in one process on {} cores",
+            "load: {} connections, {}s per run, requests: {}, client and servers in one process on {} cores",
             a.connections,
             a.seconds,
+            only.unwrap_or("mix of inject, skip, deny, validate"),
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         );
         println!("\n| run | req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors |");
         println!("|---|---|---|---|---|---|---|---|");
         let mut peak_floor: f64 = 0.0;
         for proto in [Proto::H1, Proto::H2] {
-            let f = load(floor, &ca, proto, a.connections, a.seconds, None).await;
-            let r = load(running.addr, &ca, proto, a.connections, a.seconds, None).await;
+            let f = load(floor, &ca, proto, a.connections, a.seconds, None, only).await;
+            let r = load(running.addr, &ca, proto, a.connections, a.seconds, None, only).await;
             peak_floor = peak_floor.max(f.rps());
             println!("{}", row(&format!("floor {proto:?}"), &f));
             println!("{}", row(&format!("revhook {proto:?}"), &r));
@@ -346,7 +348,7 @@ fn main() {
         }
         let half = peak_floor / 2.0;
         for proto in [Proto::H1, Proto::H2] {
-            let r = load(running.addr, &ca, proto, a.connections, a.seconds, Some(half)).await;
+            let r = load(running.addr, &ca, proto, a.connections, a.seconds, Some(half), only).await;
             println!("{}", row(&format!("revhook {proto:?} at {half:.0} req/s (half the floor's peak)"), &r));
         }
 
@@ -359,7 +361,7 @@ fn main() {
             let config = config_h2.clone();
             let addr = running.addr;
             tasks.push(tokio::spawn(async move {
-                let mix = mix();
+                let mix = mix(None);
                 let mut s = open(addr, config, Proto::H2).await;
                 for i in 0..per_conn {
                     let (path, body) = &mix[(i + c) % mix.len()];
