@@ -14,7 +14,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use kube::api::{Patch, PatchParams};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
@@ -145,14 +145,23 @@ pub async fn run(client: Client, opts: CaBundleOptions, metrics: Metrics) {
     let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     let by_name = |n: &str| watcher::Config::default().fields(&format!("metadata.name={n}"));
-    let mut m = watcher::watcher(mutating, by_name(&opts.mutating)).boxed();
-    let mut v = watcher::watcher(validating, by_name(&opts.validating)).boxed();
+    // Backoff: a failing watch must not turn into a tight loop of reconciles against the API.
+    let mut m = watcher::watcher(mutating, by_name(&opts.mutating))
+        .default_backoff()
+        .boxed();
+    let mut v = watcher::watcher(validating, by_name(&opts.validating))
+        .default_backoff()
+        .boxed();
     let mut tick = tokio::time::interval(opts.resync);
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            Some(_) = m.next() => {}
-            Some(_) = v.next() => {}
+        let event = tokio::select! {
+            _ = tick.tick() => Ok(()),
+            Some(e) = m.next() => e.map(|_| ()),
+            Some(e) = v.next() => e.map(|_| ()),
+        };
+        if let Err(error) = event {
+            tracing::warn!(%error, "watching the webhook configurations failed; retrying with backoff");
+            continue;
         }
         match reconcile(&client, &opts).await {
             Ok(0) => {}

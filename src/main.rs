@@ -93,6 +93,10 @@ struct ClusterArgs {
     /// Namespace(s) of Istio's injector ConfigMaps (AKS add-on: aks-istio-system).
     #[arg(long = "istio-namespace", default_value = "istio-system")]
     istio_namespaces: Vec<String>,
+    /// Use this API server URL without credentials (e.g. `kubectl proxy`'s
+    /// http://127.0.0.1:8001) instead of in-cluster or kubeconfig settings.
+    #[arg(long)]
+    kube_api_url: Option<String>,
 }
 
 impl ClusterArgs {
@@ -108,6 +112,7 @@ impl ClusterArgs {
         ClusterOptions {
             istio_namespaces: self.istio_namespaces.clone(),
             mesh,
+            api_url: self.kube_api_url.clone(),
         }
     }
 }
@@ -473,17 +478,17 @@ fn cluster_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the tokio runtime")
 }
 
-async fn kube_client() -> anyhow::Result<kube::Client> {
-    kube::Client::try_default()
+async fn kube_client(cluster: &ClusterArgs) -> anyhow::Result<kube::Client> {
+    cluster::client(&cluster.options())
         .await
-        .context("cannot reach the Kubernetes API (kubeconfig or in-cluster)")
+        .context("cannot reach the Kubernetes API (kubeconfig, in-cluster or --kube-api-url)")
 }
 
 /// Lists what `check` reads from the live cluster.
 fn live_objects(cluster: &ClusterArgs) -> anyhow::Result<ClusterObjects> {
     use kube::api::{Api, ListParams};
     cluster_runtime()?.block_on(async {
-        let client = kube_client().await?;
+        let client = kube_client(cluster).await?;
         let lp = ListParams::default();
         let mut configmaps = Vec::new();
         for ns in &cluster.istio_namespaces {
@@ -531,8 +536,14 @@ fn certs(args: &CertsArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn tags(command: TagsCommand) -> anyhow::Result<ExitCode> {
+    let cluster_args = match &command {
+        TagsCommand::List(cluster)
+        | TagsCommand::Plan { cluster, .. }
+        | TagsCommand::Set { cluster, .. }
+        | TagsCommand::Remove { cluster, .. } => cluster.clone(),
+    };
     cluster_runtime()?.block_on(async {
-        let client = kube_client().await?;
+        let client = kube_client(&cluster_args).await?;
         let read = |args: &ClusterArgs| {
             let opts = args.options();
             let client = client.clone();

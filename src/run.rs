@@ -31,7 +31,7 @@ pub enum Source {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot reach the Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
+    Kube(#[from] cluster::ClientError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
@@ -177,7 +177,7 @@ pub async fn start(
             snapshot.clone()
         }
         Source::Cluster(cluster_opts) => {
-            let client = kube::Client::try_default().await?;
+            let client = cluster::client(cluster_opts).await?;
             // Not ready until every watch has listed once: until then nothing is known.
             let snapshot = Arc::new(SharedSnapshot::new(Snapshot::empty("cluster (syncing)")));
             background.extend(cluster::start(

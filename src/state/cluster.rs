@@ -95,6 +95,33 @@ pub struct ClusterOptions {
     /// Namespaces holding Istio's injector ConfigMaps (`istio-system`, `aks-istio-system`).
     pub istio_namespaces: Vec<String>,
     pub mesh: MeshSettings,
+    /// Talk to this API server URL without credentials (`kubectl proxy`, tests) instead of the
+    /// in-cluster or kubeconfig settings.
+    pub api_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("--kube-api-url {url:?} is not a URL: {detail}")]
+    BadUrl { url: String, detail: String },
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+}
+
+/// A client for the options: `api_url` when given, else in-cluster or kubeconfig.
+pub async fn client(opts: &ClusterOptions) -> Result<Client, ClientError> {
+    match &opts.api_url {
+        Some(url) => {
+            let uri: hyper::Uri =
+                url.parse()
+                    .map_err(|e: hyper::http::uri::InvalidUri| ClientError::BadUrl {
+                        url: url.clone(),
+                        detail: e.to_string(),
+                    })?;
+            Ok(Client::try_from(kube::Config::new(uri))?)
+        }
+        None => Ok(Client::try_default().await?),
+    }
 }
 
 /// Starts the watches and the rebuild task; returns their handles.
