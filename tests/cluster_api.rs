@@ -300,12 +300,17 @@ async fn watchers_follow_istio_objects_and_the_ca_bundle_is_applied() {
             let _ = w.send(Bytes::from(event.clone()));
         }
     }
-    for _ in 0..100 {
-        if !Arc::ptr_eq(&before, &running.app.snapshot.load()) {
+    // Other watches may rebuild the snapshot too: wait for this event's effect, not any change.
+    for _ in 0..250 {
+        if running.app.snapshot.load().table.tag_target("prod-stable") == Some("asm-1-23") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert!(
+        !Arc::ptr_eq(&before, &running.app.snapshot.load()),
+        "a new snapshot was swapped in"
+    );
     let response = admission_response(&client.post("/inject", review.clone()).await);
     assert_eq!(
         proxy_image(&apply_patch(&response, &request_object(&review))).as_deref(),
