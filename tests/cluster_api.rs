@@ -35,6 +35,8 @@ struct FakeState {
     /// (path, query, content-type, body) of every PATCH.
     patches: Vec<(String, String, String, Value)>,
     gets: Vec<String>,
+    /// "METHOD path" of every create, replace and delete.
+    writes: Vec<String>,
 }
 
 type Shared = Arc<Mutex<FakeState>>;
@@ -103,6 +105,44 @@ async fn serve_api(
             .cloned()
             .map_or_else(|| not_found(&path), full));
     }
+    if method == hyper::Method::POST || method == hyper::Method::PUT {
+        let mut obj: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        obj["metadata"]["resourceVersion"] = json!("20");
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let (collection, item) = if method == hyper::Method::POST {
+            (path.clone(), format!("{path}/{name}"))
+        } else {
+            (
+                path.rsplit_once('/')
+                    .map(|(c, _)| c.to_owned())
+                    .unwrap_or_default(),
+                path.clone(),
+            )
+        };
+        let list = st.lists.entry(collection).or_default();
+        list.retain(|o| o["metadata"]["name"] != name.as_str());
+        list.push(obj.clone());
+        st.objects.insert(item, obj.clone());
+        st.writes.push(format!("{method} {path}"));
+        return Ok(full(obj));
+    }
+    if method == hyper::Method::DELETE {
+        st.writes.push(format!("{method} {path}"));
+        let (collection, name) = path
+            .rsplit_once('/')
+            .map(|(c, n)| (c.to_owned(), n.to_owned()))
+            .unwrap_or_default();
+        if let Some(list) = st.lists.get_mut(&collection) {
+            list.retain(|o| o["metadata"]["name"] != name.as_str());
+        }
+        st.objects.remove(&path);
+        return Ok(full(
+            json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "code": 200}),
+        ));
+    }
     if query.contains("watch=true") || query.contains("watch=1") {
         let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
         st.watches.entry(path).or_default().push(tx);
@@ -129,10 +169,18 @@ async fn serve_api(
             json!({"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": "10"}, "items": items}),
         ));
     }
+    let from_list = path.rsplit_once('/').and_then(|(collection, name)| {
+        st.lists
+            .get(collection)?
+            .iter()
+            .find(|o| o["metadata"]["name"] == name)
+            .cloned()
+    });
     Ok(st
         .objects
         .get(&path)
         .cloned()
+        .or(from_list)
         .map_or_else(|| not_found(&path), full))
 }
 
@@ -360,4 +408,138 @@ async fn watchers_follow_istio_objects_and_the_ca_bundle_is_applied() {
         assert_eq!(body["webhooks"][0]["clientConfig"]["caBundle"], bundle);
         assert_eq!(body["webhooks"][0]["name"], "x.revhook.dev");
     }
+}
+
+fn revhook(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_revhook"))
+        .args(args)
+        .output()
+        .expect("revhook");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_commands_read_and_write_istios_tag_webhooks() {
+    let state: Shared = Arc::default();
+    {
+        let mut st = state.lock().expect("lock");
+        st.lists.insert(
+            "/api/v1/namespaces/istio-system/configmaps".into(),
+            vec![
+                configmap("asm-1-22", "1.22.0"),
+                configmap("asm-1-23", "1.23.0"),
+            ],
+        );
+        st.lists.insert(
+            "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations".into(),
+            vec![tag("prod-stable", "asm-1-22", "5")],
+        );
+        st.lists.insert(
+            "/api/v1/namespaces".into(),
+            vec![namespace_meta("shop", "prod-stable")],
+        );
+    }
+    let url = start_fake_api(state.clone()).await;
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            revhook(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+    };
+    let with_url = |a: &[&str]| -> Vec<String> {
+        a.iter()
+            .map(|s| (*s).to_owned())
+            .chain(["--kube-api-url".to_owned(), url.clone()])
+            .collect()
+    };
+
+    let (code, out, err) = run(with_url(&["tags", "list"])).await.expect("join");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("prod-stable") && out.contains("asm-1-22") && out.contains("shop"),
+        "{out}"
+    );
+
+    let (code, _, err) = run(with_url(&[
+        "tags",
+        "set",
+        "prod-stable",
+        "--revision",
+        "asm-1-23",
+    ]))
+    .await
+    .expect("join");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("pass --overwrite"), "{err}");
+    let (code, _, err) = run(with_url(&[
+        "tags",
+        "set",
+        "prod-canary",
+        "--revision",
+        "asm-1-30",
+    ]))
+    .await
+    .expect("join");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("not installed"), "{err}");
+    assert!(
+        state.lock().expect("lock").writes.is_empty(),
+        "refusals write nothing"
+    );
+
+    let (code, _, err) = run(with_url(&[
+        "tags",
+        "set",
+        "prod-stable",
+        "--revision",
+        "asm-1-23",
+        "--overwrite",
+    ]))
+    .await
+    .expect("join");
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = run(with_url(&[
+        "tags",
+        "set",
+        "prod-canary",
+        "--revision",
+        "asm-1-23",
+    ]))
+    .await
+    .expect("join");
+    assert_eq!(code, Some(0), "{err}");
+    {
+        let st = state.lock().expect("lock");
+        assert_eq!(
+            st.writes,
+            vec![
+                "PUT /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/istio-revision-tag-prod-stable",
+                "POST /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+            ]
+        );
+        let canary = st.objects.get("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/istio-revision-tag-prod-canary").expect("created");
+        assert_eq!(canary["metadata"]["labels"]["istio.io/rev"], "asm-1-23");
+        assert_eq!(
+            canary["webhooks"],
+            json!([]),
+            "nothing but revhook acts on revhook's tags"
+        );
+    }
+
+    let (code, out, err) = run(with_url(&["tags", "remove", "prod-stable"]))
+        .await
+        .expect("join");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("removed") && err.contains("namespaces still select prod-stable: shop"),
+        "{out} {err}"
+    );
+    let (code, _, err) = run(with_url(&["tags", "remove", "no-such-tag"]))
+        .await
+        .expect("join");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("does not exist"), "{err}");
 }
