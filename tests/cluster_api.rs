@@ -56,16 +56,32 @@ fn not_found(path: &str) -> Response<Body> {
     r
 }
 
-fn list_kind(path: &str) -> (&'static str, &'static str) {
-    if path.ends_with("/configmaps") {
-        ("v1", "ConfigMapList")
-    } else if path.ends_with("/mutatingwebhookconfigurations") {
-        (
+/// The list's apiVersion and kind, and its items' kind: metadata-only when the client asked
+/// for `PartialObjectMetadataList` (kube-rs's metadata watches), else the full type.
+fn list_kind(path: &str, metadata_only: bool) -> (&'static str, &'static str, &'static str) {
+    if metadata_only {
+        return (
+            "meta.k8s.io/v1",
+            "PartialObjectMetadataList",
+            "PartialObjectMetadata",
+        );
+    }
+    let last = path.rsplit('/').next().unwrap_or_default();
+    match last {
+        "configmaps" => ("v1", "ConfigMapList", "ConfigMap"),
+        "namespaces" => ("v1", "NamespaceList", "Namespace"),
+        "pods" => ("v1", "PodList", "Pod"),
+        "services" => ("v1", "ServiceList", "Service"),
+        "mutatingwebhookconfigurations" => (
             "admissionregistration.k8s.io/v1",
             "MutatingWebhookConfigurationList",
-        )
-    } else {
-        ("meta.k8s.io/v1", "PartialObjectMetadataList")
+            "MutatingWebhookConfiguration",
+        ),
+        _ => (
+            "admissionregistration.k8s.io/v1",
+            "ValidatingWebhookConfigurationList",
+            "ValidatingWebhookConfiguration",
+        ),
     }
 }
 
@@ -76,6 +92,11 @@ async fn serve_api(
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or_default().to_owned();
     let method = req.method().clone();
+    let metadata_only = req
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("PartialObjectMetadata"));
     let content_type = req
         .headers()
         .get("content-type")
@@ -164,7 +185,16 @@ async fn serve_api(
             .filter(|i| selector.is_empty() || i["metadata"]["labels"].get(&selector).is_some())
             .cloned()
             .collect();
-        let (api_version, kind) = list_kind(&path);
+        let (api_version, kind, item_kind) = list_kind(&path, metadata_only);
+        let item_api = api_version;
+        let items: Vec<Value> = items
+            .into_iter()
+            .map(|mut i| {
+                i["apiVersion"] = json!(item_api);
+                i["kind"] = json!(item_kind);
+                i
+            })
+            .collect();
         return Ok(full(
             json!({"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": "10"}, "items": items}),
         ));
@@ -542,4 +572,57 @@ async fn tags_commands_read_and_write_istios_tag_webhooks() {
         .expect("join");
     assert_eq!(code, Some(2));
     assert!(err.contains("does not exist"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reads_a_live_cluster() {
+    let state: Shared = Arc::default();
+    {
+        let mut st = state.lock().expect("lock");
+        st.lists.insert(
+            "/api/v1/namespaces/istio-system/configmaps".into(),
+            vec![
+                configmap("asm-1-22", "1.22.0"),
+                configmap("asm-1-23", "1.23.0"),
+            ],
+        );
+        st.lists.insert(
+            "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations".into(),
+            vec![
+                tag("prod-stable", "asm-1-22", "5"),
+                tag("default", "asm-1-22", "6"),
+            ],
+        );
+        st.lists.insert(
+            "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations".into(),
+            vec![],
+        );
+        st.lists.insert(
+            "/api/v1/namespaces".into(),
+            vec![
+                namespace_meta("shop", "prod-stable"),
+                namespace_meta("retired", "asm-1-20"),
+            ],
+        );
+        st.lists.insert("/api/v1/pods".into(), vec![json!({"metadata": {"name": "web-1", "namespace": "shop"},
+            "spec": {"containers": [{"name": "web"}, {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.22.0"}]},
+            "status": {"phase": "Running"}})]);
+        st.lists.insert("/api/v1/services".into(), vec![]);
+    }
+    let url = start_fake_api(state.clone()).await;
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        revhook(&["check", "-o", "json", "--kube-api-url", &url])
+    })
+    .await
+    .expect("join");
+    assert_eq!(code, Some(1), "a stale namespace is an error: {err}");
+    let report: Value = serde_json::from_str(&out).expect("json report");
+    let codes: Vec<&str> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| f["code"].as_str())
+        .collect();
+    assert!(codes.contains(&"REVHOOK-STALE-NAMESPACE"), "{codes:?}");
+    assert_eq!(report["revisions"][0]["namespaces"], json!(["shop"]));
 }
