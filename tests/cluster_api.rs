@@ -253,6 +253,28 @@ async fn start_fake_api(state: Shared) -> String {
     format!("http://{addr}")
 }
 
+const CONFIGMAPS: &str = "/api/v1/namespaces/istio-system/configmaps";
+const MUTATING: &str = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations";
+const NAMESPACES: &str = "/api/v1/namespaces";
+
+/// A fake cluster with revisions asm-1-22 and asm-1-23, the given tags and namespaces.
+fn cluster(tags: Vec<Value>, namespaces: Vec<Value>) -> Shared {
+    let state: Shared = Arc::default();
+    {
+        let mut st = state.lock().expect("lock");
+        st.lists.insert(
+            CONFIGMAPS.into(),
+            vec![
+                configmap("asm-1-22", "1.22.0"),
+                configmap("asm-1-23", "1.23.0"),
+            ],
+        );
+        st.lists.insert(MUTATING.into(), tags);
+        st.lists.insert(NAMESPACES.into(), namespaces);
+    }
+    state
+}
+
 fn proxy_image(pod: &Value) -> Option<String> {
     pod["spec"]["containers"]
         .as_array()?
@@ -264,27 +286,15 @@ fn proxy_image(pod: &Value) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_follow_istio_objects_and_the_ca_bundle_is_applied() {
-    let state: Shared = Arc::default();
+    let state = cluster(
+        vec![
+            tag("prod-stable", "asm-1-22", "5"),
+            tag("prod-canary", "asm-1-23", "6"),
+        ],
+        vec![namespace_meta("shop", "prod-stable")],
+    );
     {
         let mut st = state.lock().expect("lock");
-        st.lists.insert(
-            "/api/v1/namespaces/istio-system/configmaps".into(),
-            vec![
-                configmap("asm-1-22", "1.22.0"),
-                configmap("asm-1-23", "1.23.0"),
-            ],
-        );
-        st.lists.insert(
-            "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations".into(),
-            vec![
-                tag("prod-stable", "asm-1-22", "5"),
-                tag("prod-canary", "asm-1-23", "6"),
-            ],
-        );
-        st.lists.insert(
-            "/api/v1/namespaces".into(),
-            vec![namespace_meta("shop", "prod-stable")],
-        );
         // A namespace created after the list: only a direct GET finds it.
         st.objects.insert(
             "/api/v1/namespaces/plain".into(),
@@ -454,25 +464,10 @@ fn revhook(args: &[&str]) -> (Option<i32>, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tags_commands_read_and_write_istios_tag_webhooks() {
-    let state: Shared = Arc::default();
-    {
-        let mut st = state.lock().expect("lock");
-        st.lists.insert(
-            "/api/v1/namespaces/istio-system/configmaps".into(),
-            vec![
-                configmap("asm-1-22", "1.22.0"),
-                configmap("asm-1-23", "1.23.0"),
-            ],
-        );
-        st.lists.insert(
-            "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations".into(),
-            vec![tag("prod-stable", "asm-1-22", "5")],
-        );
-        st.lists.insert(
-            "/api/v1/namespaces".into(),
-            vec![namespace_meta("shop", "prod-stable")],
-        );
-    }
+    let state = cluster(
+        vec![tag("prod-stable", "asm-1-22", "5")],
+        vec![namespace_meta("shop", "prod-stable")],
+    );
     let url = start_fake_api(state.clone()).await;
     let run = |args: Vec<String>| {
         tokio::task::spawn_blocking(move || {
@@ -576,33 +571,21 @@ async fn tags_commands_read_and_write_istios_tag_webhooks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reads_a_live_cluster() {
-    let state: Shared = Arc::default();
+    let state = cluster(
+        vec![
+            tag("prod-stable", "asm-1-22", "5"),
+            tag("default", "asm-1-22", "6"),
+        ],
+        vec![
+            namespace_meta("shop", "prod-stable"),
+            namespace_meta("retired", "asm-1-20"),
+        ],
+    );
     {
         let mut st = state.lock().expect("lock");
         st.lists.insert(
-            "/api/v1/namespaces/istio-system/configmaps".into(),
-            vec![
-                configmap("asm-1-22", "1.22.0"),
-                configmap("asm-1-23", "1.23.0"),
-            ],
-        );
-        st.lists.insert(
-            "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations".into(),
-            vec![
-                tag("prod-stable", "asm-1-22", "5"),
-                tag("default", "asm-1-22", "6"),
-            ],
-        );
-        st.lists.insert(
             "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations".into(),
             vec![],
-        );
-        st.lists.insert(
-            "/api/v1/namespaces".into(),
-            vec![
-                namespace_meta("shop", "prod-stable"),
-                namespace_meta("retired", "asm-1-20"),
-            ],
         );
         st.lists.insert("/api/v1/pods".into(), vec![json!({"metadata": {"name": "web-1", "namespace": "shop"},
             "spec": {"containers": [{"name": "web"}, {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.22.0"}]},

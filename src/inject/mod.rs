@@ -36,12 +36,7 @@ pub fn review_with(
         return skip;
     }
     let Some(raw) = req.object() else {
-        return Verdict::deny(
-            400,
-            "BadRequest",
-            "request.object is missing".into(),
-            "error:no-object",
-        );
+        return missing_object();
     };
     let pod = match PodIn::parse(raw) {
         Ok(pod) => pod,
@@ -54,11 +49,7 @@ pub fn review_with(
             )
         }
     };
-    let namespace = req
-        .namespace
-        .as_deref()
-        .or(pod.meta().namespace.as_deref())
-        .unwrap_or("default");
+    let namespace = pod_namespace(req.namespace.as_deref(), &pod);
     review_pod_in(&pod, raw, namespace, ns_labels, None, snapshot, policy)
 }
 
@@ -76,30 +67,16 @@ pub fn review_pod_request(
         return skip;
     }
     let Some(pod) = &req.object else {
-        return Verdict::deny(
-            400,
-            "BadRequest",
-            "request.object is missing".into(),
-            "error:no-object",
-        );
+        return missing_object();
     };
-    let namespace = req
-        .namespace
-        .as_deref()
-        .or(pod.meta().namespace.as_deref())
-        .unwrap_or("default");
+    let namespace = pod_namespace(req.namespace.as_deref(), pod);
     if !has_custom_containers(pod) {
         // The raw pod is read only by custom injection; without it, nothing reads it.
         return review_pod_in(pod, "", namespace, ns_labels, None, snapshot, policy);
     }
     match crate::admission::decode(body).map(|r| r.object().map(str::to_owned)) {
         Ok(Some(raw)) => review_pod_in(pod, &raw, namespace, ns_labels, None, snapshot, policy),
-        _ => Verdict::deny(
-            400,
-            "BadRequest",
-            "request.object is missing".into(),
-            "error:no-object",
-        ),
+        _ => missing_object(),
     }
 }
 
@@ -112,6 +89,22 @@ fn skip_unless_pod_create(
         return Some(Verdict::allow("skip:not-a-pod"));
     }
     (operation != "CREATE").then(|| Verdict::allow("skip:not-create"))
+}
+
+/// The request's namespace, else the pod's own, else `default` (as the API server would).
+fn pod_namespace<'r>(request_namespace: Option<&'r str>, pod: &'r PodIn<'_>) -> &'r str {
+    request_namespace
+        .or(pod.meta().namespace.as_deref())
+        .unwrap_or("default")
+}
+
+fn missing_object() -> Verdict {
+    Verdict::deny(
+        400,
+        "BadRequest",
+        "request.object is missing".into(),
+        "error:no-object",
+    )
 }
 
 /// Whether the pod carries Istio's custom injection containers (whose raw JSON is merged).
