@@ -195,3 +195,27 @@ async fn serve_exits_zero_on_sigterm_after_finishing_requests() {
         "listener closed"
     );
 }
+
+#[test]
+fn text_logs_carry_no_colour_codes_when_not_on_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = revhook()
+        .args(["serve", "--listen", "127.0.0.1:0", "--certs-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let line = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("listening"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("a listening line");
+    assert!(
+        !line.contains('\u{1b}'),
+        "escape codes in piped logs: {line:?}"
+    );
+}
