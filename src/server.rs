@@ -118,7 +118,10 @@ impl App {
         health: Arc<Health>,
         limits: Limits,
     ) -> Self {
-        let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
+        // Clamped: tokio panics above MAX_PERMITS, and zero would refuse everything.
+        let in_flight = Arc::new(Semaphore::new(
+            limits.max_in_flight.clamp(1, Semaphore::MAX_PERMITS),
+        ));
         App {
             snapshot,
             policy,
