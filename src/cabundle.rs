@@ -152,7 +152,7 @@ pub async fn run(client: Client, opts: CaBundleOptions, metrics: Metrics) {
     let mut v = watcher::watcher(validating, by_name(&opts.validating))
         .default_backoff()
         .boxed();
-    let mut tick = tokio::time::interval(opts.resync);
+    let mut tick = tokio::time::interval(opts.resync.max(Duration::from_millis(10)));
     loop {
         let event = tokio::select! {
             _ = tick.tick() => Ok(()),

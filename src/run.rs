@@ -17,6 +17,8 @@ use crate::state::cluster::{self, ApiNamespaceLookup, ClusterOptions, NamespaceL
 use crate::state::{config, SharedSnapshot, Snapshot};
 use crate::tls::{self, CertFiles, CertStore, Reloader};
 
+const MIN_RELOAD_INTERVAL: Duration = Duration::from_millis(10);
+
 /// Where revisions, tags and namespace labels come from.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -259,7 +261,8 @@ async fn watch_config(
     let mut confirmed = Instant::now();
     // False while the file on disk is one we could not load: the snapshot is then behind it.
     let mut current = true;
-    let mut tick = tokio::time::interval(interval);
+    // tokio panics on a zero period; `--reload-interval 0s` means "as often as sensible".
+    let mut tick = tokio::time::interval(interval.max(MIN_RELOAD_INTERVAL));
     loop {
         tick.tick().await;
         let Ok(now) = std::fs::read(&path) else {

@@ -189,7 +189,7 @@ impl Reloader {
         interval: Duration,
         metrics: crate::metrics::Metrics,
     ) {
-        let mut tick = tokio::time::interval(interval);
+        let mut tick = tokio::time::interval(interval.max(Duration::from_millis(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
