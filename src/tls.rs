@@ -42,6 +42,8 @@ pub enum TlsError {
     },
     #[error("TLS configuration: {0}")]
     Config(rustls::Error),
+    #[error("a validity of {0} days runs past the year 9999")]
+    Validity(u32),
 }
 
 /// The crypto provider revhook uses everywhere (ring: builds with only a C compiler).
@@ -271,7 +273,7 @@ pub fn generate_dev(
         KeyUsagePurpose::DigitalSignature,
     ];
     ca_params.not_before = now - time::Duration::minutes(5);
-    ca_params.not_after = now + time::Duration::days(i64::from(ca_days));
+    ca_params.not_after = expiry(now, ca_days)?;
     let ca_key = KeyPair::generate()?;
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)?;
 
@@ -300,7 +302,7 @@ pub fn generate_dev(
         KeyUsagePurpose::KeyEncipherment,
     ];
     params.not_before = now - time::Duration::minutes(5);
-    params.not_after = now + time::Duration::days(i64::from(days));
+    params.not_after = expiry(now, days)?;
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &ca)?;
 
@@ -310,6 +312,13 @@ pub fn generate_dev(
         cert: format!("{}{}", cert.pem(), ca.pem()),
         key: key.serialize_pem(),
     })
+}
+
+/// `now` plus `days`, or an error for a validity beyond what a certificate can express.
+fn expiry(now: time::OffsetDateTime, days: u32) -> Result<time::OffsetDateTime, TlsError> {
+    now.checked_add(time::Duration::days(i64::from(days)))
+        .filter(|t| t.year() <= 9999)
+        .ok_or(TlsError::Validity(days))
 }
 
 fn ca_signing_key_pem(ca: &rcgen::CertifiedIssuer<'_, rcgen::KeyPair>) -> String {
@@ -333,6 +342,12 @@ mod tests {
         let dev = generate_dev(&["revhook.ns.svc".into()], &[], 30, 365).expect("generate");
         load_pair(dev.cert.as_bytes(), dev.key.as_bytes(), "dev").expect("loads");
         assert!(dev.ca_bundle().len() > 100);
+    }
+
+    #[test]
+    fn absurd_validity_is_an_error_not_a_panic() {
+        let err = generate_dev(&[], &[], u32::MAX, 365).expect_err("too long");
+        assert!(matches!(err, TlsError::Validity(_)), "{err}");
     }
 
     #[test]
