@@ -23,15 +23,18 @@ pub enum ReviewError {
     NoRequest,
 }
 
+/// An AdmissionReview whose `request.object` deserializes as `O`: raw JSON for the generic
+/// path, or a Pod parsed in the same pass (the mutating webhook's path: one scan of the body
+/// instead of two).
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReviewIn<'a> {
+#[serde(rename_all = "camelCase", bound(deserialize = "O: Deserialize<'de>"))]
+pub struct Review<'a, O> {
     #[serde(borrow, default)]
     pub api_version: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub request: Option<RequestIn<'a>>,
+    #[serde(default)]
+    pub request: Option<Request<'a, O>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -45,8 +48,8 @@ pub struct GroupVersionKind<'a> {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RequestIn<'a> {
+#[serde(rename_all = "camelCase", bound(deserialize = "O: Deserialize<'de>"))]
+pub struct Request<'a, O> {
     #[serde(borrow)]
     pub uid: Cow<'a, str>,
     #[serde(borrow)]
@@ -57,22 +60,23 @@ pub struct RequestIn<'a> {
     pub namespace: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub operation: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub object: Option<&'a RawValue>,
+    #[serde(default)]
+    pub object: Option<O>,
     #[serde(borrow, default)]
     pub old_object: Option<&'a RawValue>,
     #[serde(default)]
     pub dry_run: Option<bool>,
 }
 
-impl RequestIn<'_> {
+/// A request with its object as raw JSON (every webhook can read it).
+pub type RequestIn<'a> = Request<'a, &'a RawValue>;
+
+/// A request with its object parsed as a Pod while decoding.
+pub type PodRequestIn<'a> = Request<'a, crate::inject::pod::PodIn<'a>>;
+
+impl<O> Request<'_, O> {
     pub fn namespace(&self) -> &str {
         self.namespace.as_deref().unwrap_or_default()
-    }
-
-    /// `object`, treating JSON `null` as absent.
-    pub fn object(&self) -> Option<&str> {
-        self.object.map(RawValue::get).filter(|s| *s != "null")
     }
 
     pub fn old_object(&self) -> Option<&str> {
@@ -80,39 +84,10 @@ impl RequestIn<'_> {
     }
 }
 
-/// A review whose object is parsed as a Pod in the same pass (the mutating webhook's path:
-/// one scan of the body instead of two).
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PodReviewIn<'a> {
-    #[serde(borrow, default)]
-    pub api_version: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub request: Option<PodRequestIn<'a>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PodRequestIn<'a> {
-    #[serde(borrow)]
-    pub uid: Cow<'a, str>,
-    #[serde(borrow)]
-    pub kind: GroupVersionKind<'a>,
-    #[serde(borrow, default)]
-    pub name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub namespace: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub operation: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub object: Option<crate::inject::pod::PodIn<'a>>,
-}
-
-impl PodRequestIn<'_> {
-    pub fn namespace(&self) -> &str {
-        self.namespace.as_deref().unwrap_or_default()
+impl RequestIn<'_> {
+    /// `object`, treating JSON `null` as absent.
+    pub fn object(&self) -> Option<&str> {
+        self.object.map(RawValue::get).filter(|s| *s != "null")
     }
 }
 
@@ -120,7 +95,7 @@ impl PodRequestIn<'_> {
 /// incompatible shape, a malformed body) is an error: callers fall back to [`decode`], which
 /// also gives the right error for a malformed body.
 pub fn decode_pod(body: &[u8]) -> Result<PodRequestIn<'_>, ReviewError> {
-    let review: PodReviewIn<'_> = serde_json::from_slice(body)?;
+    let review: Review<'_, crate::inject::pod::PodIn<'_>> = serde_json::from_slice(body)?;
     check_type(review.api_version.as_deref(), review.kind.as_deref())?;
     review.request.ok_or(ReviewError::NoRequest)
 }
@@ -138,7 +113,7 @@ fn check_type(api_version: Option<&str>, kind: Option<&str>) -> Result<(), Revie
 
 /// Decodes an AdmissionReview v1 and returns its request.
 pub fn decode(body: &[u8]) -> Result<RequestIn<'_>, ReviewError> {
-    let review: ReviewIn<'_> = serde_json::from_slice(body)?;
+    let review: Review<'_, &RawValue> = serde_json::from_slice(body)?;
     check_type(review.api_version.as_deref(), review.kind.as_deref())?;
     review.request.ok_or(ReviewError::NoRequest)
 }

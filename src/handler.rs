@@ -1,7 +1,7 @@
 //! One AdmissionReview in, one out: the pure function the server, `replay` and the
 //! benchmarks share.
 
-use crate::admission::{self, PodRequestIn, RequestIn, ReviewError, Verdict};
+use crate::admission::{self, PodRequestIn, Request, RequestIn, ReviewError, Verdict};
 use crate::inject::decide::Policy;
 use crate::labels::NamespaceLabels;
 use crate::state::Snapshot;
@@ -95,33 +95,30 @@ pub fn judge(
     policy: &Policy,
     namespace: Option<&NamespaceLabels>,
 ) -> Handled {
-    let (verdict, uid, kind, name, operation) = match req {
-        Decoded::Pod(r) => (
+    match req {
+        Decoded::Pod(r) => handled(
+            r,
             crate::inject::review_pod_request(r, body, snapshot, policy, namespace),
-            &r.uid,
-            &r.kind.kind,
-            &r.name,
-            &r.operation,
         ),
-        Decoded::Any(r) => (
-            match webhook {
+        Decoded::Any(r) => {
+            let verdict = match webhook {
                 Webhook::Inject => crate::inject::review_with(r, snapshot, policy, namespace),
                 Webhook::Validate => crate::validate::review(r, snapshot, policy),
-            },
-            &r.uid,
-            &r.kind.kind,
-            &r.name,
-            &r.operation,
-        ),
-    };
-    let body = admission::encode(uid, &verdict);
+            };
+            handled(r, verdict)
+        }
+    }
+}
+
+/// Encodes the response to `req` and keeps what the log line names.
+fn handled<O>(req: &Request<'_, O>, verdict: Verdict) -> Handled {
     Handled {
-        body,
+        body: admission::encode(&req.uid, &verdict),
         verdict,
-        uid: uid.to_string(),
-        kind: kind.to_string(),
+        uid: req.uid.to_string(),
+        kind: req.kind.kind.to_string(),
         namespace: req.namespace().to_owned(),
-        name: name.as_deref().unwrap_or_default().to_owned(),
-        operation: operation.to_string(),
+        name: req.name.as_deref().unwrap_or_default().to_owned(),
+        operation: req.operation.to_string(),
     }
 }
