@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use kube::api::{Patch, PatchParams};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -59,30 +59,34 @@ pub fn apply_body(kind: &str, name: &str, webhook_names: &[String], ca_pem: &[u8
     })
 }
 
-fn mutating_entries(c: &MutatingWebhookConfiguration) -> Vec<(&str, Option<&[u8]>)> {
-    c.webhooks
-        .iter()
-        .flatten()
-        .map(|w| {
-            (
-                w.name.as_str(),
-                w.client_config.ca_bundle.as_ref().map(|b| b.0.as_slice()),
-            )
-        })
-        .collect()
+/// A Mutating- or ValidatingWebhookConfiguration: its kind and its webhooks' client configs.
+pub trait WebhookConfiguration:
+    kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug
+{
+    const KIND: &'static str;
+    fn hooks(&self) -> Vec<(&str, &WebhookClientConfig)>;
 }
 
-fn validating_entries(c: &ValidatingWebhookConfiguration) -> Vec<(&str, Option<&[u8]>)> {
-    c.webhooks
-        .iter()
-        .flatten()
-        .map(|w| {
-            (
-                w.name.as_str(),
-                w.client_config.ca_bundle.as_ref().map(|b| b.0.as_slice()),
-            )
-        })
-        .collect()
+impl WebhookConfiguration for MutatingWebhookConfiguration {
+    const KIND: &'static str = "MutatingWebhookConfiguration";
+    fn hooks(&self) -> Vec<(&str, &WebhookClientConfig)> {
+        self.webhooks
+            .iter()
+            .flatten()
+            .map(|w| (w.name.as_str(), &w.client_config))
+            .collect()
+    }
+}
+
+impl WebhookConfiguration for ValidatingWebhookConfiguration {
+    const KIND: &'static str = "ValidatingWebhookConfiguration";
+    fn hooks(&self) -> Vec<(&str, &WebhookClientConfig)> {
+        self.webhooks
+            .iter()
+            .flatten()
+            .map(|w| (w.name.as_str(), &w.client_config))
+            .collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,40 +107,38 @@ pub async fn reconcile(client: &Client, opts: &CaBundleOptions) -> Result<usize,
         path: opts.ca_cert.display().to_string(),
         source,
     })?;
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let mut updated = 0;
-    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    if let Some(current) = mutating.get_opt(&opts.mutating).await? {
-        let stale = stale_webhooks(mutating_entries(&current), &ca);
-        if !stale.is_empty() {
-            let body = apply_body("MutatingWebhookConfiguration", &opts.mutating, &stale, &ca);
-            mutating
-                .patch(&opts.mutating, &params, &Patch::Apply(body))
-                .await?;
-            updated += stale.len();
-        }
-    } else {
-        tracing::warn!(name = %opts.mutating, "MutatingWebhookConfiguration not found; caBundle not managed");
+    let mutating = apply_ca::<MutatingWebhookConfiguration>(client, &opts.mutating, &ca).await?;
+    let validating =
+        apply_ca::<ValidatingWebhookConfiguration>(client, &opts.validating, &ca).await?;
+    Ok(mutating + validating)
+}
+
+/// Writes `ca` into the webhooks of configuration `name` whose caBundle differs.
+async fn apply_ca<K: WebhookConfiguration>(
+    client: &Client,
+    name: &str,
+    ca: &[u8],
+) -> Result<usize, CaBundleError> {
+    let api: Api<K> = Api::all(client.clone());
+    let Some(current) = api.get_opt(name).await? else {
+        tracing::warn!(kind = K::KIND, %name, "webhook configuration not found; caBundle not managed");
+        return Ok(0);
+    };
+    let bundles = current
+        .hooks()
+        .into_iter()
+        .map(|(hook, config)| (hook, config.ca_bundle.as_ref().map(|b| b.0.as_slice())));
+    let stale = stale_webhooks(bundles, ca);
+    if !stale.is_empty() {
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        api.patch(
+            name,
+            &params,
+            &Patch::Apply(apply_body(K::KIND, name, &stale, ca)),
+        )
+        .await?;
     }
-    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    if let Some(current) = validating.get_opt(&opts.validating).await? {
-        let stale = stale_webhooks(validating_entries(&current), &ca);
-        if !stale.is_empty() {
-            let body = apply_body(
-                "ValidatingWebhookConfiguration",
-                &opts.validating,
-                &stale,
-                &ca,
-            );
-            validating
-                .patch(&opts.validating, &params, &Patch::Apply(body))
-                .await?;
-            updated += stale.len();
-        }
-    } else {
-        tracing::warn!(name = %opts.validating, "ValidatingWebhookConfiguration not found; caBundle not managed");
-    }
-    Ok(updated)
+    Ok(stale.len())
 }
 
 /// Reconciles at start, on every change to either configuration, and every `resync` (which

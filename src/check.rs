@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::cabundle::WebhookConfiguration as _;
 use crate::inject::decide::{stale_message, Selector};
 use crate::inject::sidecar::PROXY_NAME;
 use crate::labels::{self, NamespaceLabels};
@@ -504,26 +505,10 @@ fn webhook_findings(objects: &ClusterObjects, snapshot: &Snapshot, out: &mut Vec
         }
     };
     for m in &objects.mutating {
-        check(
-            "MutatingWebhookConfiguration",
-            &m.metadata,
-            m.webhooks
-                .iter()
-                .flatten()
-                .map(|w| (w.name.as_str(), &w.client_config))
-                .collect(),
-        );
+        check(MutatingWebhookConfiguration::KIND, &m.metadata, m.hooks());
     }
     for v in &objects.validating {
-        check(
-            "ValidatingWebhookConfiguration",
-            &v.metadata,
-            v.webhooks
-                .iter()
-                .flatten()
-                .map(|w| (w.name.as_str(), &w.client_config))
-                .collect(),
-        );
+        check(ValidatingWebhookConfiguration::KIND, &v.metadata, v.hooks());
     }
 }
 
