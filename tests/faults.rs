@@ -179,27 +179,55 @@ async fn header_sent_byte_by_byte_is_cut_off_while_others_are_served() {
     assert!(cut_off, "a client trickling headers must be disconnected");
 }
 
+/// Idle connections the issue asks to survive; each costs two descriptors here (client and
+/// server share the process).
+const IDLE_CONNECTIONS: u64 = 5_000;
+
 #[tokio::test]
 async fn many_idle_connections_do_not_stop_new_requests() {
+    // The soft descriptor limit is often 1024; raise it as far as the hard limit allows.
+    let limit = rlimit::increase_nofile_limit(2 * IDLE_CONNECTIONS + 1024).expect("nofile limit");
+    let idle_count = IDLE_CONNECTIONS.min(limit.saturating_sub(1024) / 2);
+    if idle_count < IDLE_CONNECTIONS {
+        eprintln!("descriptor limit {limit}: testing {idle_count} idle connections, not {IDLE_CONNECTIONS}");
+    }
+    assert!(
+        idle_count >= 300,
+        "descriptor limit {limit} is too low to test idle connections"
+    );
     let server = TestServer::start().await;
+    // Connected but silent: each holds a server task waiting on its TLS handshake.
     let mut idle = Vec::new();
-    for _ in 0..300 {
+    for _ in 0..idle_count {
         idle.push(
             tokio::net::TcpStream::connect(server.addr)
                 .await
                 .expect("connect"),
         );
     }
+    // Handshaken and silent: each holds an HTTP/2 connection open.
     let mut handshaken = Vec::new();
     for _ in 0..50 {
         handshaken.push(server.client(Proto::Http2).await);
     }
-    let mut client = server.client(Proto::Http1).await;
-    let reply = client
-        .post("/inject", fixture("pod-create-prod-stable.json"))
-        .await;
-    assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(idle.len() + handshaken.len(), 350);
+    for proto in [Proto::Http1, Proto::Http2] {
+        let mut client = server.client(proto).await;
+        let reply = client
+            .post("/inject", fixture("pod-create-prod-stable.json"))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{proto:?}");
+        assert!(reply.json()["response"]["patch"].is_string(), "{proto:?}");
+    }
+    // The idle ones are still open, not dropped to make room.
+    let mut probe = [0u8; 1];
+    for stream in idle.iter().step_by(97) {
+        assert!(
+            matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "an idle connection was closed"
+        );
+    }
+    assert_eq!(idle.len() as u64, idle_count);
+    assert_eq!(handshaken.len(), 50);
 }
 
 #[tokio::test]
