@@ -3,9 +3,11 @@
 //! the same process and run, with N concurrent connections over HTTP/1.1 keep-alive and HTTP/2.
 //!
 //!   cargo bench --bench load -- [--connections N] [--seconds S] [--rss-requests N]
+//!                               [--only inject|skip|deny|validate] [--proto h1|h2] [--rounds N]
 //!
 //! Client and servers share the machine's cores: the numbers are a ratio, not a capacity.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use revhook::handler::{handle, Webhook};
 use revhook::run::{self, ServeOptions, Source};
 use revhook::tls;
 use rustls::pki_types::pem::PemObject;
@@ -32,6 +35,10 @@ struct Args {
     rss_requests: usize,
     /// `all` (default), or one kind of request: `inject`, `skip`, `deny`, `validate`.
     only: Option<String>,
+    /// `h1`, `h2`, or both (default).
+    protos: Vec<Proto>,
+    /// Floor and revhook runs alternate this many times, so both see the same machine.
+    rounds: usize,
 }
 
 fn args() -> Args {
@@ -40,6 +47,8 @@ fn args() -> Args {
         seconds: 5.0,
         rss_requests: 200_000,
         only: None,
+        protos: vec![Proto::H1, Proto::H2],
+        rounds: 3,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -48,8 +57,16 @@ fn args() -> Args {
         match argv[i].as_str() {
             "--connections" => a.connections = next.parse().unwrap_or(a.connections),
             "--seconds" => a.seconds = next.parse().unwrap_or(a.seconds),
+            "--rounds" => a.rounds = next.parse().unwrap_or(a.rounds).max(1),
             "--rss-requests" => a.rss_requests = next.parse().unwrap_or(a.rss_requests),
             "--only" => a.only = Some(next).filter(|m| m != "all"),
+            "--proto" => {
+                a.protos = match next.as_str() {
+                    "h1" => vec![Proto::H1],
+                    "h2" => vec![Proto::H2],
+                    _ => vec![Proto::H1, Proto::H2],
+                }
+            }
             _ => {
                 i += 1;
                 continue;
@@ -83,6 +100,25 @@ fn mix(only: Option<&str>) -> Vec<(&'static str, Bytes)> {
     .collect()
 }
 
+/// revhook's answer to each fixture of the mix, by request length (the fixtures' lengths differ).
+fn revhook_answers(config: &std::path::Path) -> HashMap<usize, Bytes> {
+    let text = std::fs::read_to_string(config).expect("config");
+    let snapshot = revhook::state::config::parse(&text, "load").expect("config parses");
+    let policy = revhook::inject::decide::Policy::default();
+    let mut answers = HashMap::new();
+    for (path, body) in mix(None) {
+        let webhook = if path == "/validate" {
+            Webhook::Validate
+        } else {
+            Webhook::Inject
+        };
+        let handled = handle(webhook, &body, &snapshot, &policy).expect("fixture handled");
+        let previous = answers.insert(body.len(), Bytes::from(handled.body));
+        assert!(previous.is_none(), "two fixtures of {} bytes", body.len());
+    }
+    answers
+}
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -94,8 +130,13 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// The floor: TLS, HTTP, and a fixed allowed response; no parsing.
-async fn start_floor(tls_config: Arc<rustls::ServerConfig>) -> SocketAddr {
+/// The floor: TLS, HTTP, and a fixed allowed response; no parsing. With `answers`, the reply
+/// is instead picked by the request's length from canned ones (revhook's own answers to the
+/// fixtures): the same bytes on the wire as revhook, still without parsing.
+async fn start_floor(
+    tls_config: Arc<rustls::ServerConfig>,
+    answers: Arc<HashMap<usize, Bytes>>,
+) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -111,16 +152,21 @@ async fn start_floor(tls_config: Arc<rustls::ServerConfig>) -> SocketAddr {
             };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
-            let reply = reply.clone();
+            let (reply, answers) = (reply.clone(), answers.clone());
             tokio::spawn(async move {
                 let Ok(stream) = acceptor.accept(tcp).await else {
                     return;
                 };
                 let service =
                     hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let reply = reply.clone();
+                        let (reply, answers) = (reply.clone(), answers.clone());
                         async move {
-                            let _ = req.into_body().collect().await;
+                            let len = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map_or(0, |b| b.to_bytes().len());
+                            let reply = answers.get(&len).cloned().unwrap_or(reply);
                             Ok::<_, Infallible>(Response::new(Full::new(reply)))
                         }
                     });
@@ -211,6 +257,24 @@ struct Stats {
 }
 
 impl Stats {
+    /// Several runs as one: their requests over their summed time.
+    fn merge(runs: Vec<Stats>) -> Stats {
+        let mut all = Stats {
+            requests: 0,
+            errors: 0,
+            elapsed: Duration::ZERO,
+            latencies: Vec::new(),
+        };
+        for run in runs {
+            all.requests += run.requests;
+            all.errors += run.errors;
+            all.elapsed += run.elapsed;
+            all.latencies.extend(run.latencies);
+        }
+        all.latencies.sort_unstable();
+        all
+    }
+
     fn rps(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
@@ -314,7 +378,7 @@ fn main() {
                 listen: "127.0.0.1:0".parse().expect("addr"),
                 tls_cert: Some(dir.path().join("tls.crt")),
                 tls_key: Some(dir.path().join("tls.key")),
-                source: Source::File(Some(config)),
+                source: Source::File(Some(config.clone())),
                 ..ServeOptions::default()
             },
             async move {
@@ -325,12 +389,15 @@ fn main() {
         .expect("revhook starts");
         let (pem_cert, pem_key) = tls::read_pair(&dir.path().join("tls.crt"), &dir.path().join("tls.key")).expect("pair");
         let store = tls::CertStore::new(tls::load_pair(&pem_cert, &pem_key, "floor").expect("pair"));
-        let floor = start_floor(Arc::new(tls::server_config(store).expect("tls"))).await;
+        let tls_config = Arc::new(tls::server_config(store).expect("tls"));
+        let floor = start_floor(tls_config.clone(), Arc::default()).await;
+        let same_bytes = start_floor(tls_config, Arc::new(revhook_answers(&config))).await;
         let ca = certs.ca_cert.clone();
         let only = a.only.as_deref();
         println!(
-            "load: {} connections, {}s per run, requests: {}, client and servers in one process on {} cores",
+            "load: {} connections, {} alternating rounds of {}s per server, requests: {}, client and servers in one process on {} cores",
             a.connections,
+            a.rounds,
             a.seconds,
             only.unwrap_or("mix of inject, skip, deny, validate"),
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
@@ -338,16 +405,23 @@ fn main() {
         println!("\n| run | req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors |");
         println!("|---|---|---|---|---|---|---|---|");
         let mut peak_floor: f64 = 0.0;
-        for proto in [Proto::H1, Proto::H2] {
-            let f = load(floor, &ca, proto, a.connections, a.seconds, None, only).await;
-            let r = load(running.addr, &ca, proto, a.connections, a.seconds, None, only).await;
+        for &proto in &a.protos {
+            let (mut floors, mut sames, mut revhooks) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..a.rounds {
+                floors.push(load(floor, &ca, proto, a.connections, a.seconds, None, only).await);
+                sames.push(load(same_bytes, &ca, proto, a.connections, a.seconds, None, only).await);
+                revhooks.push(load(running.addr, &ca, proto, a.connections, a.seconds, None, only).await);
+            }
+            let (f, s, r) = (Stats::merge(floors), Stats::merge(sames), Stats::merge(revhooks));
             peak_floor = peak_floor.max(f.rps());
             println!("{}", row(&format!("floor {proto:?}"), &f));
+            println!("{}", row(&format!("floor answering revhook's bytes {proto:?}"), &s));
             println!("{}", row(&format!("revhook {proto:?}"), &r));
             println!("| revhook / floor {proto:?} | {:.2} | | | | | | |", r.rps() / f.rps());
+            println!("| revhook / floor answering revhook's bytes {proto:?} | {:.2} | | | | | | |", r.rps() / s.rps());
         }
         let half = peak_floor / 2.0;
-        for proto in [Proto::H1, Proto::H2] {
+        for &proto in &a.protos {
             let r = load(running.addr, &ca, proto, a.connections, a.seconds, Some(half), only).await;
             println!("{}", row(&format!("revhook {proto:?} at {half:.0} req/s (half the floor's peak)"), &r));
         }
