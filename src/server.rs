@@ -7,12 +7,13 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Collected, Full, Limited};
 use hyper::body::Body;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -20,7 +21,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::handler::{self, Webhook};
@@ -107,7 +107,43 @@ pub struct App {
     pub limits: Limits,
     /// Cluster mode: where to ask for a namespace the snapshot does not know yet.
     pub namespace_lookup: Option<Arc<dyn NamespaceLookup>>,
-    in_flight: Arc<Semaphore>,
+    in_flight: InFlight,
+}
+
+/// Counts admission requests being handled. Requests over the limit are refused, never
+/// queued, so a counter is all it takes (an async semaphore would lock on every release).
+#[derive(Debug)]
+struct InFlight {
+    count: AtomicUsize,
+    limit: usize,
+}
+
+/// One admission request's place under the limit, given back on drop.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl InFlight {
+    fn new(limit: usize) -> Self {
+        // Zero would refuse everything.
+        InFlight {
+            count: AtomicUsize::new(0),
+            limit: limit.max(1),
+        }
+    }
+
+    fn try_enter(&self) -> Option<Slot<'_>> {
+        self.count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(&self.count))
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl App {
@@ -118,10 +154,7 @@ impl App {
         health: Arc<Health>,
         limits: Limits,
     ) -> Self {
-        // Clamped: tokio panics above MAX_PERMITS, and zero would refuse everything.
-        let in_flight = Arc::new(Semaphore::new(
-            limits.max_in_flight.clamp(1, Semaphore::MAX_PERMITS),
-        ));
+        let in_flight = InFlight::new(limits.max_in_flight);
         App {
             snapshot,
             policy,
@@ -135,6 +168,7 @@ impl App {
 }
 
 type Reply = Response<Full<Bytes>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn text(status: StatusCode, body: impl Into<String>) -> Reply {
     let mut body: String = body.into();
@@ -267,16 +301,14 @@ where
     if declared_length(&req).is_some_and(|len| len > limit as u64) {
         return fail(too_large(limit));
     }
-    let Ok(_permit) = app.in_flight.clone().try_acquire_owned() else {
+    let Some(_slot) = app.in_flight.try_enter() else {
         return fail(text(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many admission requests in flight; retry",
         ));
     };
     let deadline = request_timeout(req.uri().query(), app.limits.request_timeout);
-    let body = match tokio::time::timeout(deadline, Limited::new(req.into_body(), limit).collect())
-        .await
-    {
+    let body = match read_body(req.into_body(), limit, deadline).await {
         Err(_) => {
             return fail(text(
                 StatusCode::REQUEST_TIMEOUT,
@@ -347,6 +379,25 @@ where
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
+}
+
+/// Reads a body of at most `limit` bytes within `deadline`. A body that has already arrived
+/// (the usual case: it comes with the headers) is taken without arming a timer.
+async fn read_body<B>(
+    body: B,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Result<Collected<Bytes>, BoxError>, tokio::time::error::Elapsed>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let collect = Limited::new(body, limit).collect();
+    tokio::pin!(collect);
+    if let Poll::Ready(read) = futures::poll!(&mut collect) {
+        return Ok(read);
+    }
+    tokio::time::timeout(deadline, collect).await
 }
 
 fn too_large(limit: usize) -> Reply {
@@ -584,6 +635,21 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_flight_refuses_over_the_limit_and_frees_on_drop() {
+        let limit = InFlight::new(2);
+        let first = limit.try_enter();
+        let second = limit.try_enter();
+        assert!(first.is_some() && second.is_some());
+        assert!(limit.try_enter().is_none());
+        drop(first);
+        assert!(limit.try_enter().is_some());
+        assert!(
+            InFlight::new(0).try_enter().is_some(),
+            "zero means one, not none"
+        );
+    }
 
     #[test]
     fn go_durations_parse() {
