@@ -15,6 +15,8 @@ use crate::inject::patch::push_json_str;
 pub enum ReviewError {
     #[error("body is not an AdmissionReview: {0}")]
     NotJson(#[from] serde_json::Error),
+    #[error("body is not UTF-8 JSON: {0}")]
+    NotUtf8(#[from] std::str::Utf8Error),
     #[error("unsupported AdmissionReview apiVersion {0:?} (want admission.k8s.io/v1)")]
     ApiVersion(String),
     #[error("kind {0:?} is not AdmissionReview")]
@@ -29,9 +31,9 @@ pub enum ReviewError {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", bound(deserialize = "O: Deserialize<'de>"))]
 pub struct Review<'a, O> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::inject::pod::borrowed_opt")]
     pub api_version: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::inject::pod::borrowed_opt")]
     pub kind: Option<Cow<'a, str>>,
     #[serde(default)]
     pub request: Option<Request<'a, O>>,
@@ -54,9 +56,9 @@ pub struct Request<'a, O> {
     pub uid: Cow<'a, str>,
     #[serde(borrow)]
     pub kind: GroupVersionKind<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::inject::pod::borrowed_opt")]
     pub name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::inject::pod::borrowed_opt")]
     pub namespace: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub operation: Cow<'a, str>,
@@ -95,9 +97,15 @@ impl RequestIn<'_> {
 /// incompatible shape, a malformed body) is an error: callers fall back to [`decode`], which
 /// also gives the right error for a malformed body.
 pub fn decode_pod(body: &[u8]) -> Result<PodRequestIn<'_>, ReviewError> {
-    let review: Review<'_, crate::inject::pod::PodIn<'_>> = serde_json::from_slice(body)?;
+    let review: Review<'_, crate::inject::pod::PodIn<'_>> = serde_json::from_str(utf8(body)?)?;
     check_type(review.api_version.as_deref(), review.kind.as_deref())?;
     review.request.ok_or(ReviewError::NoRequest)
+}
+
+/// The body as text, checked once as a whole: parsing from `&str` then skips checking each
+/// string on its own, a tenth of the decoding time.
+fn utf8(body: &[u8]) -> Result<&str, ReviewError> {
+    Ok(std::str::from_utf8(body)?)
 }
 
 fn check_type(api_version: Option<&str>, kind: Option<&str>) -> Result<(), ReviewError> {
@@ -113,7 +121,7 @@ fn check_type(api_version: Option<&str>, kind: Option<&str>) -> Result<(), Revie
 
 /// Decodes an AdmissionReview v1 and returns its request.
 pub fn decode(body: &[u8]) -> Result<RequestIn<'_>, ReviewError> {
-    let review: Review<'_, &RawValue> = serde_json::from_slice(body)?;
+    let review: Review<'_, &RawValue> = serde_json::from_str(utf8(body)?)?;
     check_type(review.api_version.as_deref(), review.kind.as_deref())?;
     review.request.ok_or(ReviewError::NoRequest)
 }
@@ -283,6 +291,9 @@ mod tests {
     #[test]
     fn rejects_what_is_not_a_v1_review() {
         assert!(matches!(decode(b"nope"), Err(ReviewError::NotJson(_))));
+        let latin1 = b"{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"Caf\xe9\"}";
+        assert!(matches!(decode(latin1), Err(ReviewError::NotUtf8(_))));
+        assert!(matches!(decode_pod(latin1), Err(ReviewError::NotUtf8(_))));
         assert!(matches!(
             decode(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#),
             Err(ReviewError::ApiVersion(_))

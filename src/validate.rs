@@ -37,7 +37,7 @@ struct ObjectIn<'a> {
 
 #[derive(Debug, Default, Deserialize)]
 struct MetaIn<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::inject::pod::borrowed_opt")]
     name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     labels: Option<StringMap<'a>>,

@@ -97,6 +97,17 @@ impl<'de: 'a, 'a> Deserialize<'de> for StringMap<'a> {
     }
 }
 
+/// For `Option<Cow<str>>` fields: serde borrows a bare `Cow<str>` under `#[serde(borrow)]`,
+/// but inside an `Option` it always allocates.
+pub(crate) fn borrowed_opt<'de: 'a, 'a, D>(
+    deserializer: D,
+) -> Result<Option<Cow<'a, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(Option::<BorrowedStr<'a>>::deserialize(deserializer)?.map(|s| s.0))
+}
+
 /// A string borrowed from the input when it holds no escapes.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -123,11 +134,11 @@ static NO_META: MetaIn<'static> = MetaIn {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MetaIn<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::inject::pod::borrowed_opt")]
     pub name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::inject::pod::borrowed_opt")]
     pub generate_name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::inject::pod::borrowed_opt")]
     pub namespace: Option<Cow<'a, str>>,
     /// `None` when the pod has no `labels` object at all (the patch must create it).
     #[serde(borrow, default)]
@@ -173,7 +184,7 @@ pub struct SpecIn<'a> {
     pub init_containers: Option<Vec<ContainerIn<'a>>>,
     #[serde(borrow, default)]
     pub volumes: Option<Vec<NamedIn<'a>>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::inject::pod::borrowed_opt")]
     pub service_account_name: Option<Cow<'a, str>>,
 }
 
@@ -203,10 +214,20 @@ impl ContainerIn<'_> {
 #[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PortIn<'a> {
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        borrow,
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::inject::pod::borrowed_opt"
+    )]
     pub name: Option<Cow<'a, str>>,
     pub container_port: i32,
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        borrow,
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::inject::pod::borrowed_opt"
+    )]
     pub protocol: Option<Cow<'a, str>>,
 }
 
@@ -289,6 +310,11 @@ mod tests {
         assert_eq!(pod.containers()[0].name, "app");
         assert!(pod.spec.init_containers.is_none());
         assert_eq!(pod.spec.volumes.as_ref().map(Vec::len), Some(1));
+        assert!(matches!(pod.meta().name, Some(Cow::Borrowed("p"))));
+        let port = &pod.containers()[0].ports.as_ref().expect("ports")[0];
+        assert!(matches!(port.name, Some(Cow::Borrowed("http"))));
+        let escaped = PodIn::parse(r#"{"metadata":{"namespace":"a\u0062"}}"#).expect("parses");
+        assert_eq!(escaped.meta().namespace.as_deref(), Some("ab"));
     }
 
     #[test]
