@@ -86,7 +86,7 @@ fn fixture(name: &str) -> Vec<u8> {
     .expect("fixture")
 }
 
-/// The request mix: inject, skip, deny (stale), validate; or only one of them.
+/// The request mix (inject, skip, deny (stale), validate; or only one of them), compacted.
 fn mix(only: Option<&str>) -> Vec<(&'static str, Bytes)> {
     [
         ("inject", "/inject", "pod-create-prod-stable.json"),
@@ -96,8 +96,32 @@ fn mix(only: Option<&str>) -> Vec<(&'static str, Bytes)> {
     ]
     .into_iter()
     .filter(|(kind, _, _)| only.is_none_or(|o| o == *kind))
-    .map(|(_, path, file)| (path, Bytes::from(fixture(file))))
+    .map(|(_, path, file)| (path, Bytes::from(compact(&fixture(file)))))
     .collect()
+}
+
+/// The fixture without the whitespace between tokens, keys in their order: the API server
+/// sends its reviews compact (Go's encoding/json), not pretty-printed like our files.
+fn compact(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in json {
+        if in_string {
+            out.push(b);
+            (in_string, escaped) = match (escaped, b) {
+                (true, _) => (true, false),
+                (false, b'\\') => (true, true),
+                (false, b'"') => (false, false),
+                _ => (true, false),
+            };
+        } else if !b.is_ascii_whitespace() {
+            in_string = b == b'"';
+            out.push(b);
+        }
+    }
+    let same = |j: &[u8]| serde_json::from_slice::<serde_json::Value>(j).expect("fixture is JSON");
+    assert_eq!(same(&out), same(json), "compacting changed the fixture");
+    out
 }
 
 /// revhook's answer to each fixture of the mix, by request length (the fixtures' lengths differ).

@@ -44,7 +44,20 @@ pub struct Metrics {
     snapshot_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     snapshot_updates: Family<ResultLabels, Counter>,
     ca_bundle_writes: Counter,
+    /// The webhooks' series, looked up once: every admission request updates them, and a
+    /// family lookup hashes the labels under a lock.
+    webhooks: Arc<[WebhookSeries]>,
 }
+
+/// One webhook path's request counters (by outcome) and latency histogram.
+struct WebhookSeries {
+    path: &'static str,
+    outcomes: Vec<(&'static str, Counter)>,
+    latency: Histogram,
+}
+
+const WEBHOOK_PATHS: [&str; 2] = ["inject", "validate"];
+const OUTCOMES: [&str; 4] = ["patched", "allowed", "denied", "error"];
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,8 +121,24 @@ impl Metrics {
             "Webhook caBundle fields revhook rewrote (--manage-ca-bundle)",
             ca_bundle_writes.clone(),
         );
+        // Created up front, so each series exists (at zero) from the first scrape on.
+        let webhooks = WEBHOOK_PATHS
+            .iter()
+            .map(|&path| WebhookSeries {
+                path,
+                outcomes: OUTCOMES
+                    .iter()
+                    .map(|&outcome| {
+                        let counter = requests.get_or_create(&RequestLabels { path, outcome });
+                        (outcome, counter.clone())
+                    })
+                    .collect(),
+                latency: latency.get_or_create(&PathLabels { path }).clone(),
+            })
+            .collect();
         Metrics {
             registry: Arc::new(registry),
+            webhooks,
             ca_bundle_writes,
             requests,
             latency,
@@ -121,6 +150,13 @@ impl Metrics {
     }
 
     pub fn request(&self, path: &'static str, outcome: &'static str, elapsed: Duration) {
+        if let Some(series) = self.webhooks.iter().find(|s| s.path == path) {
+            if let Some((_, counter)) = series.outcomes.iter().find(|(o, _)| *o == outcome) {
+                counter.inc();
+                series.latency.observe(elapsed.as_secs_f64());
+                return;
+            }
+        }
         self.requests
             .get_or_create(&RequestLabels { path, outcome })
             .inc();
@@ -188,6 +224,16 @@ mod tests {
         );
         assert!(
             text.contains(r#"revhook_validate_unknown_kind_total{kind="ConfigMap"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"revhook_requests_total{path="validate",outcome="denied"} 0"#),
+            "webhook series exist before their first request: {text}"
+        );
+        m.request("healthz", "ok", Duration::from_micros(3));
+        let text = m.render();
+        assert!(
+            text.contains(r#"revhook_requests_total{path="healthz",outcome="ok"} 1"#),
             "{text}"
         );
     }
