@@ -1,6 +1,10 @@
 //! Load benchmark: the real revhook server over TLS against the transport floor (a minimal
 //! hyper + rustls server that answers a fixed "allowed" AdmissionReview without parsing), in
 //! the same process and run, with N concurrent connections over HTTP/1.1 keep-alive and HTTP/2.
+//! A second floor answers revhook's own response bytes (still without parsing), which splits
+//! revhook's cost into the size of its answers and its own work. Floors and revhook alternate
+//! over `--rounds`. Memory is measured first: idle, after a warm-up, after `--rss-requests`
+//! more, and with 10,000 namespaces loaded.
 //!
 //!   cargo bench --bench load -- [--connections N] [--seconds S] [--rss-requests N]
 //!                               [--only inject|skip|deny|validate] [--proto h1|h2] [--rounds N]
@@ -126,8 +130,7 @@ fn compact(json: &[u8]) -> Vec<u8> {
 
 /// revhook's answer to each fixture of the mix, by request length (the fixtures' lengths differ).
 fn revhook_answers(config: &std::path::Path) -> HashMap<usize, Bytes> {
-    let text = std::fs::read_to_string(config).expect("config");
-    let snapshot = revhook::state::config::parse(&text, "load").expect("config parses");
+    let snapshot = fixture_snapshot(config);
     let policy = revhook::inject::decide::Policy::default();
     let mut answers = HashMap::new();
     for (path, body) in mix(None) {
@@ -141,6 +144,35 @@ fn revhook_answers(config: &std::path::Path) -> HashMap<usize, Bytes> {
         assert!(previous.is_none(), "two fixtures of {} bytes", body.len());
     }
     answers
+}
+
+/// Requests before memory is first measured after start: buffers and caches settle.
+const WARM_UP: usize = 100_000;
+
+/// Sends `requests` of the mix over HTTP/2 on `connections` connections, as fast as they go.
+async fn drive(addr: SocketAddr, ca: &str, connections: usize, requests: usize) {
+    let config = client_config(ca, Proto::H2);
+    let per_conn = requests / connections.max(1);
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let config = config.clone();
+        tasks.push(tokio::spawn(async move {
+            let mix = mix(None);
+            let mut s = open(addr, config, Proto::H2).await;
+            for i in 0..per_conn {
+                let (path, body) = &mix[(i + c) % mix.len()];
+                send(&mut s, path, body.clone()).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+}
+
+fn fixture_snapshot(config: &std::path::Path) -> revhook::state::Snapshot {
+    let text = std::fs::read_to_string(config).expect("config");
+    revhook::state::config::parse(&text, "load").expect("config parses")
 }
 
 fn rss_kib() -> u64 {
@@ -426,6 +458,42 @@ fn main() {
             only.unwrap_or("mix of inject, skip, deny, validate"),
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         );
+        // Memory first, so that the throughput runs' own bookkeeping (latencies of millions
+        // of requests) does not count as the server's.
+        let rss_idle = rss_kib();
+        drive(running.addr, &ca, a.connections, WARM_UP).await;
+        let rss_warm = rss_kib();
+        drive(running.addr, &ca, a.connections, a.rss_requests).await;
+        let rss_after = rss_kib();
+        let mut text = String::from("revisions:\n");
+        for r in 0..25 {
+            text.push_str(&format!("  - {{name: rev-{r}, image: docker.io/istio/proxyv2:1.{r}.0}}\n"));
+        }
+        text.push_str("tags:\n");
+        for t in 0..25 {
+            text.push_str(&format!("  tag-{t}: rev-{}\n", t % 25));
+        }
+        text.push_str("namespaces:\n");
+        for n in 0..10_000 {
+            text.push_str(&format!("  ns-{n}: {{istio.io/rev: tag-{}}}\n", n % 25));
+        }
+        let before_big = rss_kib();
+        let big = revhook::state::config::parse(&text, "load").expect("big snapshot");
+        running.app.snapshot.store(big);
+        let rss_big = rss_kib();
+        running.app.snapshot.store(fixture_snapshot(&config));
+        println!("\n| memory (whole process: servers and client) | RSS |");
+        println!("|---|---|");
+        println!("| at start, before the server | {} MiB |", rss_start / 1024);
+        println!("| idle, servers started | {} MiB |", rss_idle / 1024);
+        println!("| after {WARM_UP} requests | {} MiB |", rss_warm / 1024);
+        println!("| after {} more requests | {} MiB |", a.rss_requests, rss_after / 1024);
+        println!(
+            "| with 10,000 namespaces and 25 revisions + 25 tags loaded | {} MiB (snapshot: +{} MiB) |",
+            rss_big / 1024,
+            rss_big.saturating_sub(before_big) / 1024
+        );
+
         println!("\n| run | req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors |");
         println!("|---|---|---|---|---|---|---|---|");
         let mut peak_floor: f64 = 0.0;
@@ -450,52 +518,5 @@ fn main() {
             println!("{}", row(&format!("revhook {proto:?} at {half:.0} req/s (half the floor's peak)"), &r));
         }
 
-        // Memory: idle, after many requests, and with a large snapshot.
-        let rss_idle = rss_kib();
-        let per_conn = a.rss_requests / a.connections.max(1);
-        let config_h2 = client_config(&ca, Proto::H2);
-        let mut tasks = Vec::new();
-        for c in 0..a.connections {
-            let config = config_h2.clone();
-            let addr = running.addr;
-            tasks.push(tokio::spawn(async move {
-                let mix = mix(None);
-                let mut s = open(addr, config, Proto::H2).await;
-                for i in 0..per_conn {
-                    let (path, body) = &mix[(i + c) % mix.len()];
-                    send(&mut s, path, body.clone()).await;
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.expect("task");
-        }
-        let rss_after = rss_kib();
-        let mut text = String::from("revisions:\n");
-        for r in 0..25 {
-            text.push_str(&format!("  - {{name: rev-{r}, image: docker.io/istio/proxyv2:1.{r}.0}}\n"));
-        }
-        text.push_str("tags:\n");
-        for t in 0..25 {
-            text.push_str(&format!("  tag-{t}: rev-{}\n", t % 25));
-        }
-        text.push_str("namespaces:\n");
-        for n in 0..10_000 {
-            text.push_str(&format!("  ns-{n}: {{istio.io/rev: tag-{}}}\n", n % 25));
-        }
-        let before_big = rss_kib();
-        let big = revhook::state::config::parse(&text, "load").expect("big snapshot");
-        running.app.snapshot.store(big);
-        let rss_big = rss_kib();
-        println!("\n| memory (whole process: servers and client) | RSS |");
-        println!("|---|---|");
-        println!("| at start, before the server | {} MiB |", rss_start / 1024);
-        println!("| idle, after the load runs | {} MiB |", rss_idle / 1024);
-        println!("| after {} more requests | {} MiB |", per_conn * a.connections, rss_after / 1024);
-        println!(
-            "| with 10,000 namespaces and 25 revisions + 25 tags loaded | {} MiB (snapshot: +{} MiB) |",
-            rss_big / 1024,
-            rss_big.saturating_sub(before_big) / 1024
-        );
     });
 }

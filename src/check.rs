@@ -16,6 +16,7 @@ use crate::inject::sidecar::PROXY_NAME;
 use crate::labels::{self, NamespaceLabels};
 use crate::revisions::{minor_version, MeshSettings};
 use crate::state::{mapping, Snapshot};
+use crate::tags::restart_command;
 
 /// What `check` reads.
 #[derive(Debug, Default, Clone)]
@@ -313,10 +314,6 @@ fn namespace_findings(snapshot: &Snapshot, opts: &CheckOptions, out: &mut Vec<Fi
 }
 
 /// `kubectl rollout restart` for a pod's owner.
-fn restart(pod: &Pod) -> String {
-    crate::tags::restart_command(pod)
-}
-
 fn pod_findings(
     snapshot: &Snapshot,
     pods: &[PodFacts<'_>],
@@ -354,14 +351,14 @@ fn pod_findings(
                 Some("IST0103"),
                 object.clone(),
                 "pod in an injection-enabled namespace runs without a sidecar (created before the label, or injection failed)".into(),
-                Some(restart(p.pod)),
+                Some(restart_command(p.pod)),
             )),
             _ => {}
         }
         if let (Some(image), Some(rev_name)) = (p.proxy_image, &p.revision) {
             if let Some(rev) = snapshot.table.revision(rev_name) {
                 if rev.proxy_image != image {
-                    let entry = image_restarts.entry(restart(p.pod)).or_insert((
+                    let entry = image_restarts.entry(restart_command(p.pod)).or_insert((
                         0,
                         object.clone(),
                         format!("{image} -> {}", rev.proxy_image),
@@ -372,7 +369,7 @@ fn pod_findings(
         }
         if let (Some(rev_name), Some(sel)) = (&p.revision, &selected) {
             if p.proxy_image.is_some() && *rev_name != sel.revision.name {
-                let entry = revision_restarts.entry(restart(p.pod)).or_insert((
+                let entry = revision_restarts.entry(restart_command(p.pod)).or_insert((
                     0,
                     object.clone(),
                     format!("{rev_name} -> {}", sel.revision.name),
@@ -527,7 +524,7 @@ fn leftover_revision(name: &str) -> Option<String> {
 
 /// Revisions in use by namespaces (directly or via a tag).
 fn namespaces_of(snapshot: &Snapshot, revision: &str) -> Vec<String> {
-    let mut out: Vec<String> = sorted_namespaces(snapshot)
+    sorted_namespaces(snapshot)
         .into_iter()
         .filter(|(_, ns)| {
             ns.selected_value()
@@ -535,9 +532,7 @@ fn namespaces_of(snapshot: &Snapshot, revision: &str) -> Vec<String> {
                 .is_some_and(|r| r.revision.name == revision)
         })
         .map(|(n, _)| n.clone())
-        .collect();
-    out.sort();
-    out
+        .collect()
 }
 
 fn revision_findings(
@@ -653,7 +648,7 @@ fn upgrade_path(
                     None,
                     format!("Pod/{}/{}", p.namespace, p.name),
                     format!("runs proxy {}.{}, older than the oldest installed revision ({}.{}): restart it onto an installed revision", v.0, v.1, oldest.0, oldest.1),
-                    Some(restart(p.pod)),
+                    Some(restart_command(p.pod)),
                 ));
             }
         }

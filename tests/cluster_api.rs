@@ -275,15 +275,6 @@ fn cluster(tags: Vec<Value>, namespaces: Vec<Value>) -> Shared {
     state
 }
 
-fn proxy_image(pod: &Value) -> Option<String> {
-    pod["spec"]["containers"]
-        .as_array()?
-        .iter()
-        .find(|c| c["name"] == "istio-proxy")?["image"]
-        .as_str()
-        .map(str::to_owned)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_follow_istio_objects_and_the_ca_bundle_is_applied() {
     let state = cluster(

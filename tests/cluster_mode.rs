@@ -59,15 +59,6 @@ async fn start(mode: Mode, lookup: Option<Arc<dyn NamespaceLookup>>) -> TestServ
     .await
 }
 
-fn proxy_image(pod: &Value) -> Option<String> {
-    pod["spec"]["containers"]
-        .as_array()?
-        .iter()
-        .find(|c| c["name"] == "istio-proxy")?["image"]
-        .as_str()
-        .map(str::to_owned)
-}
-
 #[tokio::test]
 async fn inject_mode_uses_the_image_and_istiod_of_the_configmap_revision() {
     let server = start(Mode::Inject, None).await;

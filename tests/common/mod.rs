@@ -361,3 +361,13 @@ pub async fn read_head(tls: &mut tokio_rustls::client::TlsStream<tokio::net::Tcp
     .await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// The image of the pod's `istio-proxy` container, if it has one.
+pub fn proxy_image(pod: &Value) -> Option<String> {
+    pod["spec"]["containers"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == "istio-proxy")?["image"]
+        .as_str()
+        .map(str::to_owned)
+}
