@@ -229,8 +229,7 @@ pub fn fit_warning(message: &str) -> Vec<String> {
 
 /// Serializes the AdmissionReview response for `uid` in one pass.
 pub fn encode(uid: &str, verdict: &Verdict) -> Vec<u8> {
-    let patch_len = verdict.patch.as_ref().map_or(0, |p| p.len() * 4 / 3 + 4);
-    let mut out = String::with_capacity(160 + patch_len);
+    let mut out = String::with_capacity(encoded_len(uid, verdict));
     out.push_str(
         r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#,
     );
@@ -267,6 +266,22 @@ pub fn encode(uid: &str, verdict: &Verdict) -> Vec<u8> {
     }
     out.push_str("}}");
     out.into_bytes()
+}
+
+/// Room for the response: growing the buffer once the patch is in would copy all of it.
+/// Escapes in the uid, reason, message or warnings may go past it, rarely and by little.
+fn encoded_len(uid: &str, verdict: &Verdict) -> usize {
+    const FIXED: usize = 256;
+    let patch = verdict
+        .patch
+        .as_ref()
+        .map_or(0, |p| p.len().div_ceil(3) * 4);
+    let status = verdict
+        .status
+        .as_ref()
+        .map_or(0, |s| s.reason.len() + s.message.len() + 64);
+    let warnings: usize = verdict.warnings.iter().map(|w| w.len() + 3).sum();
+    FIXED + uid.len() + patch + status + warnings
 }
 
 #[cfg(test)]
@@ -326,6 +341,17 @@ mod tests {
             .decode(b64)
             .expect("base64");
         assert_eq!(raw, br#"[{"op":"add","path":"/a","value":1}]"#);
+    }
+
+    #[test]
+    fn the_response_fits_the_room_made_for_it() {
+        let mut v = Verdict::deny(403, "Forbidden", "m".repeat(700), "deny")
+            .with_warnings(vec!["w".repeat(100); 3]);
+        v.patch = Some("p".repeat(9_001));
+        let uid = "4b6c9a43-2f0e-4d7b-9d3e-1f5c2a7e8b01";
+        let out = encode(uid, &v);
+        assert!(out.len() <= encoded_len(uid, &v), "{} bytes", out.len());
+        assert_eq!(out.capacity(), encoded_len(uid, &v), "the buffer grew");
     }
 
     #[test]

@@ -571,7 +571,7 @@ fn add_init_containers(
         return;
     }
     if pod.spec.init_containers.is_none() {
-        w.add_raw("/spec/initContainers", &format!("[{}]", new.join(",")));
+        w.add_array("/spec/initContainers", new);
     } else if native {
         for (i, c) in new.iter().enumerate() {
             w.add_raw(&format!("/spec/initContainers/{i}"), c);
@@ -659,14 +659,8 @@ fn add_volumes(
     w: &mut PatchWriter,
 ) {
     if pod.spec.volumes.is_none() {
-        let mut array = String::from("[");
-        array.push_str(&sidecar.volumes.join(","));
-        for v in user {
-            array.push(',');
-            array.push_str(v);
-        }
-        array.push(']');
-        w.add_raw("/spec/volumes", &array);
+        let volumes = sidecar.volumes.iter().chain(user).map(String::as_str);
+        w.add_array("/spec/volumes", volumes);
         return;
     }
     let remaining: Vec<&str> = pod
@@ -804,20 +798,21 @@ fn write_map(w: &mut PatchWriter, path: &str, exists: bool, entries: &[(&str, Va
         }
         return;
     }
-    let mut obj = String::from("{");
-    for (i, (k, v)) in entries.iter().enumerate() {
-        if i > 0 {
-            obj.push(',');
+    w.add_with(path, |obj| {
+        obj.push('{');
+        for (i, (k, v)) in entries.iter().enumerate() {
+            if i > 0 {
+                obj.push(',');
+            }
+            patch::push_json_str(obj, k);
+            obj.push(':');
+            match v {
+                Val::Str(s) => patch::push_json_str(obj, s),
+                Val::Json(j) => obj.push_str(j),
+            }
         }
-        patch::push_json_str(&mut obj, k);
-        obj.push(':');
-        match v {
-            Val::Str(s) => patch::push_json_str(&mut obj, s),
-            Val::Json(j) => obj.push_str(j),
-        }
-    }
-    obj.push('}');
-    w.add_raw(path, &obj);
+        obj.push('}');
+    });
 }
 
 /// Istio's metrics merge: the agent serves merged metrics on 15020, and the app's own scrape

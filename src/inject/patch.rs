@@ -115,6 +115,29 @@ impl PatchWriter {
         self.buf.push('"');
     }
 
+    /// `add` with a JSON value that `write_value` writes straight into the patch (no
+    /// intermediate string for values assembled from parts).
+    pub fn add_with(&mut self, path: &str, write_value: impl FnOnce(&mut String)) {
+        self.begin("add", path, None);
+        self.buf.push_str(",\"value\":");
+        write_value(&mut self.buf);
+        self.buf.push('}');
+    }
+
+    /// `add` of a JSON array of already-serialized values.
+    pub fn add_array<'v>(&mut self, path: &str, values: impl IntoIterator<Item = &'v str>) {
+        self.add_with(path, |buf| {
+            buf.push('[');
+            for (i, v) in values.into_iter().enumerate() {
+                if i > 0 {
+                    buf.push(',');
+                }
+                buf.push_str(v);
+            }
+            buf.push(']');
+        });
+    }
+
     /// `add` with an already-serialized JSON value.
     pub fn add_raw(&mut self, path: &str, json: &str) {
         self.begin("add", path, None);
@@ -194,6 +217,11 @@ mod tests {
         w.add_key_str("/metadata/labels", "security.istio.io/tlsMode", "istio");
         w.add_raw("/spec/containers/-", r#"{"name":"istio-proxy"}"#);
         w.remove("/spec/volumes/0");
+        w.add_array(
+            "/spec/initContainers",
+            ["{\"name\":\"a\"}", "{\"name\":\"b\"}"],
+        );
+        w.add_array("/spec/hostAliases", []);
         let patch: json_patch::Patch = serde_json::from_str(&w.finish()).expect("patch");
         let mut doc = serde_json::json!({"metadata":{"labels":{}},"spec":{"containers":[],"volumes":[{"name":"v"}]}});
         json_patch::patch(&mut doc, &patch).expect("applies");
@@ -203,5 +231,10 @@ mod tests {
         );
         assert_eq!(doc["spec"]["containers"][0]["name"], "istio-proxy");
         assert_eq!(doc["spec"]["volumes"], serde_json::json!([]));
+        assert_eq!(
+            doc["spec"]["initContainers"],
+            serde_json::json!([{"name": "a"}, {"name": "b"}])
+        );
+        assert_eq!(doc["spec"]["hostAliases"], serde_json::json!([]));
     }
 }
