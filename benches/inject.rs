@@ -232,5 +232,38 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// The load benchmark's request mix, one fixture at a time, through the same handler: what
+/// revhook's own work costs per request, without the transport.
+fn load_mix(c: &mut Criterion) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let config = std::fs::read_to_string(dir.join("local-config.yaml")).expect("config");
+    let snapshot = config::parse(&config, "bench").expect("config parses");
+    let policy = Policy::default();
+    let mut group = c.benchmark_group("load-mix");
+    for (kind, webhook, file) in [
+        ("inject", Webhook::Inject, "pod-create-prod-stable.json"),
+        (
+            "skip",
+            Webhook::Inject,
+            "pod-create-unlabelled-namespace.json",
+        ),
+        ("deny", Webhook::Inject, "pod-create-stale-namespace.json"),
+        ("validate", Webhook::Validate, "namespace-create.json"),
+    ] {
+        let pretty = std::fs::read(dir.join(file)).expect("fixture");
+        let value: Value = serde_json::from_slice(&pretty).expect("fixture is JSON");
+        let body = serde_json::to_vec(&value).expect("compact");
+        handle(webhook, &body, &snapshot, &policy).expect("handled");
+        group.bench_with_input(BenchmarkId::new("revhook", kind), &body, |b, body| {
+            b.iter(|| {
+                handle(webhook, body, &snapshot, &policy)
+                    .expect("handled")
+                    .body
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, load_mix);
 criterion_main!(benches);
