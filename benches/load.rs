@@ -149,8 +149,9 @@ fn revhook_answers(config: &std::path::Path) -> HashMap<usize, Bytes> {
 /// Requests before memory is first measured after start: buffers and caches settle.
 const WARM_UP: usize = 100_000;
 
-/// Sends `requests` of the mix over HTTP/2 on `connections` connections, as fast as they go.
-async fn drive(addr: SocketAddr, ca: &str, connections: usize, requests: usize) {
+/// Sends `requests` of the mix over HTTP/2 on `connections` connections, as fast as they go;
+/// returns how many failed.
+async fn drive(addr: SocketAddr, ca: &str, connections: usize, requests: usize) -> usize {
     let config = client_config(ca, Proto::H2);
     let per_conn = requests / connections.max(1);
     let mut tasks = Vec::new();
@@ -159,15 +160,21 @@ async fn drive(addr: SocketAddr, ca: &str, connections: usize, requests: usize) 
         tasks.push(tokio::spawn(async move {
             let mix = mix(None);
             let mut s = open(addr, config, Proto::H2).await;
+            let mut failed = 0;
             for i in 0..per_conn {
                 let (path, body) = &mix[(i + c) % mix.len()];
-                send(&mut s, path, body.clone()).await;
+                if !send(&mut s, path, body.clone()).await {
+                    failed += 1;
+                }
             }
+            failed
         }));
     }
+    let mut failed = 0;
     for t in tasks {
-        t.await.expect("task");
+        failed += t.await.expect("task");
     }
+    failed
 }
 
 fn fixture_snapshot(config: &std::path::Path) -> revhook::state::Snapshot {
@@ -461,9 +468,9 @@ fn main() {
         // Memory first, so that the throughput runs' own bookkeeping (latencies of millions
         // of requests) does not count as the server's.
         let rss_idle = rss_kib();
-        drive(running.addr, &ca, a.connections, WARM_UP).await;
+        let mut failed = drive(running.addr, &ca, a.connections, WARM_UP).await;
         let rss_warm = rss_kib();
-        drive(running.addr, &ca, a.connections, a.rss_requests).await;
+        failed += drive(running.addr, &ca, a.connections, a.rss_requests).await;
         let rss_after = rss_kib();
         let mut text = String::from("revisions:\n");
         for r in 0..25 {
@@ -487,7 +494,7 @@ fn main() {
         println!("| at start, before the server | {} MiB |", rss_start / 1024);
         println!("| idle, servers started | {} MiB |", rss_idle / 1024);
         println!("| after {WARM_UP} requests | {} MiB |", rss_warm / 1024);
-        println!("| after {} more requests | {} MiB |", a.rss_requests, rss_after / 1024);
+        println!("| after {} more requests ({failed} failed) | {} MiB |", a.rss_requests, rss_after / 1024);
         println!(
             "| with 10,000 namespaces and 25 revisions + 25 tags loaded | {} MiB (snapshot: +{} MiB) |",
             rss_big / 1024,
@@ -517,6 +524,5 @@ fn main() {
             let r = load(running.addr, &ca, proto, a.connections, a.seconds, Some(half), only).await;
             println!("{}", row(&format!("revhook {proto:?} at {half:.0} req/s (half the floor's peak)"), &r));
         }
-
     });
 }
