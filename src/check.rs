@@ -313,7 +313,6 @@ fn namespace_findings(snapshot: &Snapshot, opts: &CheckOptions, out: &mut Vec<Fi
     }
 }
 
-/// `kubectl rollout restart` for a pod's owner.
 fn pod_findings(
     snapshot: &Snapshot,
     pods: &[PodFacts<'_>],
