@@ -4,6 +4,8 @@
 //!
 //! Run: `cargo bench --bench inject`
 
+mod support;
+
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use revhook::handler::{handle, Webhook};
@@ -235,32 +237,23 @@ fn bench(c: &mut Criterion) {
 /// The load benchmark's request mix, one fixture at a time, through the same handler: what
 /// revhook's own work costs per request, without the transport.
 fn load_mix(c: &mut Criterion) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let config = std::fs::read_to_string(dir.join("local-config.yaml")).expect("config");
-    let snapshot = config::parse(&config, "bench").expect("config parses");
+    let snapshot = support::fixture_snapshot();
     let policy = Policy::default();
     let mut group = c.benchmark_group("load-mix");
-    for (kind, webhook, file) in [
-        ("inject", Webhook::Inject, "pod-create-prod-stable.json"),
-        (
-            "skip",
-            Webhook::Inject,
-            "pod-create-unlabelled-namespace.json",
-        ),
-        ("deny", Webhook::Inject, "pod-create-stale-namespace.json"),
-        ("validate", Webhook::Validate, "namespace-create.json"),
-    ] {
-        let pretty = std::fs::read(dir.join(file)).expect("fixture");
-        let value: Value = serde_json::from_slice(&pretty).expect("fixture is JSON");
-        let body = serde_json::to_vec(&value).expect("compact");
-        handle(webhook, &body, &snapshot, &policy).expect("handled");
-        group.bench_with_input(BenchmarkId::new("revhook", kind), &body, |b, body| {
-            b.iter(|| {
-                handle(webhook, body, &snapshot, &policy)
-                    .expect("handled")
-                    .body
-            })
-        });
+    for request in support::mix(None) {
+        let webhook = request.webhook;
+        handle(webhook, &request.body, &snapshot, &policy).expect("handled");
+        group.bench_with_input(
+            BenchmarkId::new("revhook", request.kind),
+            &request.body,
+            |b, body| {
+                b.iter(|| {
+                    handle(webhook, body, &snapshot, &policy)
+                        .expect("handled")
+                        .body
+                })
+            },
+        );
     }
     group.finish();
 }

@@ -11,6 +11,8 @@
 //!
 //! Client and servers share the machine's cores: the numbers are a ratio, not a capacity.
 
+mod support;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,7 +23,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use revhook::handler::{handle, Webhook};
+use revhook::handler::handle;
 use revhook::run::{self, ServeOptions, Source};
 use revhook::tls;
 use rustls::pki_types::pem::PemObject;
@@ -81,67 +83,23 @@ fn args() -> Args {
     a
 }
 
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name),
-    )
-    .expect("fixture")
-}
-
-/// The request mix (inject, skip, deny (stale), validate; or only one of them), compacted.
+/// The mix as the load client sends it: path and body.
 fn mix(only: Option<&str>) -> Vec<(&'static str, Bytes)> {
-    [
-        ("inject", "/inject", "pod-create-prod-stable.json"),
-        ("skip", "/inject", "pod-create-unlabelled-namespace.json"),
-        ("deny", "/inject", "pod-create-stale-namespace.json"),
-        ("validate", "/validate", "namespace-create.json"),
-    ]
-    .into_iter()
-    .filter(|(kind, _, _)| only.is_none_or(|o| o == *kind))
-    .map(|(_, path, file)| (path, Bytes::from(compact(&fixture(file)))))
-    .collect()
-}
-
-/// The fixture without the whitespace between tokens, keys in their order: the API server
-/// sends its reviews compact (Go's encoding/json), not pretty-printed like our files.
-fn compact(json: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(json.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in json {
-        if in_string {
-            out.push(b);
-            (in_string, escaped) = match (escaped, b) {
-                (true, _) => (true, false),
-                (false, b'\\') => (true, true),
-                (false, b'"') => (false, false),
-                _ => (true, false),
-            };
-        } else if !b.is_ascii_whitespace() {
-            in_string = b == b'"';
-            out.push(b);
-        }
-    }
-    let same = |j: &[u8]| serde_json::from_slice::<serde_json::Value>(j).expect("fixture is JSON");
-    assert_eq!(same(&out), same(json), "compacting changed the fixture");
-    out
+    support::mix(only)
+        .into_iter()
+        .map(|r| (r.path, Bytes::from(r.body)))
+        .collect()
 }
 
 /// revhook's answer to each fixture of the mix, by request length (the fixtures' lengths differ).
-fn revhook_answers(config: &std::path::Path) -> HashMap<usize, Bytes> {
-    let snapshot = fixture_snapshot(config);
+fn revhook_answers() -> HashMap<usize, Bytes> {
+    let snapshot = support::fixture_snapshot();
     let policy = revhook::inject::decide::Policy::default();
     let mut answers = HashMap::new();
-    for (path, body) in mix(None) {
-        let webhook = if path == "/validate" {
-            Webhook::Validate
-        } else {
-            Webhook::Inject
-        };
-        let handled = handle(webhook, &body, &snapshot, &policy).expect("fixture handled");
-        let previous = answers.insert(body.len(), Bytes::from(handled.body));
-        assert!(previous.is_none(), "two fixtures of {} bytes", body.len());
+    for r in support::mix(None) {
+        let handled = handle(r.webhook, &r.body, &snapshot, &policy).expect("fixture handled");
+        let previous = answers.insert(r.body.len(), Bytes::from(handled.body));
+        assert!(previous.is_none(), "two fixtures of {} bytes", r.body.len());
     }
     answers
 }
@@ -175,11 +133,6 @@ async fn drive(addr: SocketAddr, ca: &str, connections: usize, requests: usize) 
         failed += t.await.expect("task");
     }
     failed
-}
-
-fn fixture_snapshot(config: &std::path::Path) -> revhook::state::Snapshot {
-    let text = std::fs::read_to_string(config).expect("config");
-    revhook::state::config::parse(&text, "load").expect("config parses")
 }
 
 fn rss_kib() -> u64 {
@@ -433,7 +386,6 @@ fn main() {
         let dir = tempfile::tempdir().expect("tempdir");
         let certs = tls::generate_dev(&[], &[], 1, 2).expect("certs");
         certs.write(dir.path()).expect("write");
-        let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/local-config.yaml");
         let rss_start = rss_kib();
         let (_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let running = run::start(
@@ -441,7 +393,7 @@ fn main() {
                 listen: "127.0.0.1:0".parse().expect("addr"),
                 tls_cert: Some(dir.path().join("tls.crt")),
                 tls_key: Some(dir.path().join("tls.key")),
-                source: Source::File(Some(config.clone())),
+                source: Source::File(Some(support::config_path())),
                 ..ServeOptions::default()
             },
             async move {
@@ -454,7 +406,7 @@ fn main() {
         let store = tls::CertStore::new(tls::load_pair(&pem_cert, &pem_key, "floor").expect("pair"));
         let tls_config = Arc::new(tls::server_config(store).expect("tls"));
         let floor = start_floor(tls_config.clone(), Arc::default()).await;
-        let same_bytes = start_floor(tls_config, Arc::new(revhook_answers(&config))).await;
+        let same_bytes = start_floor(tls_config, Arc::new(revhook_answers())).await;
         let ca = certs.ca_cert.clone();
         let only = a.only.as_deref();
         println!(
@@ -488,7 +440,7 @@ fn main() {
         let big = revhook::state::config::parse(&text, "load").expect("big snapshot");
         running.app.snapshot.store(big);
         let rss_big = rss_kib();
-        running.app.snapshot.store(fixture_snapshot(&config));
+        running.app.snapshot.store(support::fixture_snapshot());
         println!("\n| memory (whole process: servers and client) | RSS |");
         println!("|---|---|");
         println!("| at start, before the server | {} MiB |", rss_start / 1024);
