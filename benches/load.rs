@@ -6,8 +6,9 @@
 //! over `--rounds`. Memory is measured first: idle, after a warm-up, after `--rss-requests`
 //! more, and with 10,000 namespaces loaded.
 //!
-//!   cargo bench --bench load -- [--connections N] [--seconds S] [--rss-requests N]
-//!                               [--only inject|skip|deny|validate] [--proto h1|h2] [--rounds N]
+//!   cargo bench --bench load -- [--connections N] [--seconds S | --requests N]
+//!                               [--rss-requests N] [--only inject|skip|deny|validate]
+//!                               [--proto h1|h2] [--rounds N]
 //!
 //! Client and servers share the machine's cores: the numbers are a ratio, not a capacity.
 
@@ -16,6 +17,7 @@ mod support;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +31,13 @@ use revhook::tls;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
+/// How long one throughput run lasts.
+#[derive(Clone, Copy, Debug)]
+enum Length {
+    Seconds(f64),
+    Requests(usize),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Proto {
     H1,
@@ -38,6 +47,8 @@ enum Proto {
 struct Args {
     connections: usize,
     seconds: f64,
+    /// With a count, each run sends this many requests instead of running for `seconds`.
+    requests: Option<usize>,
     rss_requests: usize,
     /// `all` (default), or one kind of request: `inject`, `skip`, `deny`, `validate`.
     only: Option<String>,
@@ -51,6 +62,7 @@ fn args() -> Args {
     let mut a = Args {
         connections: 16,
         seconds: 5.0,
+        requests: None,
         rss_requests: 200_000,
         only: None,
         protos: vec![Proto::H1, Proto::H2],
@@ -63,6 +75,7 @@ fn args() -> Args {
         match argv[i].as_str() {
             "--connections" => a.connections = next.parse().unwrap_or(a.connections),
             "--seconds" => a.seconds = next.parse().unwrap_or(a.seconds),
+            "--requests" => a.requests = next.parse().ok().filter(|n| *n > 0),
             "--rounds" => a.rounds = next.parse().unwrap_or(a.rounds).max(1),
             "--rss-requests" => a.rss_requests = next.parse().unwrap_or(a.rss_requests),
             "--only" => a.only = Some(next).filter(|m| m != "all"),
@@ -304,24 +317,32 @@ impl Stats {
     }
 }
 
-/// `connections` clients for `seconds`, each sending the mix in turn; with `rate`, paced (open
-/// loop, requests per second across all connections).
+/// `connections` clients for `length` (a duration or a request count shared by all), each
+/// sending the mix in turn; with `rate`, paced (open loop, requests per second across all
+/// connections).
 async fn load(
     addr: SocketAddr,
     ca: &str,
     proto: Proto,
     connections: usize,
-    seconds: f64,
+    length: Length,
     rate: Option<f64>,
     only: Option<&str>,
 ) -> Stats {
     let config = client_config(ca, proto);
     let mix = Arc::new(mix(only));
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
+    let deadline = match length {
+        Length::Seconds(s) => Some(started + Duration::from_secs_f64(s)),
+        Length::Requests(_) => None,
+    };
+    let budget = match length {
+        Length::Requests(n) => Some(Arc::new(AtomicUsize::new(n))),
+        Length::Seconds(_) => None,
+    };
     let mut tasks = Vec::new();
     for c in 0..connections {
-        let (config, mix) = (config.clone(), mix.clone());
+        let (config, mix, budget) = (config.clone(), mix.clone(), budget.clone());
         tasks.push(tokio::spawn(async move {
             let mut sender = open(addr, config, proto).await;
             let mut lat = Vec::new();
@@ -329,7 +350,14 @@ async fn load(
             let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r));
             let mut next = Instant::now();
             let mut i = c;
-            while Instant::now() < deadline {
+            let more = || {
+                deadline.is_none_or(|d| Instant::now() < d)
+                    && budget.as_ref().is_none_or(|b| {
+                        b.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                            .is_ok()
+                    })
+            };
+            while more() {
                 if let Some(iv) = interval {
                     next += iv;
                     tokio::time::sleep_until(next.into()).await;
@@ -409,11 +437,15 @@ fn main() {
         let same_bytes = start_floor(tls_config, Arc::new(revhook_answers())).await;
         let ca = certs.ca_cert.clone();
         let only = a.only.as_deref();
+        let length = a.requests.map_or(Length::Seconds(a.seconds), Length::Requests);
+        let per_run = match length {
+            Length::Seconds(s) => format!("{s}s"),
+            Length::Requests(n) => format!("{n} requests"),
+        };
         println!(
-            "load: {} connections, {} alternating rounds of {}s per server, requests: {}, client and servers in one process on {} cores",
+            "load: {} connections, {} alternating rounds of {per_run} per server, requests: {}, client and servers in one process on {} cores",
             a.connections,
             a.rounds,
-            a.seconds,
             only.unwrap_or("mix of inject, skip, deny, validate"),
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         );
@@ -455,26 +487,27 @@ fn main() {
 
         println!("\n| run | req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors |");
         println!("|---|---|---|---|---|---|---|---|");
-        let mut peak_floor: f64 = 0.0;
+        // Each protocol is paced at half its own floor's peak: HTTP/2's floor is slower here,
+        // and pacing it at HTTP/1.1's would measure a saturated server instead.
+        let mut half_peaks = Vec::new();
         for &proto in &a.protos {
             let (mut floors, mut sames, mut revhooks) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..a.rounds {
-                floors.push(load(floor, &ca, proto, a.connections, a.seconds, None, only).await);
-                sames.push(load(same_bytes, &ca, proto, a.connections, a.seconds, None, only).await);
-                revhooks.push(load(running.addr, &ca, proto, a.connections, a.seconds, None, only).await);
+                floors.push(load(floor, &ca, proto, a.connections, length, None, only).await);
+                sames.push(load(same_bytes, &ca, proto, a.connections, length, None, only).await);
+                revhooks.push(load(running.addr, &ca, proto, a.connections, length, None, only).await);
             }
             let (f, s, r) = (Stats::merge(floors), Stats::merge(sames), Stats::merge(revhooks));
-            peak_floor = peak_floor.max(f.rps());
+            half_peaks.push((proto, f.rps() / 2.0));
             println!("{}", row(&format!("floor {proto:?}"), &f));
             println!("{}", row(&format!("floor answering revhook's bytes {proto:?}"), &s));
             println!("{}", row(&format!("revhook {proto:?}"), &r));
             println!("| revhook / floor {proto:?} | {:.2} | | | | | | |", r.rps() / f.rps());
             println!("| revhook / floor answering revhook's bytes {proto:?} | {:.2} | | | | | | |", r.rps() / s.rps());
         }
-        let half = peak_floor / 2.0;
-        for &proto in &a.protos {
-            let r = load(running.addr, &ca, proto, a.connections, a.seconds, Some(half), only).await;
-            println!("{}", row(&format!("revhook {proto:?} at {half:.0} req/s (half the floor's peak)"), &r));
+        for (proto, half) in half_peaks {
+            let r = load(running.addr, &ca, proto, a.connections, length, Some(half), only).await;
+            println!("{}", row(&format!("revhook {proto:?} at {half:.0} req/s (half the {proto:?} floor's peak)"), &r));
         }
     });
 }
