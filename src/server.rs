@@ -360,16 +360,17 @@ where
     let elapsed = started.elapsed();
     app.metrics
         .request(path, handled.verdict.outcome(), elapsed);
+    let summary = req.summary();
     if handled.verdict.decision == "allow:unknown-kind" {
-        app.metrics.unknown_kind(&handled.kind);
+        app.metrics.unknown_kind(summary.kind);
     }
     tracing::info!(
         webhook = path,
-        uid = %handled.uid,
-        kind = %handled.kind,
-        namespace = %handled.namespace,
-        name = %handled.name,
-        operation = %handled.operation,
+        uid = %summary.uid,
+        kind = %summary.kind,
+        namespace = %summary.namespace,
+        name = %summary.name,
+        operation = %summary.operation,
         decision = %handled.verdict.decision,
         allowed = handled.verdict.allowed,
         latency_us = elapsed.as_micros() as u64,
