@@ -112,30 +112,54 @@ pub struct Stale {
     pub requested: String,
     /// Set when the value is a tag that exists but points at a missing revision.
     pub dangling_tag_target: Option<String>,
-    pub installed: Vec<String>,
-    pub tags: Vec<(String, String)>,
     /// The revision a fix should point at, when there is an obvious one.
     pub suggestion: Option<String>,
+    inventory: Arc<Inventory>,
+}
+
+/// What every stale message says about a table. Computed once per table: a namespace left on a
+/// removed revision has every one of its pods denied, and each denial would otherwise rebuild it.
+#[derive(Debug, PartialEq, Eq)]
+struct Inventory {
+    installed: Vec<String>,
+    /// "installed: a, b; tags: t -> a"
+    text: String,
+    suggestion: Option<String>,
+}
+
+impl Inventory {
+    fn of(revisions: &BTreeMap<String, Arc<Revision>>, tags: &BTreeMap<String, String>) -> Self {
+        let installed: Vec<String> = revisions.keys().cloned().collect();
+        let list = |items: Vec<String>| {
+            if items.is_empty() {
+                "none".to_owned()
+            } else {
+                items.join(", ")
+            }
+        };
+        let tag_list = tags.iter().map(|(t, r)| format!("{t} -> {r}")).collect();
+        let text = format!(
+            "installed: {}; tags: {}",
+            list(installed.clone()),
+            list(tag_list)
+        );
+        Inventory {
+            installed,
+            text,
+            suggestion: suggested_target(revisions, tags),
+        }
+    }
 }
 
 impl Stale {
     /// "installed: a, b; tags: t -> a" (the part every stale message shares).
-    pub fn inventory(&self) -> String {
-        let installed = if self.installed.is_empty() {
-            "none".to_owned()
-        } else {
-            self.installed.join(", ")
-        };
-        let tags = if self.tags.is_empty() {
-            "none".to_owned()
-        } else {
-            self.tags
-                .iter()
-                .map(|(t, r)| format!("{t} -> {r}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        format!("installed: {installed}; tags: {tags}")
+    pub fn inventory(&self) -> &str {
+        &self.inventory.text
+    }
+
+    /// The installed revisions' names, sorted.
+    pub fn installed(&self) -> &[String] {
+        &self.inventory.installed
     }
 
     /// Why the value is stale, without the subject ("revision \"x\", which is not installed").
@@ -168,10 +192,18 @@ pub enum TableError {
 }
 
 /// The revisions and tags known at one moment. Immutable once built.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevisionTable {
     revisions: BTreeMap<String, Arc<Revision>>,
     tags: BTreeMap<String, String>,
+    /// Derived from the two maps whenever they are set (so equal tables stay equal).
+    inventory: Arc<Inventory>,
+}
+
+impl Default for RevisionTable {
+    fn default() -> Self {
+        RevisionTable::from_maps(BTreeMap::new(), BTreeMap::new())
+    }
 }
 
 impl RevisionTable {
@@ -181,22 +213,35 @@ impl RevisionTable {
         revisions: impl IntoIterator<Item = Revision>,
         tags: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, TableError> {
-        let mut table = RevisionTable::default();
+        let mut by_name = BTreeMap::new();
         for rev in revisions {
             check_label_value(&rev.name)?;
-            if table.revisions.contains_key(&rev.name) {
+            if by_name.contains_key(&rev.name) {
                 return Err(TableError::DuplicateRevision(rev.name));
             }
-            table.revisions.insert(rev.name.clone(), Arc::new(rev));
+            by_name.insert(rev.name.clone(), Arc::new(rev));
         }
+        let mut by_tag = BTreeMap::new();
         for (tag, target) in tags {
             check_label_value(&tag)?;
-            if table.revisions.contains_key(&tag) {
+            if by_name.contains_key(&tag) {
                 return Err(TableError::TagNamedLikeRevision(tag));
             }
-            table.tags.insert(tag, target);
+            by_tag.insert(tag, target);
         }
-        Ok(table)
+        Ok(RevisionTable::from_maps(by_name, by_tag))
+    }
+
+    fn from_maps(
+        revisions: BTreeMap<String, Arc<Revision>>,
+        tags: BTreeMap<String, String>,
+    ) -> Self {
+        let inventory = Arc::new(Inventory::of(&revisions, &tags));
+        RevisionTable {
+            revisions,
+            tags,
+            inventory,
+        }
     }
 
     pub fn revisions(&self) -> impl Iterator<Item = &Arc<Revision>> {
@@ -249,28 +294,15 @@ impl RevisionTable {
         Stale {
             requested: requested.to_owned(),
             dangling_tag_target,
-            installed: self.revisions.keys().cloned().collect(),
-            tags: self
-                .tags
-                .iter()
-                .map(|(t, r)| (t.clone(), r.clone()))
-                .collect(),
-            suggestion: self.suggested_target(),
+            suggestion: self.inventory.suggestion.clone(),
+            inventory: self.inventory.clone(),
         }
     }
 
     /// Where a stale label should point: the `default` tag's revision if it is installed,
     /// else the newest installed revision.
     pub fn suggested_target(&self) -> Option<String> {
-        if let Some(target) = self.tags.get(DEFAULT_TAG) {
-            if self.revisions.contains_key(target) {
-                return Some(target.clone());
-            }
-        }
-        self.revisions
-            .keys()
-            .max_by(|a, b| version_key(a).cmp(&version_key(b)))
-            .cloned()
+        self.inventory.suggestion.clone()
     }
 
     /// Tags whose target revision is not installed.
@@ -278,6 +310,21 @@ impl RevisionTable {
         self.tags()
             .filter(|(_, target)| !self.revisions.contains_key(*target))
     }
+}
+
+fn suggested_target(
+    revisions: &BTreeMap<String, Arc<Revision>>,
+    tags: &BTreeMap<String, String>,
+) -> Option<String> {
+    if let Some(target) = tags.get(DEFAULT_TAG) {
+        if revisions.contains_key(target) {
+            return Some(target.clone());
+        }
+    }
+    revisions
+        .keys()
+        .max_by(|a, b| version_key(a).cmp(&version_key(b)))
+        .cloned()
 }
 
 /// Orders revision names like `asm-1-9` < `asm-1-10` by comparing digit runs as numbers.
@@ -399,7 +446,7 @@ mod tests {
     fn unknown_value_is_stale_with_inventory() {
         let stale = table().resolve("asm-1-21").expect_err("stale");
         assert_eq!(stale.requested, "asm-1-21");
-        assert_eq!(stale.installed, vec!["asm-1-22", "asm-1-23"]);
+        assert_eq!(stale.installed(), ["asm-1-22", "asm-1-23"]);
         assert_eq!(
             stale.to_string(),
             "revision \"asm-1-21\", which is not installed; installed: asm-1-22, asm-1-23; \
