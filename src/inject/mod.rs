@@ -342,29 +342,44 @@ pub fn build_patch_for(
         interception_mode: ov.interception(),
         extra_env: &extra_env,
     };
-    let mut proxy = sidecar.render_proxy(&parts, &proxy_field_overrides(&ov, sidecar));
+    let proxy_overrides = proxy_field_overrides(&ov, sidecar);
     let custom = pod
         .container_index(PROXY_NAME)
         .filter(|i| !removed.containers.contains(i));
-    if let Some(index) = custom {
-        proxy = merge_custom(&proxy, raw, "containers", index)?;
-    }
+    let native = sidecar.revision.native_sidecar;
+    // Merged with a custom container, or placed among the init containers (native sidecar),
+    // the proxy is needed as a value of its own; otherwise it is written straight into the
+    // patch below.
+    let proxy = match custom {
+        Some(index) => Some(merge_custom(
+            &sidecar.render_proxy(&parts, &proxy_overrides),
+            raw,
+            "containers",
+            index,
+        )?),
+        None if native => Some(sidecar.render_proxy(&parts, &proxy_overrides)),
+        None => None,
+    };
     let init = init_container_json(&ov, sidecar, raw, pod, &removed)?;
-    add_init_containers(pod, sidecar, &init, &proxy, &mut w);
+    add_init_containers(pod, sidecar, &init, proxy.as_deref(), &mut w);
     let hold = ov
         .proxy_config
         .as_ref()
         .is_some_and(|pc| pc.hold_application);
     let custom_now = custom.map(|i| shifted(i, &removed.containers));
-    if !sidecar.revision.native_sidecar {
-        match custom_now {
-            Some(index) => w.replace_raw(&format!("/spec/containers/{index}"), &proxy),
-            // Holding the application until the proxy is ready needs the proxy to start first.
-            None if hold => w.add_raw("/spec/containers/0", &proxy),
-            None => w.add_raw("/spec/containers/-", &proxy),
-        }
-    } else if let Some(index) = custom_now {
-        w.remove(&format!("/spec/containers/{index}"));
+    match (custom_now, &proxy) {
+        (Some(index), Some(_)) if native => w.remove(&format!("/spec/containers/{index}")),
+        (Some(index), Some(merged)) => w.replace_raw(&format!("/spec/containers/{index}"), merged),
+        (_, Some(_)) => {}
+        // Holding the application until the proxy is ready needs the proxy to start first.
+        (_, None) => w.add_with(
+            if hold {
+                "/spec/containers/0"
+            } else {
+                "/spec/containers/-"
+            },
+            |buf| sidecar.write_proxy(buf, &parts, &proxy_overrides),
+        ),
     }
     let user_volumes: Vec<String> = ov
         .user_volumes
@@ -552,7 +567,7 @@ fn add_init_containers(
     pod: &PodIn<'_>,
     sidecar: &RenderedSidecar,
     init: &Option<InitContainer<'_>>,
-    proxy: &str,
+    native_proxy: Option<&str>,
     w: &mut PatchWriter,
 ) {
     let native = sidecar.revision.native_sidecar;
@@ -564,7 +579,7 @@ fn add_init_containers(
             new.push(&init.json);
         }
     }
-    if native {
+    if let Some(proxy) = native_proxy.filter(|_| native) {
         new.push(proxy);
     }
     if new.is_empty() {

@@ -133,11 +133,22 @@ impl RenderedSidecar {
         overrides: &[(&'static str, String)],
     ) -> String {
         let mut out = String::with_capacity(4096);
+        self.write_proxy(&mut out, parts, overrides);
+        out
+    }
+
+    /// As [`Self::render_proxy`], appended to `out` (the patch, usually: no copy of its own).
+    pub fn write_proxy(
+        &self,
+        out: &mut String,
+        parts: &PodParts<'_>,
+        overrides: &[(&'static str, String)],
+    ) {
         out.push('{');
         let mut first = true;
         for (field, json) in &self.proxy_fields {
             if *field == "ports" {
-                self.push_env(&mut out, parts);
+                self.push_env(out, parts);
                 first = false;
             }
             let json = overrides
@@ -146,16 +157,15 @@ impl RenderedSidecar {
                 .map_or(json.as_str(), |(_, j)| j.as_str());
             // An empty override removes the field.
             if !json.is_empty() {
-                push_field(&mut out, &mut first, field, json);
+                push_field(out, &mut first, field, json);
             }
         }
         for (field, json) in overrides {
             if !json.is_empty() && !self.proxy_fields.iter().any(|(f, _)| f == field) {
-                push_field(&mut out, &mut first, field, json);
+                push_field(out, &mut first, field, json);
             }
         }
         out.push('}');
-        out
     }
 
     fn push_env(&self, out: &mut String, parts: &PodParts<'_>) {

@@ -253,6 +253,28 @@ fn native_sidecar_revision_puts_proxy_in_init_containers() {
 }
 
 #[test]
+fn native_sidecar_revision_moves_a_custom_proxy_container_into_init_containers() {
+    let mut pod = deployment_pod();
+    pod["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers")
+        .push(json!({"name": "istio-proxy", "image": "auto",
+            "resources": {"limits": {"memory": "1Gi"}}}));
+    let (v, out) = inject(&pod, "native");
+    assert_eq!(v.decision, "inject:native");
+    assert_eq!(names(&out, "containers"), vec!["web"]);
+    assert_eq!(
+        names(&out, "initContainers"),
+        vec!["istio-validation", "istio-proxy"]
+    );
+    let proxy = &out["spec"]["initContainers"][1];
+    assert_eq!(proxy["resources"]["limits"]["memory"], "1Gi");
+    assert_eq!(proxy["image"], "example/proxyv2:1.24.0");
+    assert_eq!(proxy["restartPolicy"], "Always");
+    serde_json::from_value::<Pod>(out).expect("valid Pod");
+}
+
+#[test]
 fn stale_namespace_is_denied_with_message_and_allow_uninjected_warns() {
     let mut snap = snapshot();
     snap.namespaces.insert(
