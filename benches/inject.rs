@@ -235,7 +235,9 @@ fn bench(c: &mut Criterion) {
 }
 
 /// The load benchmark's request mix, one fixture at a time, through the same handler: what
-/// revhook's own work costs per request, without the transport.
+/// revhook's own work costs per request, without the transport. Beside each, `json-scan`: only
+/// checking the same bytes as UTF-8 and scanning them with serde_json into `IgnoredAny`, the
+/// least any handler built on serde_json can spend on a review.
 fn load_mix(c: &mut Criterion) {
     let snapshot = support::fixture_snapshot();
     let policy = Policy::default();
@@ -251,6 +253,16 @@ fn load_mix(c: &mut Criterion) {
                     handle(webhook, body, &snapshot, &policy)
                         .expect("handled")
                         .body
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("json-scan", request.kind),
+            &request.body,
+            |b, body| {
+                b.iter(|| {
+                    let text = std::str::from_utf8(body).expect("UTF-8");
+                    serde_json::from_str::<serde::de::IgnoredAny>(text).expect("JSON")
                 })
             },
         );
