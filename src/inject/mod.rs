@@ -9,7 +9,6 @@ pub mod probes;
 pub mod sidecar;
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use crate::admission::{RequestIn, Verdict};
 use crate::labels::{self, NamespaceLabels};
@@ -732,10 +731,12 @@ fn add_metadata(
     write_map(w, "/metadata/labels", meta.labels.is_some(), &new_labels);
 
     let first_app = app.first().map(|c| c.name.as_ref());
-    let mut annotations: Vec<(&str, Val<'_>)> = vec![
+    // Room for every annotation below, so the list is allocated once.
+    let mut annotations: Vec<(&str, Val<'_>)> = Vec::with_capacity(8);
+    annotations.extend([
         (labels::ISTIO_REV, Val::Str(sidecar.revision.name.as_str())),
         (labels::SIDECAR_STATUS, Val::Json(status_json)),
-    ];
+    ]);
     if let Some(first) = first_app {
         for key in [labels::DEFAULT_CONTAINER, labels::DEFAULT_LOGS_CONTAINER] {
             if meta.annotation(key).is_none() {
@@ -860,23 +861,22 @@ fn prometheus_annotations(pod: &PodIn<'_>) -> Prometheus {
 }
 
 fn pod_ports_json(app: &[&pod::ContainerIn<'_>]) -> String {
-    let mut out = String::from("[");
-    let mut first = true;
-    for port in app
+    let mut out = Vec::with_capacity(128);
+    out.push(b'[');
+    for (i, port) in app
         .iter()
         .flat_map(|c| c.ports.as_deref().unwrap_or_default())
+        .enumerate()
     {
-        if !first {
-            out.push(',');
+        if i > 0 {
+            out.push(b',');
         }
-        first = false;
-        // Serializing a borrowed struct into a String cannot fail.
-        if let Ok(json) = serde_json::to_string(port) {
-            let _ = write!(out, "{json}");
-        }
+        // Serializing a borrowed struct into memory cannot fail.
+        let _ = serde_json::to_writer(&mut out, port);
     }
-    out.push(']');
-    out
+    out.push(b']');
+    // serde_json writes UTF-8.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Istio's custom injection: a container named `istio-proxy` (or an init container named

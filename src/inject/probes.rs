@@ -7,6 +7,9 @@
 //! the handler fields of a probe, and the original handler is copied, not re-serialized,
 //! unless a named port has to be resolved.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -58,17 +61,22 @@ fn resolve_port(raw: &RawValue, container: &ContainerIn<'_>) -> Option<i64> {
     }
 }
 
-/// A handler JSON object with its `port` replaced by a number when it was a name.
-fn with_numeric_port(handler: &RawValue, container: &ContainerIn<'_>) -> Option<String> {
+/// A handler JSON object with its `port` replaced by a number when it was a name (as written
+/// when it already was one), and whether it names a `scheme`.
+fn with_numeric_port<'h>(
+    handler: &'h RawValue,
+    container: &ContainerIn<'_>,
+) -> Option<(Cow<'h, str>, bool)> {
     let parsed: PortOnly<'_> = serde_json::from_str(handler.get()).ok()?;
+    let has_scheme = parsed.scheme.is_some();
     let port = parsed.port?;
     if port.get().starts_with(|c: char| c.is_ascii_digit()) {
-        return Some(handler.get().to_owned());
+        return Some((Cow::Borrowed(handler.get()), has_scheme));
     }
     let number = resolve_port(port, container)?;
     let mut map: serde_json::Map<String, Value> = serde_json::from_str(handler.get()).ok()?;
     map.insert("port".into(), Value::from(number));
-    Some(Value::Object(map).to_string())
+    Some((Cow::Owned(Value::Object(map).to_string()), has_scheme))
 }
 
 /// Rewrites the probes of the app containers (`(index in the patched pod, container)`),
@@ -79,6 +87,8 @@ pub fn rewrite(
     w: &mut PatchWriter,
 ) -> Option<String> {
     let mut probers = String::new();
+    // One buffer for every operation's path.
+    let mut op_path = String::with_capacity(64);
     for (index, container) in containers {
         let probes = [
             container.liveness_probe,
@@ -90,35 +100,46 @@ pub fn rewrite(
             let Ok(probe) = serde_json::from_str::<ProbeIn<'_>>(raw.get()) else {
                 continue;
             };
-            let (handler, original, scheme) = if let Some(h) = probe.http_get {
-                let has_scheme =
-                    serde_json::from_str::<PortOnly<'_>>(h.get()).is_ok_and(|p| p.scheme.is_some());
-                ("httpGet", with_numeric_port(h, container), has_scheme)
+            let (handler, original) = if let Some(h) = probe.http_get {
+                ("httpGet", with_numeric_port(h, container))
             } else if let Some(t) = probe.tcp_socket {
-                ("tcpSocket", with_numeric_port(t, container), false)
+                let original = with_numeric_port(t, container).map(|(o, _)| (o, false));
+                ("tcpSocket", original)
             } else if let Some(g) = probe.grpc {
-                ("grpc", Some(g.get().to_owned()), false)
+                ("grpc", Some((Cow::Borrowed(g.get()), false)))
             } else {
                 continue;
             };
-            let Some(original) = original else { continue };
+            let Some((original, scheme)) = original else {
+                continue;
+            };
             let path = format!("/app-health/{}/{kind}", container.name);
-            let base = format!("/spec/containers/{index}/{field}");
+            op_path.clear();
+            let _ = write!(op_path, "/spec/containers/{index}/{field}/");
+            let base_len = op_path.len();
             if handler != "httpGet" {
-                w.remove(&format!("{base}/{handler}"));
+                op_path.push_str(handler);
+                w.remove(&op_path);
+                op_path.truncate(base_len);
             }
-            let mut http = String::with_capacity(64);
-            http.push_str("{\"path\":");
-            push_json_str(&mut http, &path);
-            http.push_str(&format!(",\"port\":{status_port}"));
-            // The agent serves plain HTTP; an explicit scheme (HTTPS) must say so.
-            if scheme {
-                http.push_str(",\"scheme\":\"HTTP\"");
-            }
-            http.push('}');
-            w.add_raw(&format!("{base}/httpGet"), &http);
+            op_path.push_str("httpGet");
+            w.add_with(&op_path, |http| {
+                http.push_str("{\"path\":");
+                push_json_str(http, &path);
+                let _ = write!(http, ",\"port\":{status_port}");
+                // The agent serves plain HTTP; an explicit scheme (HTTPS) must say so.
+                if scheme {
+                    http.push_str(",\"scheme\":\"HTTP\"");
+                }
+                http.push('}');
+            });
 
-            probers.push(if probers.is_empty() { '{' } else { ',' });
+            if probers.is_empty() {
+                probers.reserve(256);
+                probers.push('{');
+            } else {
+                probers.push(',');
+            }
             push_json_str(&mut probers, &path);
             probers.push_str(":{");
             push_json_str(&mut probers, handler);
