@@ -317,9 +317,56 @@ impl Stats {
     }
 }
 
+/// Releases one request every `1 / rate` seconds until dropped. A thread of its own sleeps
+/// between releases: tokio's timer ticks in whole milliseconds, so pacing on it released each
+/// millisecond's requests at once, and the latency measured was mostly that burst's queue.
+struct Pacer {
+    permits: Arc<tokio::sync::Semaphore>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Pacer {
+    fn start(rate: f64) -> Self {
+        let permits = Arc::new(tokio::sync::Semaphore::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (p, s) = (permits.clone(), stop.clone());
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        std::thread::spawn(move || {
+            let mut next = Instant::now();
+            while !s.load(Ordering::Relaxed) {
+                next += interval;
+                let now = Instant::now();
+                if next > now {
+                    std::thread::sleep(next - now);
+                }
+                p.add_permits(1);
+            }
+        });
+        Pacer { permits, stop }
+    }
+
+    /// Waits for the next release; false once the pacer is stopped.
+    async fn wait(&self) -> bool {
+        match self.permits.acquire().await {
+            Ok(permit) => {
+                permit.forget();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+impl Drop for Pacer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.permits.close();
+    }
+}
+
 /// `connections` clients for `length` (a duration or a request count shared by all), each
 /// sending the mix in turn; with `rate`, paced (open loop, requests per second across all
-/// connections).
+/// connections, latency measured from the moment a request is sent).
 async fn load(
     addr: SocketAddr,
     ca: &str,
@@ -340,15 +387,15 @@ async fn load(
         Length::Requests(n) => Some(Arc::new(AtomicUsize::new(n))),
         Length::Seconds(_) => None,
     };
+    let pacer = rate.map(|r| Arc::new(Pacer::start(r)));
     let mut tasks = Vec::new();
     for c in 0..connections {
         let (config, mix, budget) = (config.clone(), mix.clone(), budget.clone());
+        let pacer = pacer.clone();
         tasks.push(tokio::spawn(async move {
             let mut sender = open(addr, config, proto).await;
             let mut lat = Vec::new();
             let mut errors = 0;
-            let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r));
-            let mut next = Instant::now();
             let mut i = c;
             let more = || {
                 deadline.is_none_or(|d| Instant::now() < d)
@@ -358,9 +405,10 @@ async fn load(
                     })
             };
             while more() {
-                if let Some(iv) = interval {
-                    next += iv;
-                    tokio::time::sleep_until(next.into()).await;
+                if let Some(pacer) = &pacer {
+                    if !pacer.wait().await {
+                        break;
+                    }
                 }
                 let (path, body) = &mix[i % mix.len()];
                 i += 1;
