@@ -2,7 +2,9 @@
 //! hyper + rustls server that answers a fixed "allowed" AdmissionReview without parsing), in
 //! the same process and run, with N concurrent connections over HTTP/1.1 keep-alive and HTTP/2.
 //! A second floor answers revhook's own response bytes (still without parsing), which splits
-//! revhook's cost into the size of its answers and its own work. Floors and revhook alternate
+//! revhook's cost into the size of its answers and its own work; a third also scans each request
+//! with serde_json (into `IgnoredAny`) first, the least a serde_json-based handler can do with a
+//! review. Floors and revhook alternate
 //! over `--rounds`. Memory is measured first: idle, after a warm-up, after `--rss-requests`
 //! more, and with 10,000 namespaces loaded.
 //!
@@ -165,6 +167,7 @@ fn rss_kib() -> u64 {
 async fn start_floor(
     tls_config: Arc<rustls::ServerConfig>,
     answers: Arc<HashMap<usize, Bytes>>,
+    scan: Scan,
 ) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -190,12 +193,16 @@ async fn start_floor(
                     hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                         let (reply, answers) = (reply.clone(), answers.clone());
                         async move {
-                            let len = req
+                            let body = req
                                 .into_body()
                                 .collect()
                                 .await
-                                .map_or(0, |b| b.to_bytes().len());
-                            let reply = answers.get(&len).cloned().unwrap_or(reply);
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            if scan == Scan::Json {
+                                std::hint::black_box(json_scan(&body));
+                            }
+                            let reply = answers.get(&body.len()).cloned().unwrap_or(reply);
                             Ok::<_, Infallible>(Response::new(Full::new(reply)))
                         }
                     });
@@ -206,6 +213,20 @@ async fn start_floor(
         }
     });
     addr
+}
+
+/// Whether a floor reads the request's JSON before answering.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Scan {
+    No,
+    /// Checks the body as UTF-8 and scans it with serde_json into `IgnoredAny`: the least a
+    /// handler built on serde_json does with a review.
+    Json,
+}
+
+fn json_scan(body: &[u8]) -> bool {
+    std::str::from_utf8(body)
+        .is_ok_and(|text| serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok())
 }
 
 fn client_config(ca: &str, proto: Proto) -> Arc<rustls::ClientConfig> {
@@ -485,8 +506,10 @@ fn main() {
         let (pem_cert, pem_key) = tls::read_pair(&dir.path().join("tls.crt"), &dir.path().join("tls.key")).expect("pair");
         let store = tls::CertStore::new(tls::load_pair(&pem_cert, &pem_key, "floor").expect("pair"));
         let tls_config = Arc::new(tls::server_config(store).expect("tls"));
-        let floor = start_floor(tls_config.clone(), Arc::default()).await;
-        let same_bytes = start_floor(tls_config, Arc::new(revhook_answers())).await;
+        let floor = start_floor(tls_config.clone(), Arc::default(), Scan::No).await;
+        let answers = Arc::new(revhook_answers());
+        let same_bytes = start_floor(tls_config.clone(), answers.clone(), Scan::No).await;
+        let scanning = start_floor(tls_config, answers, Scan::Json).await;
         let ca = certs.ca_cert.clone();
         let only = a.only.as_deref();
         let length = a.requests.map_or(Length::Seconds(a.seconds), Length::Requests);
@@ -543,19 +566,28 @@ fn main() {
         // and pacing it at HTTP/1.1's would measure a saturated server instead.
         let mut half_peaks = Vec::new();
         for &proto in &a.protos {
-            let (mut floors, mut sames, mut revhooks) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut floors, mut sames, mut scans, mut revhooks) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for _ in 0..a.rounds {
                 floors.push(load(floor, &ca, proto, a.connections, length, None, only).await);
                 sames.push(load(same_bytes, &ca, proto, a.connections, length, None, only).await);
+                scans.push(load(scanning, &ca, proto, a.connections, length, None, only).await);
                 revhooks.push(load(running.addr, &ca, proto, a.connections, length, None, only).await);
             }
-            let (f, s, r) = (Stats::merge(floors), Stats::merge(sames), Stats::merge(revhooks));
+            let (f, s, j, r) = (
+                Stats::merge(floors),
+                Stats::merge(sames),
+                Stats::merge(scans),
+                Stats::merge(revhooks),
+            );
             half_peaks.push((proto, f.rps() / 2.0));
             println!("{}", row(&format!("floor {proto:?}"), &f));
             println!("{}", row(&format!("floor answering revhook's bytes {proto:?}"), &s));
+            println!("{}", row(&format!("floor scanning the JSON, answering revhook's bytes {proto:?}"), &j));
             println!("{}", row(&format!("revhook {proto:?}"), &r));
             println!("| revhook / floor {proto:?} | {:.2} | | | | | | |", r.rps() / f.rps());
             println!("| revhook / floor answering revhook's bytes {proto:?} | {:.2} | | | | | | |", r.rps() / s.rps());
+            println!("| floor scanning the JSON / floor {proto:?} | {:.2} | | | | | | |", j.rps() / f.rps());
         }
         for (proto, half) in half_peaks {
             let r = load(running.addr, &ca, proto, a.connections, length, Some(half), only).await;
