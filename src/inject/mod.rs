@@ -369,6 +369,7 @@ pub fn build_patch_for(
     match (custom_now, &proxy) {
         (Some(index), Some(_)) if native => w.remove(&format!("/spec/containers/{index}")),
         (Some(index), Some(merged)) => w.replace_raw(&format!("/spec/containers/{index}"), merged),
+        // A native sidecar without a custom container: the proxy went into initContainers.
         (_, Some(_)) => {}
         // Holding the application until the proxy is ready needs the proxy to start first.
         (_, None) => w.add_with(
