@@ -4,9 +4,8 @@
 //! A second floor answers revhook's own response bytes (still without parsing), which splits
 //! revhook's cost into the size of its answers and its own work; a third also scans each request
 //! with serde_json (into `IgnoredAny`) first, the least a serde_json-based handler can do with a
-//! review. Floors and revhook alternate
-//! over `--rounds`. Memory is measured first: idle, after a warm-up, after `--rss-requests`
-//! more, and with 10,000 namespaces loaded.
+//! review. Floors and revhook alternate over `--rounds`. Memory is measured first: idle, after
+//! a warm-up, after `--rss-requests` more, and with 10,000 namespaces loaded.
 //!
 //!   cargo bench --bench load -- [--connections N] [--seconds S | --requests N]
 //!                               [--rss-requests N] [--only inject|skip|deny|validate]
@@ -338,13 +337,14 @@ impl Stats {
     }
 }
 
+/// About the shortest sleep this VM gives: a request or two are due per tick at the rates
+/// measured, without a wake-up per request on the two shared cores.
+const PACER_TICK: Duration = Duration::from_micros(50);
+
 /// Releases requests at `rate` per second until dropped, from a thread of its own that wakes
 /// every [`PACER_TICK`] and releases those due. Tokio's timer ticks in whole milliseconds, so
 /// pacing on it released each millisecond's requests at once, and the latency measured was
-/// mostly that burst's queue. A 50 µs tick (about the shortest sleep this VM gives) releases a
-/// request or two at a time without a wake-up per request on the two shared cores.
-const PACER_TICK: Duration = Duration::from_micros(50);
-
+/// mostly that burst's queue.
 struct Pacer {
     permits: Arc<tokio::sync::Semaphore>,
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -403,6 +403,11 @@ async fn load(
 ) -> Stats {
     let config = client_config(ca, proto);
     let mix = Arc::new(mix(only));
+    // Connections open before the clock and the pacer start: handshakes are not the load, and
+    // requests due while they ran would leave in one burst.
+    let senders =
+        futures::future::join_all((0..connections).map(|_| open(addr, config.clone(), proto)))
+            .await;
     let started = Instant::now();
     let deadline = match length {
         Length::Seconds(s) => Some(started + Duration::from_secs_f64(s)),
@@ -414,11 +419,9 @@ async fn load(
     };
     let pacer = rate.map(|r| Arc::new(Pacer::start(r)));
     let mut tasks = Vec::new();
-    for c in 0..connections {
-        let (config, mix, budget) = (config.clone(), mix.clone(), budget.clone());
-        let pacer = pacer.clone();
+    for (c, mut sender) in senders.into_iter().enumerate() {
+        let (mix, budget, pacer) = (mix.clone(), budget.clone(), pacer.clone());
         tasks.push(tokio::spawn(async move {
-            let mut sender = open(addr, config, proto).await;
             let mut lat = Vec::new();
             let mut errors = 0;
             let mut i = c;
