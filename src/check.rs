@@ -291,7 +291,7 @@ fn namespace_findings(snapshot: &Snapshot, opts: &CheckOptions, out: &mut Vec<Fi
                         "{}; its pods will start without a sidecar (or be refused by revhook)",
                         stale_message(&stale, &selector)
                     ),
-                    stale.suggestion.as_ref().map(|t| {
+                    stale.suggestion().map(|t| {
                         format!("kubectl label namespace {name} istio.io/rev={t} --overwrite")
                     }),
                 ));

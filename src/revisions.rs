@@ -112,8 +112,6 @@ pub struct Stale {
     pub requested: String,
     /// Set when the value is a tag that exists but points at a missing revision.
     pub dangling_tag_target: Option<String>,
-    /// The revision a fix should point at, when there is an obvious one.
-    pub suggestion: Option<String>,
     inventory: Arc<Inventory>,
 }
 
@@ -160,6 +158,11 @@ impl Stale {
     /// The installed revisions' names, sorted.
     pub fn installed(&self) -> &[String] {
         &self.inventory.installed
+    }
+
+    /// The revision a fix should point at, when there is an obvious one.
+    pub fn suggestion(&self) -> Option<&str> {
+        self.inventory.suggestion.as_deref()
     }
 
     /// Why the value is stale, without the subject ("revision \"x\", which is not installed").
@@ -294,7 +297,6 @@ impl RevisionTable {
         Stale {
             requested: requested.to_owned(),
             dangling_tag_target,
-            suggestion: self.inventory.suggestion.clone(),
             inventory: self.inventory.clone(),
         }
     }

@@ -254,10 +254,7 @@ fn conflict_warning(namespace: &str, ns: &NamespaceLabels) -> String {
 
 /// The message a person sees when the selected revision is stale: what, where, and the fix.
 pub fn stale_message(stale: &Stale, selector: &Selector) -> String {
-    let target = stale
-        .suggestion
-        .as_deref()
-        .unwrap_or("<installed revision>");
+    let target = stale.suggestion().unwrap_or("<installed revision>");
     match selector {
         Selector::NamespaceRev(ns) => format!(
             "namespace {ns:?} selects {}; {}. Relabel with: kubectl label namespace {ns} istio.io/rev={target} --overwrite",
