@@ -59,35 +59,34 @@ pub fn apply_body(kind: &str, name: &str, webhook_names: &[String], ca_pem: &[u8
     })
 }
 
-/// A Mutating- or ValidatingWebhookConfiguration: its kind and its webhooks' client configs.
+/// A Mutating- or ValidatingWebhookConfiguration: its webhooks' client configs (its kind is
+/// `k8s_openapi::Resource::KIND`).
 pub trait WebhookConfiguration:
-    kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug
+    kube::Resource<DynamicType = ()>
+    + k8s_openapi::Resource
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
 {
-    const KIND: &'static str;
     fn hooks(&self) -> Vec<(&str, &WebhookClientConfig)>;
 }
 
-impl WebhookConfiguration for MutatingWebhookConfiguration {
-    const KIND: &'static str = "MutatingWebhookConfiguration";
-    fn hooks(&self) -> Vec<(&str, &WebhookClientConfig)> {
-        self.webhooks
-            .iter()
-            .flatten()
-            .map(|w| (w.name.as_str(), &w.client_config))
-            .collect()
-    }
+/// The two kinds have the same shape under different webhook types; one body serves both.
+macro_rules! webhook_configuration {
+    ($($kind:ident),*) => {$(
+        impl WebhookConfiguration for $kind {
+            fn hooks(&self) -> Vec<(&str, &WebhookClientConfig)> {
+                self.webhooks
+                    .iter()
+                    .flatten()
+                    .map(|w| (w.name.as_str(), &w.client_config))
+                    .collect()
+            }
+        }
+    )*};
 }
 
-impl WebhookConfiguration for ValidatingWebhookConfiguration {
-    const KIND: &'static str = "ValidatingWebhookConfiguration";
-    fn hooks(&self) -> Vec<(&str, &WebhookClientConfig)> {
-        self.webhooks
-            .iter()
-            .flatten()
-            .map(|w| (w.name.as_str(), &w.client_config))
-            .collect()
-    }
-}
+webhook_configuration!(MutatingWebhookConfiguration, ValidatingWebhookConfiguration);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaBundleError {
