@@ -8,10 +8,11 @@ mod support;
 
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use revhook::core::policy::Policy;
+use revhook::core::sidecar::PodParts;
+use revhook::core::snapshot::Snapshot;
 use revhook::handler::{handle, Webhook};
-use revhook::inject::decide::Policy;
-use revhook::inject::sidecar::PodParts;
-use revhook::state::{config, Snapshot};
+use revhook::sources::config;
 use serde_json::{json, Value};
 
 fn snapshot() -> Snapshot {

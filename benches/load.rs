@@ -108,7 +108,7 @@ fn mix(only: Option<&str>) -> Vec<(&'static str, Bytes)> {
 /// revhook's answer to each fixture of the mix, by request length (the fixtures' lengths differ).
 fn revhook_answers() -> HashMap<usize, Bytes> {
     let snapshot = support::fixture_snapshot();
-    let policy = revhook::inject::decide::Policy::default();
+    let policy = revhook::core::policy::Policy::default();
     let mut answers = HashMap::new();
     for r in support::mix(None) {
         let handled = handle(r.webhook, &r.body, &snapshot, &policy).expect("fixture handled");
@@ -547,7 +547,7 @@ fn main() {
             text.push_str(&format!("  ns-{n}: {{istio.io/rev: tag-{}}}\n", n % 25));
         }
         let before_big = rss_kib();
-        let big = revhook::state::config::parse(&text, "load").expect("big snapshot");
+        let big = revhook::sources::config::parse(&text, "load").expect("big snapshot");
         running.app.snapshot.store(big);
         let rss_big = rss_kib();
         running.app.snapshot.store(support::fixture_snapshot());

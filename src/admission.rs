@@ -6,10 +6,13 @@
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::inject::patch::push_json_str;
+use crate::core::json::push_json_str;
+use crate::core::pod::PodIn;
+use crate::core::request::{PodRequestIn, Request, RequestIn};
+use crate::core::verdict::Verdict;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
@@ -31,73 +34,19 @@ pub enum ReviewError {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", bound(deserialize = "O: Deserialize<'de>"))]
 pub struct Review<'a, O> {
-    #[serde(borrow, default, deserialize_with = "crate::inject::pod::borrowed_opt")]
+    #[serde(borrow, default, deserialize_with = "crate::core::pod::borrowed_opt")]
     pub api_version: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "crate::inject::pod::borrowed_opt")]
+    #[serde(borrow, default, deserialize_with = "crate::core::pod::borrowed_opt")]
     pub kind: Option<Cow<'a, str>>,
     #[serde(default)]
     pub request: Option<Request<'a, O>>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct GroupVersionKind<'a> {
-    #[serde(borrow, default)]
-    pub group: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub version: Cow<'a, str>,
-    #[serde(borrow)]
-    pub kind: Cow<'a, str>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", bound(deserialize = "O: Deserialize<'de>"))]
-pub struct Request<'a, O> {
-    #[serde(borrow)]
-    pub uid: Cow<'a, str>,
-    #[serde(borrow)]
-    pub kind: GroupVersionKind<'a>,
-    #[serde(borrow, default, deserialize_with = "crate::inject::pod::borrowed_opt")]
-    pub name: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "crate::inject::pod::borrowed_opt")]
-    pub namespace: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub operation: Cow<'a, str>,
-    #[serde(default)]
-    pub object: Option<O>,
-    #[serde(borrow, default)]
-    pub old_object: Option<&'a RawValue>,
-    #[serde(default)]
-    pub dry_run: Option<bool>,
-}
-
-/// A request with its object as raw JSON (every webhook can read it).
-pub type RequestIn<'a> = Request<'a, &'a RawValue>;
-
-/// A request with its object parsed as a Pod while decoding.
-pub type PodRequestIn<'a> = Request<'a, crate::inject::pod::PodIn<'a>>;
-
-impl<O> Request<'_, O> {
-    pub fn namespace(&self) -> &str {
-        self.namespace.as_deref().unwrap_or_default()
-    }
-
-    pub fn old_object(&self) -> Option<&str> {
-        self.old_object.map(RawValue::get).filter(|s| *s != "null")
-    }
-}
-
-impl RequestIn<'_> {
-    /// `object`, treating JSON `null` as absent.
-    pub fn object(&self) -> Option<&str> {
-        self.object.map(RawValue::get).filter(|s| *s != "null")
-    }
 }
 
 /// Decodes a review whose object parses as a Pod. Anything else (another kind with an
 /// incompatible shape, a malformed body) is an error: callers fall back to [`decode`], which
 /// also gives the right error for a malformed body.
 pub fn decode_pod(body: &[u8]) -> Result<PodRequestIn<'_>, ReviewError> {
-    let review: Review<'_, crate::inject::pod::PodIn<'_>> = serde_json::from_str(utf8(body)?)?;
+    let review: Review<'_, PodIn<'_>> = serde_json::from_str(utf8(body)?)?;
     check_type(review.api_version.as_deref(), review.kind.as_deref())?;
     review.request.ok_or(ReviewError::NoRequest)
 }
@@ -124,107 +73,6 @@ pub fn decode(body: &[u8]) -> Result<RequestIn<'_>, ReviewError> {
     let review: Review<'_, &RawValue> = serde_json::from_str(utf8(body)?)?;
     check_type(review.api_version.as_deref(), review.kind.as_deref())?;
     review.request.ok_or(ReviewError::NoRequest)
-}
-
-/// `response.status` of a denial.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Status {
-    pub code: u16,
-    pub reason: Cow<'static, str>,
-    pub message: String,
-}
-
-/// What a rule decided for one request, before it is put on the wire.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    pub allowed: bool,
-    pub status: Option<Status>,
-    /// A JSON Patch document (a JSON array), not yet base64-encoded.
-    pub patch: Option<String>,
-    pub warnings: Vec<String>,
-    /// Short label for logs and metrics (`inject:asm-1-23`, `deny:stale`, `skip:...`).
-    pub decision: Cow<'static, str>,
-}
-
-impl Verdict {
-    pub fn allow(decision: impl Into<Cow<'static, str>>) -> Self {
-        Verdict {
-            allowed: true,
-            status: None,
-            patch: None,
-            warnings: Vec::new(),
-            decision: decision.into(),
-        }
-    }
-
-    pub fn deny(
-        code: u16,
-        reason: &'static str,
-        message: String,
-        decision: impl Into<Cow<'static, str>>,
-    ) -> Self {
-        Verdict {
-            allowed: false,
-            status: Some(Status {
-                code,
-                reason: Cow::Borrowed(reason),
-                message,
-            }),
-            patch: None,
-            warnings: Vec::new(),
-            decision: decision.into(),
-        }
-    }
-
-    pub fn with_warnings(mut self, warnings: Vec<String>) -> Self {
-        for w in warnings {
-            self.warnings.extend(fit_warning(&w));
-        }
-        self
-    }
-
-    /// Short outcome label for metrics: allowed, patched, denied.
-    pub fn outcome(&self) -> &'static str {
-        match (self.allowed, self.patch.is_some()) {
-            (false, _) => "denied",
-            (true, true) => "patched",
-            (true, false) => "allowed",
-        }
-    }
-}
-
-/// The API server truncates warnings past 120 characters: split a long message at `; ` or
-/// `. ` boundaries (words as a last resort) into pieces that each fit.
-pub fn fit_warning(message: &str) -> Vec<String> {
-    const MAX: usize = 120;
-    if message.chars().count() <= MAX {
-        return vec![message.to_owned()];
-    }
-    let mut out = Vec::new();
-    let mut current = String::new();
-    for word in message.split(' ') {
-        let extra = if current.is_empty() { 0 } else { 1 };
-        let boundary = current.ends_with(';') || current.ends_with('.');
-        let too_long = current.chars().count() + extra + word.chars().count() > MAX;
-        if !current.is_empty() && (too_long || (boundary && current.chars().count() > MAX / 2)) {
-            out.push(std::mem::take(&mut current));
-        }
-        if !current.is_empty() {
-            current.push(' ');
-        }
-        // A single word longer than MAX is cut, not dropped.
-        let mut w = word;
-        while w.chars().count() > MAX {
-            let cut = w.char_indices().nth(MAX).map_or(w.len(), |(i, _)| i);
-            out.push(w[..cut].to_owned());
-            w = &w[cut..];
-        }
-        current.push_str(w);
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
 }
 
 /// Serializes the AdmissionReview response for `uid` in one pass.
@@ -287,6 +135,7 @@ fn encoded_len(uid: &str, verdict: &Verdict) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::verdict::{Deny, Skip};
 
     const REVIEW: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview",
         "request":{"uid":"abc-1","kind":{"group":"","version":"v1","kind":"Pod"},
@@ -331,8 +180,7 @@ mod tests {
 
     #[test]
     fn encodes_patch_as_base64_with_patch_type_and_echoes_uid() {
-        let mut v = Verdict::allow("inject");
-        v.patch = Some(r#"[{"op":"add","path":"/a","value":1}]"#.into());
+        let v = Verdict::inject("r", r#"[{"op":"add","path":"/a","value":1}]"#.into());
         let out: serde_json::Value = serde_json::from_slice(&encode("u\"1", &v)).expect("json");
         assert_eq!(out["response"]["uid"], "u\"1");
         assert_eq!(out["response"]["patchType"], "JSONPatch");
@@ -345,8 +193,8 @@ mod tests {
 
     #[test]
     fn the_response_fits_the_room_made_for_it() {
-        let mut v = Verdict::deny(403, "Forbidden", "m".repeat(700), "deny")
-            .with_warnings(vec!["w".repeat(100); 3]);
+        let mut v =
+            Verdict::deny(Deny::Stale, "m".repeat(700)).with_warnings(vec!["w".repeat(100); 3]);
         v.patch = Some("p".repeat(9_001));
         let uid = "4b6c9a43-2f0e-4d7b-9d3e-1f5c2a7e8b01";
         let out = encode(uid, &v);
@@ -357,7 +205,7 @@ mod tests {
     #[test]
     fn allowed_without_patch_has_no_patch_type() {
         let out: serde_json::Value =
-            serde_json::from_slice(&encode("u", &Verdict::allow("skip"))).expect("json");
+            serde_json::from_slice(&encode("u", &Verdict::skip(Skip::NotSelected))).expect("json");
         assert_eq!(out["response"]["allowed"], true);
         assert!(out["response"].get("patchType").is_none());
         assert!(out["response"].get("patch").is_none());
@@ -365,25 +213,12 @@ mod tests {
 
     #[test]
     fn denial_carries_status_and_warnings() {
-        let v = Verdict::deny(403, "Forbidden", "no \"way\"".into(), "deny")
+        let v = Verdict::deny(Deny::Conflict, "no \"way\"".into())
             .with_warnings(vec!["careful".into()]);
         let out: serde_json::Value = serde_json::from_slice(&encode("u", &v)).expect("json");
         assert_eq!(out["response"]["allowed"], false);
         assert_eq!(out["response"]["status"]["code"], 403);
         assert_eq!(out["response"]["status"]["message"], "no \"way\"");
         assert_eq!(out["response"]["warnings"][0], "careful");
-    }
-
-    #[test]
-    fn long_warnings_are_split_under_120_chars_without_losing_words() {
-        let msg = "namespace \"shop\" selects revision \"asm-1-22\", which is not installed; installed: asm-1-23; tags: prod-stable -> asm-1-23. Relabel with: kubectl label namespace shop istio.io/rev=asm-1-23 --overwrite";
-        let parts = fit_warning(msg);
-        assert!(parts.len() > 1);
-        assert!(parts.iter().all(|p| p.chars().count() <= 120), "{parts:?}");
-        assert_eq!(parts.join(" "), msg);
-        let long = "x".repeat(300);
-        let parts = fit_warning(&long);
-        assert_eq!(parts.concat(), long);
-        assert!(parts.iter().all(|p| p.chars().count() <= 120));
     }
 }

@@ -12,11 +12,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cabundle::WebhookConfiguration as _;
-use crate::inject::decide::{stale_message, Selector};
-use crate::inject::sidecar::PROXY_NAME;
-use crate::labels::{self, NamespaceLabels};
-use crate::revisions::{minor_version, MeshSettings};
-use crate::state::{mapping, Snapshot};
+use crate::core::labels::{self, NamespaceLabels};
+use crate::core::messages::{stale_message, Selector};
+use crate::core::revisions::{minor_version, MeshSettings};
+use crate::core::sidecar::PROXY_NAME;
+use crate::core::snapshot::Snapshot;
+use crate::sources::mapping;
 use crate::tags::restart_command;
 
 /// What `check` reads.

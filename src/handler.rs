@@ -1,10 +1,12 @@
 //! One AdmissionReview in, one out: the pure function the server, `replay` and the
 //! benchmarks share.
 
-use crate::admission::{self, PodRequestIn, Request, RequestIn, ReviewError, Verdict};
-use crate::inject::decide::Policy;
-use crate::labels::NamespaceLabels;
-use crate::state::Snapshot;
+use crate::admission::{self, ReviewError};
+use crate::core::labels::NamespaceLabels;
+use crate::core::policy::Policy;
+use crate::core::request::{PodRequestIn, Request, RequestIn};
+use crate::core::snapshot::Snapshot;
+use crate::core::verdict::Verdict;
 
 /// Which webhook a request was sent to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

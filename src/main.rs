@@ -11,13 +11,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use revhook::cabundle::CaBundleOptions;
 use revhook::check::{CheckOptions, ClusterObjects, Output, Platform, Severity};
+use revhook::core::policy::{Mode, OnConflict, OnStale, Policy};
+use revhook::core::revisions::MeshSettings;
+use revhook::core::snapshot::Snapshot;
 use revhook::handler::{self, Webhook};
-use revhook::inject::decide::{Mode, OnConflict, OnStale, Policy};
-use revhook::revisions::MeshSettings;
 use revhook::run::{self, ServeOptions, Source};
 use revhook::server::{parse_go_duration, Limits};
-use revhook::state::cluster::{self, ClusterOptions};
-use revhook::state::{config, Snapshot};
+use revhook::sources::cluster::{self, ClusterOptions};
+use revhook::sources::config;
 use revhook::tls;
 
 #[derive(Parser, Debug)]
@@ -123,20 +124,70 @@ enum SourceArg {
     Cluster,
 }
 
+/// `--mode`: the CLI's spelling of [`Mode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ModeArg {
+    /// revhook is the injector for every revision.
+    Inject,
+    /// A managed istiod injects; revhook only refuses pods that would miss their sidecar.
+    Guard,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Inject => Mode::Inject,
+            ModeArg::Guard => Mode::Guard,
+        }
+    }
+}
+
+/// `--on-stale`: the CLI's spelling of [`OnStale`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnStaleArg {
+    Deny,
+    AllowUninjected,
+}
+
+impl From<OnStaleArg> for OnStale {
+    fn from(o: OnStaleArg) -> Self {
+        match o {
+            OnStaleArg::Deny => OnStale::Deny,
+            OnStaleArg::AllowUninjected => OnStale::AllowUninjected,
+        }
+    }
+}
+
+/// `--on-conflict`: the CLI's spelling of [`OnConflict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnConflictArg {
+    Warn,
+    Deny,
+}
+
+impl From<OnConflictArg> for OnConflict {
+    fn from(o: OnConflictArg) -> Self {
+        match o {
+            OnConflictArg::Warn => OnConflict::Warn,
+            OnConflictArg::Deny => OnConflict::Deny,
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 struct PolicyArgs {
     /// Revisions, tags and namespace labels (YAML); the embedded default when absent.
     #[arg(long)]
     config: Option<PathBuf>,
     /// inject: revhook injects; guard: a managed istiod injects and revhook only refuses.
-    #[arg(long, value_enum, default_value_t = Mode::Inject)]
-    mode: Mode,
+    #[arg(long, value_enum, default_value_t = ModeArg::Inject)]
+    mode: ModeArg,
     /// What to do with a pod whose selected revision or tag is not installed.
-    #[arg(long, value_enum, default_value_t = OnStale::Deny)]
-    on_stale: OnStale,
+    #[arg(long, value_enum, default_value_t = OnStaleArg::Deny)]
+    on_stale: OnStaleArg,
     /// What to do with a namespace that has both istio-injection and istio.io/rev.
-    #[arg(long, value_enum, default_value_t = OnConflict::Warn)]
-    on_conflict: OnConflict,
+    #[arg(long, value_enum, default_value_t = OnConflictArg::Warn)]
+    on_conflict: OnConflictArg,
     /// Let a pod's istio.io/rev label override its namespace's choice.
     #[arg(long)]
     pod_revision_wins: bool,
@@ -145,9 +196,9 @@ struct PolicyArgs {
 impl PolicyArgs {
     fn policy(&self) -> Policy {
         Policy {
-            mode: self.mode,
-            on_stale: self.on_stale,
-            on_conflict: self.on_conflict,
+            mode: self.mode.into(),
+            on_stale: self.on_stale.into(),
+            on_conflict: self.on_conflict.into(),
             pod_revision_wins: self.pod_revision_wins,
         }
     }

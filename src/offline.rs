@@ -5,12 +5,12 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::admission::Verdict;
-use crate::inject::decide::Policy;
-use crate::inject::pod::PodIn;
+use crate::core::labels::NamespaceLabels;
+use crate::core::pod::PodIn;
+use crate::core::policy::Policy;
+use crate::core::snapshot::Snapshot;
+use crate::core::verdict::Verdict;
 use crate::inject::{review_template, Workload};
-use crate::labels::NamespaceLabels;
-use crate::state::Snapshot;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
@@ -128,7 +128,7 @@ pub fn selection(revision: Option<&str>, tag: Option<&str>) -> NamespaceLabels {
         rev: Some(
             revision
                 .or(tag)
-                .unwrap_or(crate::revisions::DEFAULT_TAG)
+                .unwrap_or(crate::core::revisions::DEFAULT_TAG)
                 .to_owned(),
         ),
     }
@@ -169,7 +169,7 @@ pub fn inject_manifests(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::config;
+    use crate::sources::config;
 
     fn snap() -> Snapshot {
         config::parse(

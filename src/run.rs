@@ -10,11 +10,14 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::cabundle::{self, CaBundleOptions};
-use crate::inject::decide::Policy;
+use crate::core::lookup::NamespaceLookup;
+use crate::core::policy::Policy;
+use crate::core::snapshot::Snapshot;
+use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::server::{self, App, Health, Limits};
-use crate::state::cluster::{self, ApiNamespaceLookup, ClusterOptions, NamespaceLookup};
-use crate::state::{config, SharedSnapshot, Snapshot};
+use crate::server::{self, App, Limits};
+use crate::sources::cluster::{self, ApiNamespaceLookup, ClusterOptions};
+use crate::sources::{config, SharedSnapshot};
 use crate::tls::{self, CertFiles, CertStore, Reloader};
 
 const MIN_RELOAD_INTERVAL: Duration = Duration::from_millis(10);

@@ -7,7 +7,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -23,11 +23,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use crate::core::lookup::NamespaceLookup;
+use crate::core::policy::Policy;
+use crate::core::verdict::{Allow, Decision};
 use crate::handler::{self, Webhook};
-use crate::inject::decide::Policy;
+use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::state::cluster::NamespaceLookup;
-use crate::state::SharedSnapshot;
+use crate::sources::SharedSnapshot;
 
 /// Bounds on what one client may cost.
 #[derive(Debug, Clone)]
@@ -58,41 +60,6 @@ impl Default for Limits {
             drain_timeout: Duration::from_secs(25),
             shutdown_delay: Duration::ZERO,
             max_in_flight: 1024,
-        }
-    }
-}
-
-/// What `/readyz` reports.
-#[derive(Debug, Default)]
-pub struct Health {
-    certs_loaded: AtomicBool,
-    synced: AtomicBool,
-    draining: AtomicBool,
-}
-
-impl Health {
-    pub fn set_certs_loaded(&self) {
-        self.certs_loaded.store(true, Ordering::Release);
-    }
-
-    pub fn set_synced(&self, synced: bool) {
-        self.synced.store(synced, Ordering::Release);
-    }
-
-    pub fn set_draining(&self) {
-        self.draining.store(true, Ordering::Release);
-    }
-
-    /// `Ok` when ready, else why not.
-    pub fn ready(&self) -> Result<(), &'static str> {
-        if self.draining.load(Ordering::Acquire) {
-            Err("shutting down")
-        } else if !self.certs_loaded.load(Ordering::Acquire) {
-            Err("serving certificate not loaded")
-        } else if !self.synced.load(Ordering::Acquire) {
-            Err("revisions not known yet")
-        } else {
-            Ok(())
         }
     }
 }
@@ -361,7 +328,7 @@ where
     app.metrics
         .request(path, handled.verdict.outcome(), elapsed);
     let summary = req.summary();
-    if handled.verdict.decision == "allow:unknown-kind" {
+    if handled.verdict.decision == Decision::Allow(Allow::UnknownKind) {
         app.metrics.unknown_kind(summary.kind);
     }
     tracing::info!(

@@ -12,9 +12,9 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
-use crate::labels::{ISTIO_REV, ISTIO_TAG};
-use crate::revisions::check_label_value;
-use crate::state::Snapshot;
+use crate::core::labels::{ISTIO_REV, ISTIO_TAG};
+use crate::core::revisions::check_label_value;
+use crate::core::snapshot::Snapshot;
 
 pub const TAG_WEBHOOK_PREFIX: &str = "istio-revision-tag-";
 
@@ -194,7 +194,7 @@ pub fn plan_move(
                     .iter()
                     .chain(s.init_containers.iter().flatten())
             })
-            .find(|c| c.name == crate::inject::sidecar::PROXY_NAME)
+            .find(|c| c.name == crate::core::sidecar::PROXY_NAME)
             .and_then(|c| c.image.clone());
         if image.as_deref().is_some_and(|i| i != image_after) {
             pods_to_restart += 1;
@@ -327,7 +327,7 @@ pub async fn remove(client: &kube::Client, tag: &str) -> Result<(), TagError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::config;
+    use crate::sources::config;
 
     fn snap() -> Snapshot {
         config::parse(

@@ -20,11 +20,13 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::admission::{RequestIn, Verdict};
-use crate::inject::decide::{self, Policy, Selector};
-use crate::inject::pod::StringMap;
-use crate::labels::{self, NamespaceLabels};
-use crate::state::Snapshot;
+use crate::core::labels::{self, NamespaceLabels};
+use crate::core::messages::{stale_message, Selector};
+use crate::core::pod::StringMap;
+use crate::core::policy::Policy;
+use crate::core::request::RequestIn;
+use crate::core::snapshot::Snapshot;
+use crate::core::verdict::{Allow, Deny, Failure, Verdict};
 
 /// The metadata the rules read, from any object.
 #[derive(Debug, Default, Deserialize)]
@@ -37,7 +39,7 @@ struct ObjectIn<'a> {
 
 #[derive(Debug, Default, Deserialize)]
 struct MetaIn<'a> {
-    #[serde(borrow, default, deserialize_with = "crate::inject::pod::borrowed_opt")]
+    #[serde(borrow, default, deserialize_with = "crate::core::pod::borrowed_opt")]
     name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     labels: Option<StringMap<'a>>,
@@ -112,11 +114,9 @@ pub fn review(req: &RequestIn<'_>, snapshot: &Snapshot, _policy: &Policy) -> Ver
     let (object, old) = match (parse(req.object()), parse(req.old_object())) {
         (Ok(o), Ok(old)) => (o, old),
         (Err(e), _) | (_, Err(e)) => {
-            return Verdict::deny(
-                400,
-                "BadRequest",
+            return Verdict::fail(
+                Failure::BadObject,
                 format!("{kind} object cannot be read: {e}"),
-                "error:bad-object",
             )
         }
     };
@@ -124,13 +124,13 @@ pub fn review(req: &RequestIn<'_>, snapshot: &Snapshot, _policy: &Policy) -> Ver
         (_, _, "DELETE") if is_tag_webhook(group, kind, old.as_ref()) => {
             tag_deleted(old.as_ref(), snapshot)
         }
-        (_, _, "DELETE") => Verdict::allow("allow:delete"),
+        (_, _, "DELETE") => Verdict::allow(Allow::Delete),
         ("", "Namespace", "CREATE" | "UPDATE") => match object {
             Some(ns) => namespace(&ns, old.as_ref(), snapshot),
             None => missing_object(kind),
         },
         ("", "Pod", "CREATE") => match object {
-            Some(pod) => pod_rules(&pod.metadata, None, snapshot, "pod"),
+            Some(pod) => pod_rules(&pod.metadata, None, snapshot, "pod", true),
             None => missing_object(kind),
         },
         ("apps" | "batch", k, "CREATE" | "UPDATE") if WORKLOADS.contains(&k) => match object {
@@ -142,12 +142,12 @@ pub fn review(req: &RequestIn<'_>, snapshot: &Snapshot, _policy: &Policy) -> Ver
                 Some(w) if w.metadata.label(labels::ISTIO_TAG).is_some() => {
                     tag(&w, old.as_ref(), snapshot)
                 }
-                Some(_) => Verdict::allow("allow:not-a-tag"),
+                Some(_) => Verdict::allow(Allow::NotATag),
                 None => missing_object(kind),
             }
         }
-        ("", "Pod", _) => Verdict::allow("allow"),
-        _ => Verdict::allow("allow:unknown-kind").with_warnings(vec![format!(
+        ("", "Pod", _) => Verdict::allow(Allow::Clean),
+        _ => Verdict::allow(Allow::UnknownKind).with_warnings(vec![format!(
             "revhook has no validation rules for {}{kind} {operation}; allowed",
             if group.is_empty() {
                 String::new()
@@ -163,11 +163,9 @@ fn parse(raw: Option<&str>) -> Result<Option<ObjectIn<'_>>, serde_json::Error> {
 }
 
 fn missing_object(kind: &str) -> Verdict {
-    Verdict::deny(
-        400,
-        "BadRequest",
+    Verdict::fail(
+        Failure::NoObject,
         format!("request.object is missing for {kind}"),
-        "error:no-object",
     )
 }
 
@@ -183,34 +181,22 @@ fn namespace_labels(meta: &MetaIn<'_>) -> NamespaceLabels {
 /// What is wrong with a namespace's injection labels, as a denial.
 fn namespace_problem(name: &str, labels: &NamespaceLabels, snapshot: &Snapshot) -> Option<Verdict> {
     if labels.has_conflict() {
-        return Some(Verdict::deny(
-            403,
-            "Forbidden",
-            format!(
+        return Some(Verdict::deny(Deny::Conflict,format!(
                 "namespace {name:?} would have both istio-injection={} and istio.io/rev={}: the control plane that injects would be ambiguous (Istio lets istio-injection win silently). Keep one: kubectl label namespace {name} istio-injection-",
                 labels.injection.as_deref().unwrap_or_default(),
                 labels.rev.as_deref().unwrap_or_default()
-            ),
-            "deny:conflict",
-        ));
+            )));
     }
     if let Some(value) = &labels.injection {
         if value != "enabled" && value != "disabled" {
-            return Some(Verdict::deny(
-                422,
-                "Invalid",
-                format!("namespace {name:?}: istio-injection={value:?} is not a value Istio reads; use enabled or disabled (or istio.io/rev=<revision or tag>)"),
-                "deny:invalid-label",
-            ));
+            return Some(Verdict::deny(Deny::InvalidLabel,format!("namespace {name:?}: istio-injection={value:?} is not a value Istio reads; use enabled or disabled (or istio.io/rev=<revision or tag>)")));
         }
     }
     if let Some(rev) = &labels.rev {
         if let Err(stale) = snapshot.table.resolve(rev) {
             return Some(Verdict::deny(
-                403,
-                "Forbidden",
-                decide::stale_message(&stale, &Selector::NamespaceRev(name.to_owned())),
-                "deny:stale",
+                Deny::Stale,
+                stale_message(&stale, &Selector::NamespaceRev(name.to_owned())),
             ));
         }
     }
@@ -228,31 +214,33 @@ fn namespace(ns: &ObjectIn<'_>, old: Option<&ObjectIn<'_>>, snapshot: &Snapshot)
         }
         // An unrelated edit to a namespace that was already broken: not blocked, but said.
         let message = problem.status.map(|s| s.message).unwrap_or_default();
-        return Verdict::allow("allow:warn")
-            .with_warnings(vec![format!("still broken: {message}")]);
+        return Verdict::allow(Allow::Warn).with_warnings(vec![format!("still broken: {message}")]);
     }
     match before {
         Some(b) if b.rev != now.rev && now.rev.is_some() => {
-            Verdict::allow("allow:warn").with_warnings(vec![format!(
+            Verdict::allow(Allow::Warn).with_warnings(vec![format!(
                 "namespace {name:?} now selects istio.io/rev={}; running pods keep their proxy until restarted: kubectl rollout restart deployment -n {name}",
                 now.rev.as_deref().unwrap_or_default()
             )])
         }
-        _ => Verdict::allow("allow"),
+        _ => Verdict::allow(Allow::Clean),
     }
 }
 
 // === impl Pod and workload rules ===
 
 /// The Pod rules on a pod's (or template's) metadata; `subject` names it in messages.
+/// `note_deprecated` says whether the deprecated inject annotation is worth a warning.
 fn pod_rules(
     meta: &MetaIn<'_>,
     old: Option<&MetaIn<'_>>,
     snapshot: &Snapshot,
     subject: &str,
+    note_deprecated: bool,
 ) -> Verdict {
     let mut warnings = Vec::new();
-    if meta.label(labels::SIDECAR_INJECT).is_none()
+    if note_deprecated
+        && meta.label(labels::SIDECAR_INJECT).is_none()
         && meta.annotation(labels::SIDECAR_INJECT).is_some()
     {
         warnings.push(format!(
@@ -263,23 +251,19 @@ fn pod_rules(
     let changed = old.is_none_or(|o| o.label(labels::ISTIO_REV) != rev);
     if let Some(rev) = rev {
         if let Err(stale) = snapshot.table.resolve(rev) {
-            let message = format!(
-                "{subject}: {}",
-                decide::stale_message(&stale, &Selector::PodRev)
-            );
+            let message = format!("{subject}: {}", stale_message(&stale, &Selector::PodRev));
             if changed {
-                return Verdict::deny(403, "Forbidden", message, "deny:stale")
-                    .with_warnings(warnings);
+                return Verdict::deny(Deny::Stale, message).with_warnings(warnings);
             }
             warnings.push(format!("still broken: {message}"));
         }
     }
-    let decision = if warnings.is_empty() {
-        "allow"
+    let why = if warnings.is_empty() {
+        Allow::Clean
     } else {
-        "allow:warn"
+        Allow::Warn
     };
-    Verdict::allow(decision).with_warnings(warnings)
+    Verdict::allow(why).with_warnings(warnings)
 }
 
 fn workload(
@@ -290,19 +274,16 @@ fn workload(
 ) -> Verdict {
     let subject = format!("{kind} {:?} pod template", w.metadata.name());
     let Some(template) = w.spec.as_ref().and_then(SpecIn::pod_template) else {
-        return Verdict::allow("allow");
+        return Verdict::allow(Allow::Clean);
     };
     let old_template = old
         .and_then(|o| o.spec.as_ref())
         .and_then(SpecIn::pod_template);
-    let mut verdict = pod_rules(template, old_template, snapshot, &subject);
     // On UPDATE the deprecated-annotation warning is noise unless the template changed it.
-    if old_template.is_some_and(|o| {
-        o.annotation(labels::SIDECAR_INJECT) == template.annotation(labels::SIDECAR_INJECT)
-    }) {
-        verdict.warnings.retain(|w| !w.contains("is deprecated"));
-    }
-    verdict
+    let note_deprecated = old_template.is_none_or(|o| {
+        o.annotation(labels::SIDECAR_INJECT) != template.annotation(labels::SIDECAR_INJECT)
+    });
+    pod_rules(template, old_template, snapshot, &subject, note_deprecated)
 }
 
 // === impl revision tag rules ===
@@ -346,10 +327,10 @@ fn tag(w: &ObjectIn<'_>, old: Option<&ObjectIn<'_>>, snapshot: &Snapshot) -> Ver
     };
     match problem {
         Some(message) if unchanged => {
-            Verdict::allow("allow:warn").with_warnings(vec![format!("still broken: {message}")])
+            Verdict::allow(Allow::Warn).with_warnings(vec![format!("still broken: {message}")])
         }
-        Some(message) => Verdict::deny(403, "Forbidden", message, "deny:tag"),
-        None => Verdict::allow("allow"),
+        Some(message) => Verdict::deny(Deny::Tag, message),
+        None => Verdict::allow(Allow::Clean),
     }
 }
 
@@ -362,11 +343,11 @@ fn tag_deleted(old: Option<&ObjectIn<'_>>, snapshot: &Snapshot) -> Verdict {
         .unwrap_or_default();
     // Without a namespace cache there is nothing to say (an empty file source, say).
     if snapshot.namespaces.is_empty() {
-        return Verdict::allow("allow:delete");
+        return Verdict::allow(Allow::Delete);
     }
     let users = snapshot.namespaces_selecting(tag);
     if users.is_empty() {
-        return Verdict::allow("allow:delete");
+        return Verdict::allow(Allow::Delete);
     }
     let mut named = users
         .iter()
@@ -377,7 +358,7 @@ fn tag_deleted(old: Option<&ObjectIn<'_>>, snapshot: &Snapshot) -> Verdict {
     if users.len() > NAMED_NAMESPACES {
         named.push_str(&format!(" and {} more", users.len() - NAMED_NAMESPACES));
     }
-    Verdict::allow("allow:warn").with_warnings(vec![format!(
+    Verdict::allow(Allow::Warn).with_warnings(vec![format!(
         "tag {tag:?} is deleted while namespaces still select it: {named}; their new pods will be refused or start without a sidecar until relabelled"
     )])
 }

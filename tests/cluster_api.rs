@@ -16,9 +16,9 @@ use hyper::body::Frame;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use revhook::cabundle::CaBundleOptions;
-use revhook::revisions::MeshSettings;
+use revhook::core::revisions::MeshSettings;
 use revhook::run::{self, ServeOptions, Source};
-use revhook::state::cluster::ClusterOptions;
+use revhook::sources::cluster::ClusterOptions;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 

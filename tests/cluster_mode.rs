@@ -8,11 +8,12 @@ use std::sync::Arc;
 use common::*;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use revhook::inject::decide::{Mode, Policy};
-use revhook::labels::NamespaceLabels;
-use revhook::revisions::MeshSettings;
-use revhook::state::cluster::NamespaceLookup;
-use revhook::state::{mapping, SharedSnapshot, Snapshot};
+use revhook::core::labels::NamespaceLabels;
+use revhook::core::lookup::NamespaceLookup;
+use revhook::core::policy::{Mode, Policy};
+use revhook::core::revisions::MeshSettings;
+use revhook::core::snapshot::Snapshot;
+use revhook::sources::{mapping, SharedSnapshot};
 use serde::Deserialize;
 use serde_json::Value;
 

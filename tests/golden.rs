@@ -7,7 +7,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::manifest::{render_with_verdict, yaml_docs};
-use revhook::state::{config, Snapshot};
+use revhook::core::snapshot::Snapshot;
+use revhook::sources::config;
 use serde_json::Value;
 
 fn dir() -> PathBuf {

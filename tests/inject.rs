@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use revhook::inject::decide::{OnConflict, OnStale, Policy};
+use revhook::core::policy::{OnConflict, OnStale, Policy};
 use serde_json::Value;
 
 const STABLE_IMAGE: &str = "mcr.microsoft.com/oss/istio/proxyv2:1.22.0-distroless";

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 mod common;
 
 use common::manifest::{at, render_manifest, yaml_docs};
+use revhook::core::snapshot::Snapshot;
 use revhook::offline::template_path;
-use revhook::state::{config, Snapshot};
+use revhook::sources::config;
 use serde_json::Value;
 
 fn reference_dir() -> PathBuf {

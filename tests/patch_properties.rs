@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use revhook::inject::decide::Policy;
-use revhook::inject::pod::PodIn;
+use revhook::core::pod::PodIn;
+use revhook::core::policy::Policy;
+use revhook::core::snapshot::Snapshot;
 use revhook::inject::review_pod;
-use revhook::state::{config, Snapshot};
+use revhook::sources::config;
 use serde_json::{json, Value};
 
 fn snapshot() -> Snapshot {

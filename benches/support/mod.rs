@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use revhook::core::snapshot::Snapshot;
 use revhook::handler::Webhook;
-use revhook::state::Snapshot;
 
 /// One kind of request in the mix.
 pub struct MixRequest {
@@ -61,7 +61,7 @@ pub fn config_path() -> PathBuf {
 /// The snapshot of [`config_path`].
 pub fn fixture_snapshot() -> Snapshot {
     let text = std::fs::read_to_string(config_path()).expect("config");
-    revhook::state::config::parse(&text, "bench").expect("config parses")
+    revhook::sources::config::parse(&text, "bench").expect("config parses")
 }
 
 /// The fixture without the whitespace between tokens, keys in their order: the API server

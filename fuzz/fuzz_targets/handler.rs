@@ -3,12 +3,12 @@
 
 use libfuzzer_sys::fuzz_target;
 use revhook::handler::{handle, Webhook};
-use revhook::inject::decide::Policy;
+use revhook::core::policy::Policy;
 use std::sync::OnceLock;
 
-fn snapshot() -> &'static revhook::state::Snapshot {
-    static SNAPSHOT: OnceLock<revhook::state::Snapshot> = OnceLock::new();
-    SNAPSHOT.get_or_init(|| revhook::state::config::embedded().expect("embedded config"))
+fn snapshot() -> &'static revhook::core::snapshot::Snapshot {
+    static SNAPSHOT: OnceLock<revhook::core::snapshot::Snapshot> = OnceLock::new();
+    SNAPSHOT.get_or_init(|| revhook::sources::config::embedded().expect("embedded config"))
 }
 
 fuzz_target!(|data: &[u8]| {

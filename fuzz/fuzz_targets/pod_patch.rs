@@ -3,16 +3,16 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use revhook::inject::decide::Policy;
-use revhook::inject::pod::PodIn;
+use revhook::core::policy::Policy;
+use revhook::core::pod::PodIn;
 use revhook::inject::review_pod;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 
-fn snapshot() -> &'static revhook::state::Snapshot {
-    static SNAPSHOT: OnceLock<revhook::state::Snapshot> = OnceLock::new();
+fn snapshot() -> &'static revhook::core::snapshot::Snapshot {
+    static SNAPSHOT: OnceLock<revhook::core::snapshot::Snapshot> = OnceLock::new();
     SNAPSHOT.get_or_init(|| {
-        revhook::state::config::parse(
+        revhook::sources::config::parse(
             "revisions:\n  - {name: asm-1-23, image: example/proxyv2:1.23.0}\nnamespaces:\n  shop: {istio.io/rev: asm-1-23}\n",
             "fuzz",
         )

@@ -14,85 +14,13 @@
 //! 6. A pod whose `sidecar.istio.io/status` names the resolved revision is left as it is; one
 //!    injected for another revision is re-injected.
 
-use crate::labels::{self, NamespaceLabels, IGNORED_NAMESPACES};
-use crate::revisions::{Resolved, RevisionTable, Stale, DEFAULT_TAG};
+use crate::core::labels::{self, NamespaceLabels, IGNORED_NAMESPACES};
+use crate::core::revisions::{Resolved, RevisionTable, Stale, DEFAULT_TAG};
 
-use super::pod::PodIn;
-
-/// Policy knobs that change outcomes (not the facts in the snapshot).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
-    pub mode: Mode,
-    pub on_stale: OnStale,
-    pub on_conflict: OnConflict,
-    pub pod_revision_wins: bool,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            mode: Mode::Inject,
-            on_stale: OnStale::Deny,
-            on_conflict: OnConflict::Warn,
-            pod_revision_wins: false,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
-    /// revhook is the injector for every revision.
-    Inject,
-    /// A managed istiod injects; revhook only refuses pods that would miss their sidecar.
-    Guard,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OnStale {
-    Deny,
-    AllowUninjected,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OnConflict {
-    Warn,
-    Deny,
-}
-
-/// Who selected the value that was resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selector {
-    /// Namespace label `istio-injection=enabled` (the `default` tag).
-    NamespaceInjection(String),
-    /// Namespace label `istio.io/rev`.
-    NamespaceRev(String),
-    /// Pod label `istio.io/rev`.
-    PodRev,
-    /// Pod label (or annotation) `sidecar.istio.io/inject=true` alone (the `default` tag).
-    PodInject,
-}
-
-/// Why a pod is left alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Skip {
-    HostNetwork,
-    SystemNamespace,
-    PodOptOut,
-    NamespaceDisabled,
-    NotSelected,
-}
-
-impl Skip {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Skip::HostNetwork => "skip:host-network",
-            Skip::SystemNamespace => "skip:system-namespace",
-            Skip::PodOptOut => "skip:pod-opt-out",
-            Skip::NamespaceDisabled => "skip:namespace-disabled",
-            Skip::NotSelected => "skip:not-selected",
-        }
-    }
-}
+use crate::core::messages::{conflict_warning, Selector};
+use crate::core::pod::PodIn;
+use crate::core::policy::{Mode, OnConflict, Policy};
+use crate::core::verdict::Skip;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision<'t> {
@@ -244,51 +172,11 @@ fn resolve<'t>(
     }
 }
 
-fn conflict_warning(namespace: &str, ns: &NamespaceLabels) -> String {
-    format!(
-        "namespace {namespace:?} has both istio-injection={} and istio.io/rev={}; istio-injection wins (as in Istio). Remove one: kubectl label namespace {namespace} istio-injection-",
-        ns.injection.as_deref().unwrap_or_default(),
-        ns.rev.as_deref().unwrap_or_default(),
-    )
-}
-
-/// The message a person sees when the selected revision is stale: what, where, and the fix.
-pub fn stale_message(stale: &Stale, selector: &Selector) -> String {
-    let target = stale.suggestion().unwrap_or("<installed revision>");
-    match selector {
-        Selector::NamespaceRev(ns) => format!(
-            "namespace {ns:?} selects {}; {}. Relabel with: kubectl label namespace {ns} istio.io/rev={target} --overwrite",
-            stale.what(),
-            stale.inventory()
-        ),
-        Selector::NamespaceInjection(ns) => format!(
-            "namespace {ns:?} has istio-injection=enabled, which selects {}; {}. Point the default tag at a revision (istioctl tag set default --revision {target}) or relabel with: kubectl label namespace {ns} istio-injection- istio.io/rev={target}",
-            stale.what(),
-            stale.inventory()
-        ),
-        Selector::PodRev => format!(
-            "pod label istio.io/rev selects {}; {}. Set the pod template's label istio.io/rev={target}",
-            stale.what(),
-            stale.inventory()
-        ),
-        Selector::PodInject => format!(
-            "pod label sidecar.istio.io/inject=true selects the default tag: {}; {}. Point the default tag at a revision: istioctl tag set default --revision {target}",
-            stale.what(),
-            stale.inventory()
-        ),
-    }
-}
-
-pub fn conflict_message(namespace: &str) -> String {
-    format!(
-        "namespace {namespace:?} has both istio-injection and istio.io/rev labels, so the control plane that injects is ambiguous; keep one: kubectl label namespace {namespace} istio-injection-"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::revisions::{MeshSettings, Revision};
+    use crate::core::messages::stale_message;
+    use crate::core::revisions::{MeshSettings, Revision};
 
     fn table() -> RevisionTable {
         let mesh = MeshSettings::default();

@@ -4,20 +4,22 @@
 pub mod decide;
 pub mod overrides;
 pub mod patch;
-pub mod pod;
 pub mod probes;
-pub mod sidecar;
 
 use std::borrow::Cow;
 
-use crate::admission::{RequestIn, Verdict};
-use crate::labels::{self, NamespaceLabels};
-use crate::state::Snapshot;
+use crate::core::labels::{self, NamespaceLabels};
+use crate::core::request::{GroupVersionKind, PodRequestIn, RequestIn};
+use crate::core::snapshot::Snapshot;
+use crate::core::verdict::{Allow, Deny, Failure, Skip, Verdict};
 
-use decide::{Decision, Mode, OnStale, Policy};
+use crate::core::json::push_json_str;
+use crate::core::messages;
+use crate::core::pod::{self, PodIn};
+use crate::core::policy::{Mode, OnStale, Policy};
+use crate::core::sidecar::{self, PodParts, RenderedSidecar, PROXY_NAME};
+use decide::Decision;
 use patch::PatchWriter;
-use pod::PodIn;
-use sidecar::{PodParts, RenderedSidecar, PROXY_NAME};
 
 /// Reviews a request sent to the mutating webhook.
 pub fn review(req: &RequestIn<'_>, snapshot: &Snapshot, policy: &Policy) -> Verdict {
@@ -40,11 +42,9 @@ pub fn review_with(
     let pod = match PodIn::parse(raw) {
         Ok(pod) => pod,
         Err(e) => {
-            return Verdict::deny(
-                400,
-                "BadRequest",
+            return Verdict::fail(
+                Failure::BadPod,
                 format!("request.object is not a valid Pod: {e}"),
-                "error:bad-pod",
             )
         }
     };
@@ -56,7 +56,7 @@ pub fn review_with(
 /// `body` is the whole review: the pod's raw JSON is read from it again only for Istio's
 /// custom injection (a pod that carries its own `istio-proxy` or `istio-init`), which is rare.
 pub fn review_pod_request(
-    req: &crate::admission::PodRequestIn<'_>,
+    req: &PodRequestIn<'_>,
     body: &[u8],
     snapshot: &Snapshot,
     policy: &Policy,
@@ -80,14 +80,11 @@ pub fn review_pod_request(
 }
 
 /// Injection happens only when a Pod is created; anything else passes.
-fn skip_unless_pod_create(
-    kind: &crate::admission::GroupVersionKind<'_>,
-    operation: &str,
-) -> Option<Verdict> {
+fn skip_unless_pod_create(kind: &GroupVersionKind<'_>, operation: &str) -> Option<Verdict> {
     if kind.kind != "Pod" || !kind.group.is_empty() {
-        return Some(Verdict::allow("skip:not-a-pod"));
+        return Some(Verdict::skip(Skip::NotAPod));
     }
-    (operation != "CREATE").then(|| Verdict::allow("skip:not-create"))
+    (operation != "CREATE").then(|| Verdict::skip(Skip::NotCreate))
 }
 
 /// The request's namespace, else the pod's own, else `default` (as the API server would).
@@ -98,12 +95,7 @@ fn pod_namespace<'r>(request_namespace: Option<&'r str>, pod: &'r PodIn<'_>) -> 
 }
 
 fn missing_object() -> Verdict {
-    Verdict::deny(
-        400,
-        "BadRequest",
-        "request.object is missing".into(),
-        "error:no-object",
-    )
+    Verdict::fail(Failure::NoObject, "request.object is missing".into())
 }
 
 /// Whether the pod carries Istio's custom injection containers (whose raw JSON is merged).
@@ -163,24 +155,21 @@ fn review_pod_in(
         .unwrap_or(&no_labels);
     let decided = decide::decide(pod, namespace, ns_labels, &snapshot.table, policy);
     let verdict = match decided.decision {
-        Decision::Skip(skip) => Verdict::allow(skip.as_str()),
-        Decision::AlreadyInjected => Verdict::allow("skip:already-injected"),
-        Decision::Conflict { namespace } => Verdict::deny(
-            403,
-            "Forbidden",
-            decide::conflict_message(&namespace),
-            "deny:conflict",
-        ),
+        Decision::Skip(skip) => Verdict::skip(skip),
+        Decision::AlreadyInjected => Verdict::skip(Skip::AlreadyInjected),
+        Decision::Conflict { namespace } => {
+            Verdict::deny(Deny::Conflict, messages::conflict_message(&namespace))
+        }
         Decision::Stale { stale, selector } => {
-            let message = decide::stale_message(&stale, &selector);
+            let message = messages::stale_message(&stale, &selector);
             match policy.on_stale {
-                OnStale::Deny => Verdict::deny(403, "Forbidden", message, "deny:stale"),
-                OnStale::AllowUninjected => Verdict::allow("allow:stale-uninjected")
+                OnStale::Deny => Verdict::deny(Deny::Stale, message),
+                OnStale::AllowUninjected => Verdict::allow(Allow::StaleUninjected)
                     .with_warnings(vec![format!("pod will start WITHOUT a sidecar: {message}")]),
             }
         }
         Decision::Inject { resolved, .. } if policy.mode == Mode::Guard => {
-            Verdict::allow(format!("guard:{}", resolved.revision.name))
+            Verdict::guard(&resolved.revision.name)
         }
         Decision::Inject {
             resolved, previous, ..
@@ -189,21 +178,15 @@ fn review_pod_in(
                 || build_patch(pod, raw, namespace, sidecar, previous.as_deref()),
                 |w| build_patch_for(pod, raw, sidecar, previous.as_deref(), w),
             ) {
-                Ok(patch) => {
-                    let mut v = Verdict::allow(format!("inject:{}", resolved.revision.name));
-                    v.patch = Some(patch);
-                    v
-                }
-                Err(message) => Verdict::deny(400, "BadRequest", message, "error:patch"),
+                Ok(patch) => Verdict::inject(&resolved.revision.name, patch),
+                Err(e) => Verdict::fail(Failure::Patch, e.to_string()),
             },
-            None => Verdict::deny(
-                500,
-                "InternalError",
+            None => Verdict::fail(
+                Failure::NoSidecar,
                 format!(
                     "revision {:?} has no rendered sidecar",
                     resolved.revision.name
                 ),
-                "error:no-sidecar",
             ),
         },
     };
@@ -418,9 +401,9 @@ pub fn build_patch_for(
 fn env_entry(name: &str, value: &str) -> String {
     let mut out = String::with_capacity(name.len() + value.len() + 24);
     out.push_str("{\"name\":");
-    patch::push_json_str(&mut out, name);
+    push_json_str(&mut out, name);
     out.push_str(",\"value\":");
-    patch::push_json_str(&mut out, value);
+    push_json_str(&mut out, value);
     out.push('}');
     out
 }
@@ -821,10 +804,10 @@ fn write_map(w: &mut PatchWriter, path: &str, exists: bool, entries: &[(&str, Va
             if i > 0 {
                 obj.push(',');
             }
-            patch::push_json_str(obj, k);
+            push_json_str(obj, k);
             obj.push(':');
             match v {
-                Val::Str(s) => patch::push_json_str(obj, s),
+                Val::Str(s) => push_json_str(obj, s),
                 Val::Json(j) => obj.push_str(j),
             }
         }

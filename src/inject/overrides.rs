@@ -5,11 +5,10 @@ use std::net::IpAddr;
 
 use serde_json::{json, Map, Value};
 
-use crate::revisions::Revision;
+use crate::core::revisions::Revision;
 
-use super::pod::MetaIn;
-
-pub const DEFAULT_STATUS_PORT: u16 = 15020;
+use crate::core::pod::MetaIn;
+use crate::core::sidecar::DEFAULT_STATUS_PORT;
 
 /// An annotation with a value revhook cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -294,13 +293,14 @@ pub fn parse(meta: &MetaIn<'_>, revision: &Revision) -> Result<Overrides, Overri
                 o.interception_mode = Some(value.to_owned());
             }
             "sidecar.istio.io/rewriteAppHTTPProbers" => {
-                o.rewrite_probes = crate::labels::parse_inject_flag(value).ok_or_else(|| {
-                    err(
-                        "sidecar.istio.io/rewriteAppHTTPProbers",
-                        value,
-                        "true or false",
-                    )
-                })?;
+                o.rewrite_probes =
+                    crate::core::labels::parse_inject_flag(value).ok_or_else(|| {
+                        err(
+                            "sidecar.istio.io/rewriteAppHTTPProbers",
+                            value,
+                            "true or false",
+                        )
+                    })?;
             }
             "sidecar.istio.io/userVolume" => {
                 o.user_volumes = json_map("sidecar.istio.io/userVolume", value)?
@@ -491,8 +491,8 @@ pub fn resources(o: &Overrides, rev: &Revision) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inject::pod::PodIn;
-    use crate::revisions::MeshSettings;
+    use crate::core::pod::PodIn;
+    use crate::core::revisions::MeshSettings;
 
     fn rev() -> Revision {
         Revision::new(

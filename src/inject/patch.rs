@@ -1,59 +1,6 @@
 //! RFC 6902 operations written straight into one JSON buffer.
 
-use std::fmt::Write as _;
-
-/// Escapes one JSON Pointer segment (RFC 6901): `~` → `~0`, `/` → `~1`.
-pub fn escape_segment(segment: &str) -> std::borrow::Cow<'_, str> {
-    if segment.contains(['~', '/']) {
-        std::borrow::Cow::Owned(segment.replace('~', "~0").replace('/', "~1"))
-    } else {
-        std::borrow::Cow::Borrowed(segment)
-    }
-}
-
-/// Which bytes JSON strings must escape: `"`, `\\` and control characters.
-const NEEDS_ESCAPE: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        table[i] = true;
-        i += 1;
-    }
-    table[b'"' as usize] = true;
-    table[b'\\' as usize] = true;
-    table
-};
-
-/// Appends a JSON string literal (quotes and escapes included).
-pub fn push_json_str(buf: &mut String, s: &str) {
-    buf.push('"');
-    push_json_str_body(buf, s);
-    buf.push('"');
-}
-
-/// Appends the escaped contents of a JSON string, without the quotes.
-fn push_json_str_body(buf: &mut String, s: &str) {
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if !NEEDS_ESCAPE[usize::from(b)] {
-            continue;
-        }
-        buf.push_str(&s[start..i]);
-        match b {
-            b'"' => buf.push_str("\\\""),
-            b'\\' => buf.push_str("\\\\"),
-            b'\n' => buf.push_str("\\n"),
-            b'\r' => buf.push_str("\\r"),
-            b'\t' => buf.push_str("\\t"),
-            _ => {
-                let _ = write!(buf, "\\u{:04x}", b);
-            }
-        }
-        start = i + 1;
-    }
-    buf.push_str(&s[start..]);
-}
+use crate::core::json::{push_json_str, push_json_str_body, NEEDS_ESCAPE};
 
 /// Appends a JSON Pointer segment inside a JSON string: RFC 6901 escapes (`~0`, `~1`) and
 /// JSON escapes in one pass, without a temporary.
@@ -187,12 +134,6 @@ impl PatchWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn segments_are_escaped_per_rfc6901() {
-        assert_eq!(escape_segment("a/b~c"), "a~1b~0c");
-        assert_eq!(escape_segment("plain"), "plain");
-    }
 
     #[test]
     fn path_segments_are_escaped_for_pointer_and_json_at_once() {

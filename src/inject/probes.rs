@@ -14,8 +14,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::patch::{push_json_str, PatchWriter};
-use super::pod::ContainerIn;
+use super::patch::PatchWriter;
+use crate::core::json::push_json_str;
+use crate::core::pod::ContainerIn;
 
 /// The handler and timeout of a probe; everything else in it is left alone.
 #[derive(Debug, Default, Deserialize)]
@@ -163,7 +164,7 @@ pub fn rewrite(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inject::pod::PodIn;
+    use crate::core::pod::PodIn;
     use serde_json::json;
 
     fn run(pod: Value) -> (Value, Option<Value>) {

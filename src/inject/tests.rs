@@ -1,5 +1,6 @@
 use super::*;
-use crate::state::config;
+use crate::core::verdict::Decision;
+use crate::sources::config;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 
@@ -61,7 +62,7 @@ fn deployment_pod() -> Value {
 fn injects_a_valid_pod_with_the_revision_of_the_tag() {
     let (v, out) = inject(&deployment_pod(), "shop");
     assert!(v.allowed);
-    assert_eq!(v.decision, "inject:asm-1-22");
+    assert_eq!(v.decision, Decision::Inject("asm-1-22".into()));
     let pod: Pod = serde_json::from_value(out.clone()).expect("valid Pod");
     let spec = pod.spec.expect("spec");
     assert_eq!(spec.containers.len(), 2);
@@ -114,7 +115,7 @@ fn injects_a_valid_pod_with_the_revision_of_the_tag() {
 fn second_pass_is_a_no_op() {
     let (_, once) = inject(&deployment_pod(), "shop");
     let (v, twice) = inject(&once, "shop");
-    assert_eq!(v.decision, "skip:already-injected");
+    assert_eq!(v.decision, Decision::Skip(Skip::AlreadyInjected));
     assert!(v.patch.is_none());
     assert_eq!(once, twice);
 }
@@ -123,7 +124,7 @@ fn second_pass_is_a_no_op() {
 fn reinjection_for_another_revision_replaces_the_old_sidecar() {
     let (_, old) = inject(&deployment_pod(), "shop");
     let (v, new) = inject(&old, "canary");
-    assert_eq!(v.decision, "inject:asm-1-23");
+    assert_eq!(v.decision, Decision::Inject("asm-1-23".into()));
     assert_eq!(names(&new, "containers"), vec!["web", "istio-proxy"]);
     assert_eq!(names(&new, "initContainers"), vec!["istio-init"]);
     assert_eq!(names(&new, "volumes").len(), 8);
@@ -242,7 +243,7 @@ fn custom_istio_proxy_container_overrides_the_generated_one() {
 #[test]
 fn native_sidecar_revision_puts_proxy_in_init_containers() {
     let (v, out) = inject(&deployment_pod(), "native");
-    assert_eq!(v.decision, "inject:native");
+    assert_eq!(v.decision, Decision::Inject("native".into()));
     assert_eq!(
         names(&out, "initContainers"),
         vec!["istio-validation", "istio-proxy"]
@@ -261,7 +262,7 @@ fn native_sidecar_revision_moves_a_custom_proxy_container_into_init_containers()
         .push(json!({"name": "istio-proxy", "image": "auto",
             "resources": {"limits": {"memory": "1Gi"}}}));
     let (v, out) = inject(&pod, "native");
-    assert_eq!(v.decision, "inject:native");
+    assert_eq!(v.decision, Decision::Inject("native".into()));
     assert_eq!(names(&out, "containers"), vec!["web"]);
     assert_eq!(
         names(&out, "initContainers"),
@@ -317,7 +318,7 @@ fn guard_mode_allows_without_patch() {
     };
     let v = review_pod(&pod, &raw, "shop", &snapshot(), &guard);
     assert!(v.allowed && v.patch.is_none());
-    assert_eq!(v.decision, "guard:asm-1-22");
+    assert_eq!(v.decision, Decision::Guard("asm-1-22".into()));
 }
 
 #[test]
@@ -378,7 +379,7 @@ fn non_pods_and_updates_are_allowed_untouched() {
     let req = crate::admission::decode(body.as_bytes()).expect("review");
     assert_eq!(
         review(&req, &snapshot(), &Policy::default()).decision,
-        "skip:not-a-pod"
+        Decision::Skip(Skip::NotAPod)
     );
 }
 

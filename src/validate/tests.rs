@@ -1,6 +1,7 @@
 use super::*;
 use crate::admission::decode;
-use crate::state::config;
+use crate::core::verdict::Decision;
+use crate::sources::config;
 use serde_json::{json, Value};
 
 fn snapshot() -> Snapshot {
@@ -321,7 +322,7 @@ fn deletes_are_never_denied_and_unknown_kinds_are_allowed_with_a_warning() {
         Value::Null,
     );
     assert!(v.allowed);
-    assert_eq!(v.decision, "allow:unknown-kind");
+    assert_eq!(v.decision, Decision::Allow(Allow::UnknownKind));
     assert!(!v.warnings.is_empty());
 }
 

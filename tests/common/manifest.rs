@@ -1,9 +1,9 @@
 //! Rendering manifests through revhook's injection, as the tests read them: the library's
 //! offline path (the same engine as the webhook), with YAML documents as `serde_json::Value`.
 
-use revhook::admission::Verdict;
-use revhook::inject::decide::Policy;
-use revhook::state::Snapshot;
+use revhook::core::policy::Policy;
+use revhook::core::snapshot::Snapshot;
+use revhook::core::verdict::Verdict;
 use serde_json::Value;
 
 pub fn at<'v>(doc: &'v Value, path: &[&str]) -> &'v Value {

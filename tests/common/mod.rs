@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use revhook::inject::decide::Policy;
+use revhook::core::policy::Policy;
 use revhook::run::{self, Running, ServeOptions};
 use revhook::server::Limits;
 use revhook::tls::{self, DevCerts};
@@ -54,7 +54,7 @@ pub struct Options {
     pub policy: Policy,
     pub limits: Limits,
     pub admin: bool,
-    pub namespace_lookup: Option<std::sync::Arc<dyn revhook::state::cluster::NamespaceLookup>>,
+    pub namespace_lookup: Option<std::sync::Arc<dyn revhook::core::lookup::NamespaceLookup>>,
 }
 
 impl Default for Options {
@@ -76,7 +76,7 @@ impl TestServer {
 
     /// Serves a snapshot built by the test (cluster-mode mapping, say).
     pub async fn start_fixed(
-        snapshot: Arc<revhook::state::SharedSnapshot>,
+        snapshot: Arc<revhook::sources::SharedSnapshot>,
         opts: Options,
     ) -> TestServer {
         Self::start_source(Some(snapshot), opts).await
@@ -87,7 +87,7 @@ impl TestServer {
     }
 
     async fn start_source(
-        fixed: Option<Arc<revhook::state::SharedSnapshot>>,
+        fixed: Option<Arc<revhook::sources::SharedSnapshot>>,
         opts: Options,
     ) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");

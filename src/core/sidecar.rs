@@ -8,14 +8,16 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::revisions::{MeshSettings, Revision};
+use crate::core::revisions::{MeshSettings, Revision};
 
-use super::patch::push_json_str;
+use super::json::push_json_str;
 
 pub const PROXY_NAME: &str = "istio-proxy";
 pub const INIT_NAME: &str = "istio-init";
 pub const VALIDATION_NAME: &str = "istio-validation";
 pub const PROXY_UID: i64 = 1337;
+/// The agent's status (health, merged metrics) port.
+pub const DEFAULT_STATUS_PORT: u16 = 15020;
 pub const DEFAULT_AGENT_LOG_LEVEL: &str = "default:info";
 
 /// The sidecar volumes, in Istio's order.
@@ -414,7 +416,7 @@ impl Default for Interception<'_> {
             exclude_inbound_ports: "",
             exclude_outbound_ports: "",
             kubevirt_interfaces: "",
-            status_port: super::overrides::DEFAULT_STATUS_PORT,
+            status_port: DEFAULT_STATUS_PORT,
         }
     }
 }

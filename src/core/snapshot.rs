@@ -1,20 +1,13 @@
-//! The immutable `Snapshot` every request is judged against, and the sources that fill it.
+//! The immutable `Snapshot` every request is judged against.
 //!
 //! Whoever learns something new (a config file reload, a cluster watch event) builds a whole
 //! new snapshot and swaps it in atomically; a request loads one `Arc` and never waits.
 
-pub mod cluster;
-pub mod config;
-pub mod mapping;
-
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-
-use crate::inject::sidecar::RenderedSidecar;
-use crate::labels::NamespaceLabels;
-use crate::revisions::{MeshSettings, RevisionTable};
+use super::labels::NamespaceLabels;
+use super::revisions::{MeshSettings, RevisionTable};
+use super::sidecar::RenderedSidecar;
 
 #[derive(Debug)]
 pub struct Snapshot {
@@ -77,23 +70,5 @@ impl Snapshot {
             .collect();
         names.sort_unstable();
         names
-    }
-}
-
-/// The current snapshot, shared by the server and the sources that update it.
-#[derive(Debug)]
-pub struct SharedSnapshot(ArcSwap<Snapshot>);
-
-impl SharedSnapshot {
-    pub fn new(snapshot: Snapshot) -> Self {
-        SharedSnapshot(ArcSwap::from_pointee(snapshot))
-    }
-
-    pub fn load(&self) -> Arc<Snapshot> {
-        self.0.load_full()
-    }
-
-    pub fn store(&self, snapshot: Snapshot) {
-        self.0.store(Arc::new(snapshot));
     }
 }

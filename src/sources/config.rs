@@ -32,12 +32,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 
-use crate::labels::NamespaceLabels;
-use crate::revisions::{
+use crate::core::labels::NamespaceLabels;
+use crate::core::revisions::{
     default_discovery_address, MeshSettings, ProxyDefaults, Revision, RevisionTable, TableError,
 };
 
-use super::Snapshot;
+use crate::core::snapshot::Snapshot;
 
 /// The configuration compiled into the binary (two canary revisions), used when no file is given.
 pub const EMBEDDED: &str = include_str!("../default-config.yaml");

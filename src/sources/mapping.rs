@@ -16,12 +16,12 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
-use crate::labels::{NamespaceLabels, ISTIO_REV, ISTIO_TAG};
-use crate::revisions::{
+use crate::core::labels::{NamespaceLabels, ISTIO_REV, ISTIO_TAG};
+use crate::core::revisions::{
     default_discovery_address, MeshSettings, ProxyDefaults, Revision, RevisionTable, TableError,
 };
 
-use super::Snapshot;
+use crate::core::snapshot::Snapshot;
 
 pub const INJECTOR_CONFIGMAP: &str = "istio-sidecar-injector";
 

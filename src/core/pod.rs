@@ -134,11 +134,11 @@ static NO_META: MetaIn<'static> = MetaIn {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MetaIn<'a> {
-    #[serde(borrow, default, deserialize_with = "crate::inject::pod::borrowed_opt")]
+    #[serde(borrow, default, deserialize_with = "crate::core::pod::borrowed_opt")]
     pub name: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "crate::inject::pod::borrowed_opt")]
+    #[serde(borrow, default, deserialize_with = "crate::core::pod::borrowed_opt")]
     pub generate_name: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "crate::inject::pod::borrowed_opt")]
+    #[serde(borrow, default, deserialize_with = "crate::core::pod::borrowed_opt")]
     pub namespace: Option<Cow<'a, str>>,
     /// `None` when the pod has no `labels` object at all (the patch must create it).
     #[serde(borrow, default)]
@@ -184,8 +184,6 @@ pub struct SpecIn<'a> {
     pub init_containers: Option<Vec<ContainerIn<'a>>>,
     #[serde(borrow, default)]
     pub volumes: Option<Vec<NamedIn<'a>>>,
-    #[serde(borrow, default, deserialize_with = "crate::inject::pod::borrowed_opt")]
-    pub service_account_name: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,7 +216,7 @@ pub struct PortIn<'a> {
         borrow,
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::inject::pod::borrowed_opt"
+        deserialize_with = "crate::core::pod::borrowed_opt"
     )]
     pub name: Option<Cow<'a, str>>,
     pub container_port: i32,
@@ -226,7 +224,7 @@ pub struct PortIn<'a> {
         borrow,
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::inject::pod::borrowed_opt"
+        deserialize_with = "crate::core::pod::borrowed_opt"
     )]
     pub protocol: Option<Cow<'a, str>>,
 }

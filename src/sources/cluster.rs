@@ -24,10 +24,11 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use tokio::sync::Notify;
 
-use crate::labels::{NamespaceLabels, ISTIO_REV, ISTIO_TAG};
+use crate::core::labels::{NamespaceLabels, ISTIO_REV, ISTIO_TAG};
+use crate::core::lookup::NamespaceLookup;
+use crate::core::revisions::MeshSettings;
+use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::revisions::MeshSettings;
-use crate::server::Health;
 
 use super::mapping;
 use super::SharedSnapshot;
@@ -369,7 +370,7 @@ async fn report_staleness(shared: Arc<Shared>, metrics: Metrics) {
 pub async fn read_snapshot(
     client: &Client,
     opts: &ClusterOptions,
-) -> Result<(super::Snapshot, mapping::MappingReport), kube::Error> {
+) -> Result<(crate::core::snapshot::Snapshot, mapping::MappingReport), kube::Error> {
     use kube::api::ListParams;
     let mut configmaps = Vec::new();
     for ns in &opts.istio_namespaces {
@@ -397,13 +398,6 @@ pub async fn read_snapshot(
         opts.mesh.clone(),
         "cluster",
     ))
-}
-
-/// Looks up one namespace's labels when the cache does not know it yet (a pod created right
-/// after its namespace, before the watch delivered it).
-pub trait NamespaceLookup: Send + Sync + std::fmt::Debug {
-    fn labels(&self, name: String)
-        -> Pin<Box<dyn Future<Output = Option<NamespaceLabels>> + Send>>;
 }
 
 /// A direct GET of the namespace's metadata.

@@ -42,7 +42,7 @@ impl NamespaceLabels {
     /// The value the namespace selects injection with, or `None` if it selects nothing.
     pub fn selected_value(&self) -> Option<&str> {
         match (&self.injection, &self.rev) {
-            (Some(v), _) if v == "enabled" => Some(crate::revisions::DEFAULT_TAG),
+            (Some(v), _) if v == "enabled" => Some(crate::core::revisions::DEFAULT_TAG),
             (Some(_), _) => None,
             (None, Some(rev)) => Some(rev),
             (None, None) => None,

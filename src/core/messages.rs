@@ -1,0 +1,59 @@
+//! What a person reads when a pod or namespace is refused or warned: what is wrong, what is
+//! installed, and the command that fixes it.
+
+use super::labels::NamespaceLabels;
+use super::revisions::Stale;
+
+/// Who selected the value that was resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// Namespace label `istio-injection=enabled` (the `default` tag).
+    NamespaceInjection(String),
+    /// Namespace label `istio.io/rev`.
+    NamespaceRev(String),
+    /// Pod label `istio.io/rev`.
+    PodRev,
+    /// Pod label (or annotation) `sidecar.istio.io/inject=true` alone (the `default` tag).
+    PodInject,
+}
+
+pub fn conflict_warning(namespace: &str, ns: &NamespaceLabels) -> String {
+    format!(
+        "namespace {namespace:?} has both istio-injection={} and istio.io/rev={}; istio-injection wins (as in Istio). Remove one: kubectl label namespace {namespace} istio-injection-",
+        ns.injection.as_deref().unwrap_or_default(),
+        ns.rev.as_deref().unwrap_or_default(),
+    )
+}
+
+/// The message a person sees when the selected revision is stale: what, where, and the fix.
+pub fn stale_message(stale: &Stale, selector: &Selector) -> String {
+    let target = stale.suggestion().unwrap_or("<installed revision>");
+    match selector {
+        Selector::NamespaceRev(ns) => format!(
+            "namespace {ns:?} selects {}; {}. Relabel with: kubectl label namespace {ns} istio.io/rev={target} --overwrite",
+            stale.what(),
+            stale.inventory()
+        ),
+        Selector::NamespaceInjection(ns) => format!(
+            "namespace {ns:?} has istio-injection=enabled, which selects {}; {}. Point the default tag at a revision (istioctl tag set default --revision {target}) or relabel with: kubectl label namespace {ns} istio-injection- istio.io/rev={target}",
+            stale.what(),
+            stale.inventory()
+        ),
+        Selector::PodRev => format!(
+            "pod label istio.io/rev selects {}; {}. Set the pod template's label istio.io/rev={target}",
+            stale.what(),
+            stale.inventory()
+        ),
+        Selector::PodInject => format!(
+            "pod label sidecar.istio.io/inject=true selects the default tag: {}; {}. Point the default tag at a revision: istioctl tag set default --revision {target}",
+            stale.what(),
+            stale.inventory()
+        ),
+    }
+}
+
+pub fn conflict_message(namespace: &str) -> String {
+    format!(
+        "namespace {namespace:?} has both istio-injection and istio.io/rev labels, so the control plane that injects is ambiguous; keep one: kubectl label namespace {namespace} istio-injection-"
+    )
+}

@@ -1,0 +1,328 @@
+//! What a rule decided for one request, typed: the outcome label for logs and metrics, and
+//! what goes on the wire (allowed, status, patch, warnings).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Serialize;
+
+/// `response.status` of a denial.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub code: u16,
+    pub reason: Cow<'static, str>,
+    pub message: String,
+}
+
+/// What a rule decided for one request, before it is put on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    pub status: Option<Status>,
+    /// A JSON Patch document (a JSON array), not yet base64-encoded.
+    pub patch: Option<String>,
+    pub warnings: Vec<String>,
+    pub decision: Decision,
+}
+
+/// Why a request was answered as it was. Its `Display` is the short label logs print
+/// (`inject:asm-1-23`, `deny:stale`, `skip:pod-opt-out`...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Patched with this revision's sidecar.
+    Inject(String),
+    /// Guard mode: this revision's own injector is trusted to inject.
+    Guard(String),
+    Skip(Skip),
+    Allow(Allow),
+    Deny(Deny),
+    Fail(Failure),
+}
+
+/// Why a pod is left alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    HostNetwork,
+    SystemNamespace,
+    PodOptOut,
+    NamespaceDisabled,
+    NotSelected,
+    AlreadyInjected,
+    NotAPod,
+    NotCreate,
+}
+
+/// Why an object passed without a patch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allow {
+    /// Nothing to say.
+    Clean,
+    /// Allowed, with warnings.
+    Warn,
+    Delete,
+    NotATag,
+    /// A kind no rule covers.
+    UnknownKind,
+    /// `--on-stale allow-uninjected`: the pod starts without a sidecar, and is told so.
+    StaleUninjected,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deny {
+    Stale,
+    Conflict,
+    Tag,
+    InvalidLabel,
+}
+
+/// A request revhook could not judge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    BadPod,
+    BadObject,
+    NoObject,
+    Patch,
+    NoSidecar,
+}
+
+impl Skip {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::HostNetwork => "host-network",
+            Skip::SystemNamespace => "system-namespace",
+            Skip::PodOptOut => "pod-opt-out",
+            Skip::NamespaceDisabled => "namespace-disabled",
+            Skip::NotSelected => "not-selected",
+            Skip::AlreadyInjected => "already-injected",
+            Skip::NotAPod => "not-a-pod",
+            Skip::NotCreate => "not-create",
+        }
+    }
+}
+
+impl Allow {
+    /// The label after `allow`, if any.
+    fn suffix(self) -> Option<&'static str> {
+        match self {
+            Allow::Clean => None,
+            Allow::Warn => Some("warn"),
+            Allow::Delete => Some("delete"),
+            Allow::NotATag => Some("not-a-tag"),
+            Allow::UnknownKind => Some("unknown-kind"),
+            Allow::StaleUninjected => Some("stale-uninjected"),
+        }
+    }
+}
+
+impl Deny {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Deny::Stale => "stale",
+            Deny::Conflict => "conflict",
+            Deny::Tag => "tag",
+            Deny::InvalidLabel => "invalid-label",
+        }
+    }
+
+    /// HTTP status code and reason of the denial.
+    fn status(self) -> (u16, &'static str) {
+        match self {
+            Deny::InvalidLabel => (422, "Invalid"),
+            Deny::Stale | Deny::Conflict | Deny::Tag => (403, "Forbidden"),
+        }
+    }
+}
+
+impl Failure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::BadPod => "bad-pod",
+            Failure::BadObject => "bad-object",
+            Failure::NoObject => "no-object",
+            Failure::Patch => "patch",
+            Failure::NoSidecar => "no-sidecar",
+        }
+    }
+
+    fn status(self) -> (u16, &'static str) {
+        match self {
+            Failure::NoSidecar => (500, "InternalError"),
+            Failure::BadPod | Failure::BadObject | Failure::NoObject | Failure::Patch => {
+                (400, "BadRequest")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decision::Inject(rev) => write!(f, "inject:{rev}"),
+            Decision::Guard(rev) => write!(f, "guard:{rev}"),
+            Decision::Skip(s) => write!(f, "skip:{}", s.as_str()),
+            Decision::Allow(a) => match a.suffix() {
+                Some(s) => write!(f, "allow:{s}"),
+                None => f.write_str("allow"),
+            },
+            Decision::Deny(d) => write!(f, "deny:{}", d.as_str()),
+            Decision::Fail(e) => write!(f, "error:{}", e.as_str()),
+        }
+    }
+}
+
+impl Verdict {
+    fn allowed(decision: Decision) -> Self {
+        Verdict {
+            allowed: true,
+            status: None,
+            patch: None,
+            warnings: Vec::new(),
+            decision,
+        }
+    }
+
+    pub fn allow(why: Allow) -> Self {
+        Verdict::allowed(Decision::Allow(why))
+    }
+
+    pub fn skip(why: Skip) -> Self {
+        Verdict::allowed(Decision::Skip(why))
+    }
+
+    /// Guard mode's pass for a pod the revision's own injector will inject.
+    pub fn guard(revision: &str) -> Self {
+        Verdict::allowed(Decision::Guard(revision.to_owned()))
+    }
+
+    /// Allowed with a JSON Patch that injects `revision`'s sidecar.
+    pub fn inject(revision: &str, patch: String) -> Self {
+        let mut v = Verdict::allowed(Decision::Inject(revision.to_owned()));
+        v.patch = Some(patch);
+        v
+    }
+
+    pub fn deny(why: Deny, message: String) -> Self {
+        let (code, reason) = why.status();
+        Verdict::refused(Decision::Deny(why), code, reason, message)
+    }
+
+    pub fn fail(why: Failure, message: String) -> Self {
+        let (code, reason) = why.status();
+        Verdict::refused(Decision::Fail(why), code, reason, message)
+    }
+
+    fn refused(decision: Decision, code: u16, reason: &'static str, message: String) -> Self {
+        Verdict {
+            allowed: false,
+            status: Some(Status {
+                code,
+                reason: Cow::Borrowed(reason),
+                message,
+            }),
+            patch: None,
+            warnings: Vec::new(),
+            decision,
+        }
+    }
+
+    pub fn with_warnings(mut self, warnings: Vec<String>) -> Self {
+        for w in warnings {
+            self.warnings.extend(fit_warning(&w));
+        }
+        self
+    }
+
+    /// Short outcome label for metrics: allowed, patched, denied.
+    pub fn outcome(&self) -> &'static str {
+        match (self.allowed, self.patch.is_some()) {
+            (false, _) => "denied",
+            (true, true) => "patched",
+            (true, false) => "allowed",
+        }
+    }
+}
+
+/// The API server truncates warnings past 120 characters: split a long message at `; ` or
+/// `. ` boundaries (words as a last resort) into pieces that each fit.
+pub fn fit_warning(message: &str) -> Vec<String> {
+    const MAX: usize = 120;
+    if message.chars().count() <= MAX {
+        return vec![message.to_owned()];
+    }
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for word in message.split(' ') {
+        let extra = if current.is_empty() { 0 } else { 1 };
+        let boundary = current.ends_with(';') || current.ends_with('.');
+        let too_long = current.chars().count() + extra + word.chars().count() > MAX;
+        if !current.is_empty() && (too_long || (boundary && current.chars().count() > MAX / 2)) {
+            out.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        // A single word longer than MAX is cut, not dropped.
+        let mut w = word;
+        while w.chars().count() > MAX {
+            let cut = w.char_indices().nth(MAX).map_or(w.len(), |(i, _)| i);
+            out.push(w[..cut].to_owned());
+            w = &w[cut..];
+        }
+        current.push_str(w);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_warnings_are_split_under_120_chars_without_losing_words() {
+        let msg = "namespace \"shop\" selects revision \"asm-1-22\", which is not installed; installed: asm-1-23; tags: prod-stable -> asm-1-23. Relabel with: kubectl label namespace shop istio.io/rev=asm-1-23 --overwrite";
+        let parts = fit_warning(msg);
+        assert!(parts.len() > 1);
+        assert!(parts.iter().all(|p| p.chars().count() <= 120), "{parts:?}");
+        assert_eq!(parts.join(" "), msg);
+        let long = "x".repeat(300);
+        let parts = fit_warning(&long);
+        assert_eq!(parts.concat(), long);
+        assert!(parts.iter().all(|p| p.chars().count() <= 120));
+    }
+
+    #[test]
+    fn decisions_print_the_labels_logs_have_always_shown() {
+        assert_eq!(
+            Decision::Inject("asm-1-23".into()).to_string(),
+            "inject:asm-1-23"
+        );
+        assert_eq!(
+            Decision::Skip(Skip::PodOptOut).to_string(),
+            "skip:pod-opt-out"
+        );
+        assert_eq!(Decision::Allow(Allow::Clean).to_string(), "allow");
+        assert_eq!(
+            Decision::Allow(Allow::UnknownKind).to_string(),
+            "allow:unknown-kind"
+        );
+        assert_eq!(Decision::Deny(Deny::Stale).to_string(), "deny:stale");
+        assert_eq!(
+            Decision::Fail(Failure::NoObject).to_string(),
+            "error:no-object"
+        );
+    }
+
+    #[test]
+    fn denials_carry_their_status() {
+        let v = Verdict::deny(Deny::InvalidLabel, "bad".into());
+        let status = v.status.expect("status");
+        assert_eq!((status.code, status.reason.as_ref()), (422, "Invalid"));
+        let v = Verdict::fail(Failure::NoSidecar, "x".into());
+        assert_eq!(v.status.map(|s| s.code), Some(500));
+        assert!(!v.allowed);
+    }
+}
