@@ -123,16 +123,24 @@ pub fn judge(
     match req {
         Decoded::Pod(r) => handled(
             r,
-            crate::inject::review_pod_request(r, body, snapshot, policy, namespace),
+            crate::inject::review_pod_request(r, || raw_object(body), snapshot, policy, namespace),
         ),
         Decoded::Any(r) => {
             let verdict = match webhook {
-                Webhook::Inject => crate::inject::review_with(r, snapshot, policy, namespace),
+                Webhook::Inject => crate::inject::review(r, snapshot, policy, namespace),
                 Webhook::Validate => crate::validate::review(r, snapshot, policy),
             };
             handled(r, verdict)
         }
     }
+}
+
+/// The review's object as raw JSON, read again from the body: the fast path parsed it as a
+/// Pod, and only custom injection needs its raw form.
+fn raw_object(body: &[u8]) -> Option<String> {
+    admission::decode(body)
+        .ok()
+        .and_then(|r| r.object().map(str::to_owned))
 }
 
 /// Encodes the response to `req`.

@@ -10,7 +10,7 @@ use crate::core::pod::PodIn;
 use crate::core::policy::Policy;
 use crate::core::snapshot::Snapshot;
 use crate::core::verdict::Verdict;
-use crate::inject::{review_template, Workload};
+use crate::inject::{review_pod, Target, Workload};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
@@ -107,9 +107,12 @@ pub fn render(
     } else {
         Workload::new(api_version, kind, name, namespace)
     };
-    let verdict = review_template(
-        &pod, &raw, namespace, ns_labels, &workload, snapshot, policy,
-    );
+    let target = Target {
+        ns_labels,
+        workload: Some(&workload),
+        ..Target::pod(&pod, &raw, namespace)
+    };
+    let verdict = review_pod(&target, snapshot, policy);
     let mut out = doc.clone();
     if let Some(patch) = &verdict.patch {
         let patch: json_patch::Patch =

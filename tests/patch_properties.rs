@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use revhook::core::pod::PodIn;
 use revhook::core::policy::Policy;
 use revhook::core::snapshot::Snapshot;
-use revhook::inject::review_pod;
+use revhook::inject::{review_pod, Target};
 use revhook::sources::config;
 use serde_json::{json, Value};
 
@@ -103,7 +103,7 @@ proptest! {
         let snap = snapshot();
         let raw = pod.to_string();
         let parsed = PodIn::parse(&raw).expect("generated pods parse");
-        let verdict = review_pod(&parsed, &raw, "shop", &snap, &Policy::default());
+        let verdict = review_pod(&Target::pod(&parsed, &raw, "shop"), &snap, &Policy::default());
         prop_assert!(verdict.allowed);
         let patch = verdict.patch.expect("shop selects a revision: a patch");
         let ops: json_patch::Patch = serde_json::from_str(&patch).expect("patch JSON");
@@ -143,7 +143,7 @@ proptest! {
         // A second pass changes nothing.
         let raw2 = out.to_string();
         let parsed2 = PodIn::parse(&raw2).expect("injected pod parses");
-        let again = review_pod(&parsed2, &raw2, "shop", &snap, &Policy::default());
+        let again = review_pod(&Target::pod(&parsed2, &raw2, "shop"), &snap, &Policy::default());
         prop_assert!(again.patch.is_none());
     }
 }

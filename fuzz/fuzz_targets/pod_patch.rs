@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use revhook::core::policy::Policy;
 use revhook::core::pod::PodIn;
-use revhook::inject::review_pod;
+use revhook::inject::{review_pod, Target};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 
@@ -52,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let raw = pod.to_string();
     let Ok(parsed) = PodIn::parse(&raw) else { return };
-    let verdict = review_pod(&parsed, &raw, "shop", snapshot(), &Policy::default());
+    let verdict = review_pod(&Target::pod(&parsed, &raw, "shop"), snapshot(), &Policy::default());
     let Some(patch) = verdict.patch else { return };
     let patch: json_patch::Patch = serde_json::from_str(&patch).expect("patch is JSON Patch");
     let mut out = pod.clone();

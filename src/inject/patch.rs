@@ -121,10 +121,6 @@ impl PatchWriter {
         self.buf.push('}');
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.ops == 0
-    }
-
     pub fn finish(mut self) -> String {
         self.buf.push(']');
         self.buf

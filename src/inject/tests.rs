@@ -1,3 +1,4 @@
+use super::metadata::append_multus_network;
 use super::*;
 use crate::core::verdict::Decision;
 use crate::sources::config;
@@ -26,7 +27,11 @@ namespaces:
 fn inject(pod: &Value, ns: &str) -> (Verdict, Value) {
     let raw = pod.to_string();
     let parsed = PodIn::parse(&raw).expect("pod");
-    let verdict = review_pod(&parsed, &raw, ns, &snapshot(), &Policy::default());
+    let verdict = review_pod(
+        &Target::pod(&parsed, &raw, ns),
+        &snapshot(),
+        &Policy::default(),
+    );
     let mut out = pod.clone();
     if let Some(p) = &verdict.patch {
         let ops: json_patch::Patch = serde_json::from_str(p).expect("patch is JSON Patch");
@@ -287,7 +292,7 @@ fn stale_namespace_is_denied_with_message_and_allow_uninjected_warns() {
     );
     let raw = deployment_pod().to_string();
     let pod = PodIn::parse(&raw).expect("pod");
-    let v = review_pod(&pod, &raw, "old", &snap, &Policy::default());
+    let v = review_pod(&Target::pod(&pod, &raw, "old"), &snap, &Policy::default());
     assert!(!v.allowed);
     let status = v.status.expect("status");
     assert_eq!(status.code, 403);
@@ -302,7 +307,7 @@ fn stale_namespace_is_denied_with_message_and_allow_uninjected_warns() {
         on_stale: OnStale::AllowUninjected,
         ..Policy::default()
     };
-    let v = review_pod(&pod, &raw, "old", &snap, &allow);
+    let v = review_pod(&Target::pod(&pod, &raw, "old"), &snap, &allow);
     assert!(v.allowed && v.patch.is_none());
     assert!(v.warnings.iter().all(|w| w.chars().count() <= 120));
     assert!(v.warnings.join(" ").contains("WITHOUT a sidecar"));
@@ -316,7 +321,7 @@ fn guard_mode_allows_without_patch() {
         mode: Mode::Guard,
         ..Policy::default()
     };
-    let v = review_pod(&pod, &raw, "shop", &snapshot(), &guard);
+    let v = review_pod(&Target::pod(&pod, &raw, "shop"), &snapshot(), &guard);
     assert!(v.allowed && v.patch.is_none());
     assert_eq!(v.decision, Decision::Guard("asm-1-22".into()));
 }
@@ -371,14 +376,14 @@ fn non_pods_and_updates_are_allowed_untouched() {
     let body = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1",
         "kind":{"group":"","version":"v1","kind":"Pod"},"operation":"UPDATE","namespace":"shop","object":{"spec":{"containers":[]}}}}"#;
     let req = crate::admission::decode(body.as_bytes()).expect("review");
-    let v = review(&req, &snapshot(), &Policy::default());
+    let v = review(&req, &snapshot(), &Policy::default(), None);
     assert!(v.allowed && v.patch.is_none());
     let body = body
         .replace("\"UPDATE\"", "\"CREATE\"")
         .replace("\"kind\":\"Pod\"", "\"kind\":\"Service\"");
     let req = crate::admission::decode(body.as_bytes()).expect("review");
     assert_eq!(
-        review(&req, &snapshot(), &Policy::default()).decision,
+        review(&req, &snapshot(), &Policy::default(), None).decision,
         Decision::Skip(Skip::NotAPod)
     );
 }
@@ -388,7 +393,7 @@ fn malformed_pod_object_gets_a_clear_denial() {
     let body = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1",
         "kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE","namespace":"shop","object":{"spec":{"containers":"nope"}}}}"#;
     let req = crate::admission::decode(body.as_bytes()).expect("review");
-    let v = review(&req, &snapshot(), &Policy::default());
+    let v = review(&req, &snapshot(), &Policy::default(), None);
     assert!(!v.allowed);
     let status = v.status.expect("status");
     assert_eq!(status.code, 400);
@@ -422,7 +427,11 @@ fn multus_cni_revisions_add_the_istio_cni_network_in_the_existing_form() {
     let pod = json!({"metadata": {"name": "p", "annotations": {"k8s.v1.cni.cncf.io/networks": "alt_cni"}}, "spec": {"containers": [{"name": "a"}]}});
     let raw = pod.to_string();
     let parsed = PodIn::parse(&raw).expect("pod");
-    let v = review_pod(&parsed, &raw, "shop", &snap, &Policy::default());
+    let v = review_pod(
+        &Target::pod(&parsed, &raw, "shop"),
+        &snap,
+        &Policy::default(),
+    );
     let ops: json_patch::Patch = serde_json::from_str(&v.patch.expect("patch")).expect("patch");
     let mut out = pod.clone();
     json_patch::patch(&mut out, &ops).expect("applies");
