@@ -18,7 +18,8 @@ use serde_json::Value;
 
 use crate::core::labels::{NamespaceLabels, ISTIO_REV, ISTIO_TAG};
 use crate::core::revisions::{
-    default_discovery_address, MeshSettings, ProxyDefaults, Revision, RevisionTable, TableError,
+    check_label_value, default_discovery_address, MeshSettings, ProxyDefaults, Revision,
+    RevisionTable, TableError,
 };
 
 use crate::core::snapshot::Snapshot;
@@ -200,37 +201,10 @@ pub fn snapshot_from_parts<'a>(
     origin: &str,
 ) -> (Snapshot, MappingReport) {
     let mut report = MappingReport::default();
-    let mut revisions: Vec<Revision> = Vec::new();
-    for cm in configmaps {
-        match revision_from_configmap(cm) {
-            None => {}
-            Some(Err(e)) => report.errors.push(e.to_string()),
-            Some(Ok(rev)) => {
-                if revisions.iter().any(|r| r.name == rev.name) {
-                    report.errors.push(format!(
-                        "revision {:?} is defined by more than one ConfigMap; the first is used",
-                        rev.name
-                    ));
-                } else {
-                    revisions.push(rev);
-                }
-            }
-        }
-    }
-    let mut tags: Vec<(String, String)> = Vec::new();
-    for mwc in webhooks {
-        if let Some((tag, rev)) = tag_from_webhook(mwc) {
-            if revisions.iter().any(|r| r.name == tag) {
-                report.errors.push(format!(
-                    "{}: {}",
-                    mwc.metadata.name.as_deref().unwrap_or("tag webhook"),
-                    TableError::TagNamedLikeRevision(tag)
-                ));
-            } else if !tags.iter().any(|(t, _)| *t == tag) {
-                tags.push((tag, rev));
-            }
-        }
-    }
+    let revisions = usable_revisions(configmaps, &mut report);
+    let tags = usable_tags(webhooks, &revisions, &mut report);
+    // Every name was checked above, so the table builds; if it ever did not, the revisions
+    // alone still serve (never an empty table: that would deny every pod as stale).
     let table = match RevisionTable::new(revisions.clone(), tags) {
         Ok(t) => t,
         Err(e) => {
@@ -239,6 +213,66 @@ pub fn snapshot_from_parts<'a>(
         }
     };
     (Snapshot::new(table, mesh, namespaces, origin), report)
+}
+
+/// The revisions the ConfigMaps define. One that cannot be read, has a name that is no valid
+/// label value, or repeats another's name is reported and skipped: the others keep serving.
+fn usable_revisions<'a>(
+    configmaps: impl IntoIterator<Item = &'a ConfigMap>,
+    report: &mut MappingReport,
+) -> Vec<Revision> {
+    let mut revisions: Vec<Revision> = Vec::new();
+    for cm in configmaps {
+        let rev = match revision_from_configmap(cm) {
+            None => continue,
+            Some(Err(e)) => {
+                report.errors.push(e.to_string());
+                continue;
+            }
+            Some(Ok(rev)) => rev,
+        };
+        let source = cm.metadata.name.as_deref().unwrap_or("injector ConfigMap");
+        if let Err(e) = check_label_value(&rev.name) {
+            report
+                .errors
+                .push(format!("{source}: {e}; revision skipped"));
+        } else if revisions.iter().any(|r| r.name == rev.name) {
+            report.errors.push(format!(
+                "revision {:?} is defined by more than one ConfigMap; the first is used",
+                rev.name
+            ));
+        } else {
+            revisions.push(rev);
+        }
+    }
+    revisions
+}
+
+/// The tags the tag webhooks define, each once; a tag with an invalid name or the name of a
+/// revision is reported and skipped.
+fn usable_tags<'a>(
+    webhooks: impl IntoIterator<Item = &'a MutatingWebhookConfiguration>,
+    revisions: &[Revision],
+    report: &mut MappingReport,
+) -> Vec<(String, String)> {
+    let mut tags: Vec<(String, String)> = Vec::new();
+    for mwc in webhooks {
+        let Some((tag, rev)) = tag_from_webhook(mwc) else {
+            continue;
+        };
+        let source = mwc.metadata.name.as_deref().unwrap_or("tag webhook");
+        if let Err(e) = check_label_value(&tag) {
+            report.errors.push(format!("{source}: {e}; tag skipped"));
+        } else if revisions.iter().any(|r| r.name == tag) {
+            report.errors.push(format!(
+                "{source}: {}",
+                TableError::TagNamedLikeRevision(tag)
+            ));
+        } else if !tags.iter().any(|(t, _)| *t == tag) {
+            tags.push((tag, rev));
+        }
+    }
+    tags
 }
 
 #[cfg(test)]
@@ -391,5 +425,48 @@ mod tests {
             Some("prod-stable")
         );
         assert!(snap.sidecar("asm-1-23").is_some());
+    }
+
+    #[test]
+    fn a_bad_revision_among_good_ones_is_reported_and_the_good_ones_keep_serving() {
+        let values = |rev: &str| serde_json::json!({"global": {"hub": "h", "tag": "1.23.0"}, "revision": rev});
+        let good = cm(
+            "istio-sidecar-injector-asm-1-23",
+            Some("asm-1-23"),
+            values("asm-1-23"),
+        );
+        let bad_name = "Not A Label!";
+        let bad = cm(
+            "istio-sidecar-injector-broken",
+            Some(bad_name),
+            values(bad_name),
+        );
+        let tags = [
+            tag("istio-revision-tag-prod-stable", "prod-stable", "asm-1-23"),
+            tag("istio-revision-tag-bad", "bad tag", "asm-1-23"),
+        ];
+        let (snapshot, report) = snapshot_from_parts(
+            [&bad, &good],
+            &tags,
+            HashMap::new(),
+            MeshSettings::default(),
+            "test",
+        );
+        assert!(snapshot.table.revision("asm-1-23").is_some());
+        let resolved = snapshot.table.resolve("prod-stable").expect("tag resolves");
+        assert_eq!(resolved.revision.name, "asm-1-23");
+        assert_eq!(snapshot.table.revisions().count(), 1);
+        assert_eq!(report.errors.len(), 2, "{:?}", report.errors);
+        assert!(
+            report.errors[0].contains("istio-sidecar-injector-broken")
+                && report.errors[0].contains("revision skipped"),
+            "{:?}",
+            report.errors
+        );
+        assert!(
+            report.errors[1].contains("tag skipped"),
+            "{:?}",
+            report.errors
+        );
     }
 }
