@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use kube::api::{Patch, PatchParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
+use crate::core::webhooks::Hooks;
 use crate::metrics::Metrics;
 
 pub const FIELD_MANAGER: &str = "revhook";
@@ -59,34 +60,27 @@ pub fn apply_body(kind: &str, name: &str, webhook_names: &[String], ca_pem: &[u8
     })
 }
 
-/// A Mutating- or ValidatingWebhookConfiguration: its webhooks' client configs (its kind is
-/// `k8s_openapi::Resource::KIND`).
+/// A Mutating- or ValidatingWebhookConfiguration as the API client reads and patches it
+/// (its kind is `k8s_openapi::Resource::KIND`, its webhooks' client configs `Hooks::hooks`).
 pub trait WebhookConfiguration:
     kube::Resource<DynamicType = ()>
     + k8s_openapi::Resource
+    + Hooks
     + Clone
     + serde::de::DeserializeOwned
     + std::fmt::Debug
 {
-    fn hooks(&self) -> Vec<(&str, &WebhookClientConfig)>;
 }
 
-/// The two kinds have the same shape under different webhook types; one body serves both.
-macro_rules! webhook_configuration {
-    ($($kind:ident),*) => {$(
-        impl WebhookConfiguration for $kind {
-            fn hooks(&self) -> Vec<(&str, &WebhookClientConfig)> {
-                self.webhooks
-                    .iter()
-                    .flatten()
-                    .map(|w| (w.name.as_str(), &w.client_config))
-                    .collect()
-            }
-        }
-    )*};
+impl<T> WebhookConfiguration for T where
+    T: kube::Resource<DynamicType = ()>
+        + k8s_openapi::Resource
+        + Hooks
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+{
 }
-
-webhook_configuration!(MutatingWebhookConfiguration, ValidatingWebhookConfiguration);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaBundleError {

@@ -11,14 +11,16 @@ use k8s_openapi::Resource as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cabundle::WebhookConfiguration as _;
 use crate::core::labels::{self, NamespaceLabels};
-use crate::core::messages::{stale_message, Selector};
+use crate::core::messages::{restart_command, stale_message, Selector};
+use crate::core::pod::PodIn;
+use crate::core::policy::Policy;
 use crate::core::revisions::{minor_version, MeshSettings};
 use crate::core::sidecar::PROXY_NAME;
 use crate::core::snapshot::Snapshot;
+use crate::core::webhooks::Hooks as _;
+use crate::inject::decide::{self, Decision};
 use crate::sources::mapping;
-use crate::tags::restart_command;
 
 /// What `check` reads.
 #[derive(Debug, Default, Clone)]
@@ -330,31 +332,19 @@ fn pod_findings(
         }
         let meta = &p.pod.metadata;
         let pod_labels = meta.labels.as_ref();
-        let opted_out = pod_labels
-            .and_then(|l| l.get(labels::SIDECAR_INJECT))
-            .and_then(|v| labels::parse_inject_flag(v))
-            == Some(false);
-        let host_network = p
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.host_network)
-            .unwrap_or(false);
-        let ns = snapshot.namespace(p.namespace);
-        let selected = ns
-            .and_then(NamespaceLabels::selected_value)
-            .and_then(|v| snapshot.table.resolve(v).ok());
+        let now = injection_now(p.pod, p.namespace, snapshot);
         let object = format!("Pod/{}/{}", p.namespace, p.name);
-        match (p.proxy_image, &selected) {
-            (None, Some(_)) if !opted_out && !host_network => out.push(finding(
-                Severity::Warning,
-                "REVHOOK-POD-NO-SIDECAR",
-                Some("IST0103"),
-                object.clone(),
-                "pod in an injection-enabled namespace runs without a sidecar (created before the label, or injection failed)".into(),
-                Some(restart_command(p.pod)),
-            )),
-            _ => {}
+        if let Some(Decision::Inject { previous: None, .. }) = &now {
+            if p.proxy_image.is_none() {
+                out.push(finding(
+                    Severity::Warning,
+                    "REVHOOK-POD-NO-SIDECAR",
+                    Some("IST0103"),
+                    object.clone(),
+                    "pod in an injection-enabled namespace runs without a sidecar (created before the label, or injection failed)".into(),
+                    Some(restart_command(p.pod)),
+                ));
+            }
         }
         if let (Some(image), Some(rev_name)) = (p.proxy_image, &p.revision) {
             if let Some(rev) = snapshot.table.revision(rev_name) {
@@ -368,12 +358,17 @@ fn pod_findings(
                 }
             }
         }
-        if let (Some(rev_name), Some(sel)) = (&p.revision, &selected) {
-            if p.proxy_image.is_some() && *rev_name != sel.revision.name {
+        if let Some(Decision::Inject {
+            resolved,
+            previous: Some(previous),
+            ..
+        }) = &now
+        {
+            if p.proxy_image.is_some() {
                 let entry = revision_restarts.entry(restart_command(p.pod)).or_insert((
                     0,
                     object.clone(),
-                    format!("{rev_name} -> {}", sel.revision.name),
+                    format!("{previous} -> {}", resolved.revision.name),
                 ));
                 entry.0 += 1;
             }
@@ -424,6 +419,17 @@ fn pod_findings(
             Some(fix),
         ));
     }
+}
+
+/// What Istio's rules say about this pod today: the webhook's own decision (its selectors,
+/// opt-outs, tags and the revision it would inject), never a second copy of it.
+fn injection_now<'t>(pod: &Pod, namespace: &str, snapshot: &'t Snapshot) -> Option<Decision<'t>> {
+    let raw = serde_json::to_string(pod).ok()?;
+    let parsed = PodIn::parse(&raw).ok()?;
+    let no_labels = NamespaceLabels::default();
+    let ns = snapshot.namespace(namespace).unwrap_or(&no_labels);
+    let policy = Policy::default();
+    Some(decide::decide(&parsed, namespace, ns, &snapshot.table, &policy).decision)
 }
 
 fn service_of(config: &WebhookClientConfig) -> Option<(String, String)> {

@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 use crate::core::labels::{ISTIO_REV, ISTIO_TAG};
+use crate::core::messages::restart_command;
 use crate::core::revisions::check_label_value;
 use crate::core::snapshot::Snapshot;
 
@@ -211,41 +212,6 @@ pub fn plan_move(
         restarts: restarts.into_iter().collect(),
         pods_to_restart,
     })
-}
-
-/// `kubectl rollout restart` for the workload that owns a pod (a bare pod: delete it).
-pub fn restart_command(pod: &Pod) -> String {
-    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let owner = pod
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true));
-    let hash = pod
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get("pod-template-hash"));
-    match owner {
-        Some(o) if o.kind == "ReplicaSet" => {
-            let name = hash
-                .and_then(|h| o.name.strip_suffix(&format!("-{h}")))
-                .unwrap_or(&o.name);
-            format!("kubectl rollout restart deployment/{name} -n {ns}")
-        }
-        Some(o) if o.kind == "StatefulSet" || o.kind == "DaemonSet" => {
-            format!(
-                "kubectl rollout restart {}/{} -n {ns}",
-                o.kind.to_ascii_lowercase(),
-                o.name
-            )
-        }
-        _ => format!(
-            "kubectl delete pod {} -n {ns}",
-            pod.metadata.name.as_deref().unwrap_or_default()
-        ),
-    }
 }
 
 pub fn render_plan(plan: &TagPlan) -> String {

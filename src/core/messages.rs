@@ -1,6 +1,8 @@
 //! What a person reads when a pod or namespace is refused or warned: what is wrong, what is
 //! installed, and the command that fixes it.
 
+use k8s_openapi::api::core::v1::Pod;
+
 use super::labels::NamespaceLabels;
 use super::revisions::Stale;
 
@@ -56,4 +58,39 @@ pub fn conflict_message(namespace: &str) -> String {
     format!(
         "namespace {namespace:?} has both istio-injection and istio.io/rev labels, so the control plane that injects is ambiguous; keep one: kubectl label namespace {namespace} istio-injection-"
     )
+}
+
+/// `kubectl rollout restart` for the workload that owns a pod (a bare pod: delete it).
+pub fn restart_command(pod: &Pod) -> String {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let owner = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true));
+    let hash = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("pod-template-hash"));
+    match owner {
+        Some(o) if o.kind == "ReplicaSet" => {
+            let name = hash
+                .and_then(|h| o.name.strip_suffix(&format!("-{h}")))
+                .unwrap_or(&o.name);
+            format!("kubectl rollout restart deployment/{name} -n {ns}")
+        }
+        Some(o) if o.kind == "StatefulSet" || o.kind == "DaemonSet" => {
+            format!(
+                "kubectl rollout restart {}/{} -n {ns}",
+                o.kind.to_ascii_lowercase(),
+                o.name
+            )
+        }
+        _ => format!(
+            "kubectl delete pod {} -n {ns}",
+            pod.metadata.name.as_deref().unwrap_or_default()
+        ),
+    }
 }

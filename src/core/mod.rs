@@ -16,3 +16,4 @@ pub mod revisions;
 pub mod sidecar;
 pub mod snapshot;
 pub mod verdict;
+pub mod webhooks;
