@@ -1,18 +1,131 @@
-//! `revhook check` over dump fixtures that each hold one problem (and a clean one): every
-//! finding appears exactly when it should; exit codes and output formats.
+//! `revhook check` over dump fixtures: a base dump of a healthy mid-upgrade cluster and, in
+//! `cases/`, small overlays that each add one problem (objects that replace or join the
+//! base's, and `# remove:` lines). Each case says in its header which findings it expects
+//! (`# expect: CODES`, `# expect ARGS: CODES` for extra flags), so a new file is a new case.
+//! Exit codes and output formats on top.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use serde::Deserialize as _;
 use serde_json::Value;
 
-fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/check")
-        .join(name)
-        .display()
-        .to_string()
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/check")
+}
+
+/// One case: its expectations and the dump it makes, written where `check` can read it.
+struct Case {
+    name: String,
+    /// (extra args, expected codes) per `# expect` line.
+    expect: Vec<(Vec<String>, BTreeSet<String>)>,
+    dump: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// (kind, namespace, name) of a dumped object.
+fn key(o: &serde_yaml::Value) -> (String, String, String) {
+    let s = |v: &serde_yaml::Value| v.as_str().unwrap_or_default().to_owned();
+    (
+        s(&o["kind"]),
+        s(&o["metadata"]["namespace"]),
+        s(&o["metadata"]["name"]),
+    )
+}
+
+/// `Kind/namespace/name` or `Kind/name`.
+fn removal(spec: &str) -> (String, String, String) {
+    let parts: Vec<&str> = spec.trim().split('/').collect();
+    match parts.as_slice() {
+        [kind, name] => ((*kind).into(), String::new(), (*name).into()),
+        [kind, ns, name] => ((*kind).into(), (*ns).into(), (*name).into()),
+        _ => panic!("bad remove line {spec:?}"),
+    }
+}
+
+fn codes_list(list: &str) -> BTreeSet<String> {
+    match list.trim() {
+        "none" => BTreeSet::new(),
+        codes => codes.split(',').map(|c| c.trim().to_owned()).collect(),
+    }
+}
+
+fn load_case(name: &str) -> Case {
+    let path = fixtures().join("cases").join(format!("{name}.yaml"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let base: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(fixtures().join("base.yaml")).expect("base"))
+            .expect("base yaml");
+    let mut items: Vec<serde_yaml::Value> = base["items"].as_sequence().expect("items").clone();
+    let mut expect = Vec::new();
+    let mut stream = false;
+    for line in text.lines().take_while(|l| l.starts_with('#')) {
+        let line = line.trim_start_matches('#').trim();
+        if let Some(rest) = line.strip_prefix("expect") {
+            let (args, list) = rest.split_once(':').expect("expect ARGS: CODES");
+            let args = args.split_whitespace().map(str::to_owned).collect();
+            expect.push((args, codes_list(list)));
+        } else if let Some(spec) = line.strip_prefix("remove:") {
+            let gone = removal(spec);
+            let before = items.len();
+            items.retain(|o| key(o) != gone);
+            assert_eq!(
+                items.len() + 1,
+                before,
+                "{name}: nothing to remove for {spec}"
+            );
+        } else if line == "format: stream" {
+            stream = true;
+        }
+    }
+    assert!(
+        !expect.is_empty(),
+        "{name}: a case must say what it expects"
+    );
+    let body = text.split_once("\n---\n").map_or("", |(_, b)| b);
+    for doc in serde_yaml::Deserializer::from_str(body) {
+        let doc = serde_yaml::Value::deserialize(doc).expect("overlay yaml");
+        match items.iter_mut().find(|o| key(o) == key(&doc)) {
+            Some(existing) => *existing = doc,
+            None => items.push(doc),
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dump = dir.path().join(format!("{name}.yaml"));
+    let text = if stream {
+        items
+            .iter()
+            .map(|o| serde_yaml::to_string(o).expect("yaml"))
+            .collect::<Vec<_>>()
+            .join("---\n")
+    } else {
+        let mut list = base.clone();
+        list["items"] = serde_yaml::Value::Sequence(items);
+        serde_yaml::to_string(&list).expect("yaml")
+    };
+    std::fs::write(&dump, text).expect("write dump");
+    Case {
+        name: name.to_owned(),
+        expect,
+        dump,
+        _dir: dir,
+    }
+}
+
+fn case_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(fixtures().join("cases"))
+        .expect("cases dir")
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".yaml"))
+                .map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 fn check(args: &[&str]) -> (Option<i32>, String, String) {
@@ -28,8 +141,8 @@ fn check(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-fn codes(file: &str, extra: &[&str]) -> BTreeSet<String> {
-    let path = fixture(file);
+fn codes(case: &Case, extra: &[String]) -> BTreeSet<String> {
+    let path = case.dump.display().to_string();
     let mut args = vec![
         "--from-file",
         path.as_str(),
@@ -38,10 +151,10 @@ fn codes(file: &str, extra: &[&str]) -> BTreeSet<String> {
         "--fail-on",
         "warning",
     ];
-    args.extend_from_slice(extra);
+    args.extend(extra.iter().map(String::as_str));
     let (_, stdout, stderr) = check(&args);
-    let report: Value =
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{file}: {e}: {stdout} {stderr}"));
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{}: {e}: {stdout} {stderr}", case.name));
     report["findings"]
         .as_array()
         .expect("findings")
@@ -53,39 +166,35 @@ fn codes(file: &str, extra: &[&str]) -> BTreeSet<String> {
 
 #[test]
 fn each_problem_is_found_exactly_where_it_is() {
-    let expected: serde_json::Map<String, Value> =
-        serde_json::from_str(&std::fs::read_to_string(fixture("expected.json")).expect("expected"))
-            .expect("json");
-    assert!(expected.len() >= 14);
-    for (file, want) in &expected {
-        let want: BTreeSet<String> = want
-            .as_array()
-            .expect("codes")
-            .iter()
-            .map(|c| c.as_str().expect("code").to_owned())
-            .collect();
-        assert_eq!(codes(file, &[]), want, "{file}");
+    let names = case_names();
+    assert!(names.len() >= 16, "cases: {names:?}");
+    let mut failures = Vec::new();
+    for name in &names {
+        let case = load_case(name);
+        for (args, want) in &case.expect {
+            let got = codes(&case, args);
+            if &got != want {
+                failures.push(format!("{name} {args:?}: want {want:?}, got {got:?}"));
+            }
+        }
     }
-}
-
-#[test]
-fn aks_hints_only_with_platform_aks() {
-    assert!(codes("aks-injection-label.yaml", &[]).is_empty());
-    let aks = codes("aks-injection-label.yaml", &["--platform", "aks"]);
-    assert!(aks.contains("REVHOOK-AKS-INJECTION-LABEL"), "{aks:?}");
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 #[test]
 fn exit_codes_follow_fail_on() {
-    let clean = fixture("clean.yaml");
+    let clean_case = load_case("clean");
+    let clean = clean_case.dump.display().to_string();
     assert_eq!(check(&["--from-file", &clean]).0, Some(0));
-    let stale = fixture("stale-namespace.yaml");
+    let stale_case = load_case("stale-namespace");
+    let stale = stale_case.dump.display().to_string();
     assert_eq!(
         check(&["--from-file", &stale]).0,
         Some(1),
         "an error fails by default"
     );
-    let old = fixture("old-proxy-image.yaml");
+    let old_case = load_case("old-proxy-image");
+    let old = old_case.dump.display().to_string();
     assert_eq!(
         check(&["--from-file", &old]).0,
         Some(0),
@@ -103,7 +212,8 @@ fn exit_codes_follow_fail_on() {
 
 #[test]
 fn findings_carry_fixes_istio_codes_and_a_summary() {
-    let path = fixture("old-proxy-image.yaml");
+    let case = load_case("old-proxy-image");
+    let path = case.dump.display().to_string();
     let (_, stdout, _) = check(&["--from-file", &path, "-o", "json"]);
     let report: Value = serde_json::from_str(&stdout).expect("json");
     let f = &report["findings"][0];
