@@ -16,6 +16,38 @@ pub const PROXY_NAME: &str = "istio-proxy";
 pub const INIT_NAME: &str = "istio-init";
 pub const VALIDATION_NAME: &str = "istio-validation";
 pub const PROXY_UID: i64 = 1337;
+
+/// How the pod's traffic reaches the proxy (`sidecar.istio.io/interceptionMode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InterceptionMode {
+    /// iptables REDIRECT (Istio's default).
+    #[default]
+    Redirect,
+    /// iptables TPROXY: the proxy sees the original source address.
+    Tproxy,
+    /// No capture: no init container, the app talks to the proxy itself.
+    None,
+}
+
+impl InterceptionMode {
+    /// The annotation's values, as Istio spells them.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "REDIRECT" => Some(InterceptionMode::Redirect),
+            "TPROXY" => Some(InterceptionMode::Tproxy),
+            "NONE" => Some(InterceptionMode::None),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InterceptionMode::Redirect => "REDIRECT",
+            InterceptionMode::Tproxy => "TPROXY",
+            InterceptionMode::None => "NONE",
+        }
+    }
+}
 /// The agent's status (health, merged metrics) port.
 pub const DEFAULT_STATUS_PORT: u16 = 15020;
 pub const DEFAULT_AGENT_LOG_LEVEL: &str = "default:info";
@@ -46,7 +78,7 @@ pub struct PodParts<'a> {
     /// `PROXY_CONFIG` (from `proxy.istio.io/config`), `{}` when none.
     pub proxy_config: Option<&'a str>,
     /// `ISTIO_META_INTERCEPTION_MODE`; empty means `REDIRECT`.
-    pub interception_mode: &'a str,
+    pub interception_mode: InterceptionMode,
     /// Extra env entries, already serialized as JSON objects (probe rewriting and such).
     pub extra_env: &'a [String],
 }
@@ -177,12 +209,11 @@ impl RenderedSidecar {
         push_env_value(out, "ISTIO_META_POD_PORTS", parts.pod_ports);
         push_env_value(out, "ISTIO_META_APP_CONTAINERS", parts.app_containers);
         out.push_str(&self.env_middle);
-        let mode = if parts.interception_mode.is_empty() {
-            "REDIRECT"
-        } else {
-            parts.interception_mode
-        };
-        push_env_value(out, "ISTIO_META_INTERCEPTION_MODE", mode);
+        push_env_value(
+            out,
+            "ISTIO_META_INTERCEPTION_MODE",
+            parts.interception_mode.as_str(),
+        );
         push_env_value(out, "ISTIO_META_WORKLOAD_NAME", parts.workload_name);
         push_env_value(out, "ISTIO_META_OWNER", parts.owner);
         out.push_str(&self.env_tail);
@@ -395,7 +426,7 @@ fn proxy_container(rev: &Revision) -> Value {
 
 /// `istio-iptables` arguments for the given traffic settings.
 pub struct Interception<'a> {
-    pub mode: &'a str,
+    pub mode: InterceptionMode,
     pub include_outbound_ip_ranges: &'a str,
     pub exclude_outbound_ip_ranges: &'a str,
     pub include_inbound_ports: &'a str,
@@ -409,7 +440,7 @@ pub struct Interception<'a> {
 impl Default for Interception<'_> {
     fn default() -> Self {
         Interception {
-            mode: "REDIRECT",
+            mode: InterceptionMode::Redirect,
             include_outbound_ip_ranges: "*",
             exclude_outbound_ip_ranges: "",
             include_inbound_ports: "*",
@@ -441,7 +472,7 @@ pub fn push_iptables_args(out: &mut String, t: &Interception<'_>, validation: bo
         "-u",
         "1337",
         "-m",
-        t.mode,
+        t.mode.as_str(),
         "-i",
         t.include_outbound_ip_ranges,
         "-x",

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use crate::core::json::push_json_str;
 use crate::core::labels;
 use crate::core::pod::{self, PodIn};
-use crate::core::sidecar::{self, PodParts, RenderedSidecar, PROXY_NAME};
+use crate::core::sidecar::{self, InterceptionMode, PodParts, RenderedSidecar, PROXY_NAME};
 
 use super::custom::merge_custom;
 use super::metadata::{add_metadata, pod_ports_json, prometheus_annotations};
@@ -221,7 +221,7 @@ fn proxy_field_overrides(
             sidecar::volume_mounts(&ov.user_mounts).to_string(),
         ));
     }
-    if ov.interception() == "TPROXY" {
+    if ov.interception() == InterceptionMode::Tproxy {
         fields.push((
             "securityContext",
             sidecar::proxy_security_context(true).to_string(),
@@ -249,7 +249,7 @@ fn init_container_json<'s>(
     pod: &PodIn<'_>,
     removed: &Removed,
 ) -> Result<Option<InitContainer<'s>>, InjectError> {
-    if ov.interception() == "NONE" {
+    if ov.interception() == InterceptionMode::None {
         return Ok(None);
     }
     let mut json = if ov.changes_traffic() || ov.image.is_some() {

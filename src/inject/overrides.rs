@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use crate::core::revisions::Revision;
 
 use crate::core::pod::MetaIn;
-use crate::core::sidecar::DEFAULT_STATUS_PORT;
+use crate::core::sidecar::{InterceptionMode, DEFAULT_STATUS_PORT};
 
 /// An annotation with a value revhook cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,7 +40,7 @@ pub struct Overrides {
     pub log_level: Option<String>,
     pub component_log_level: Option<String>,
     pub agent_log_level: Option<String>,
-    pub interception_mode: Option<String>,
+    pub interception_mode: Option<InterceptionMode>,
     pub rewrite_probes: bool,
     pub user_volumes: Vec<(String, Value)>,
     pub user_mounts: Vec<(String, Value)>,
@@ -69,8 +69,8 @@ impl Overrides {
             || self.status_port != DEFAULT_STATUS_PORT
     }
 
-    pub fn interception(&self) -> &str {
-        self.interception_mode.as_deref().unwrap_or("REDIRECT")
+    pub fn interception(&self) -> InterceptionMode {
+        self.interception_mode.unwrap_or_default()
     }
 }
 
@@ -283,14 +283,14 @@ pub fn parse(meta: &MetaIn<'_>, revision: &Revision) -> Result<Overrides, Overri
                 o.component_log_level = Some(value.to_owned());
             }
             "sidecar.istio.io/interceptionMode" => {
-                if !matches!(value, "REDIRECT" | "TPROXY" | "NONE") {
+                let Some(mode) = InterceptionMode::parse(value) else {
                     return Err(err(
                         "sidecar.istio.io/interceptionMode",
                         value,
                         "REDIRECT, TPROXY or NONE",
                     ));
-                }
-                o.interception_mode = Some(value.to_owned());
+                };
+                o.interception_mode = Some(mode);
             }
             "sidecar.istio.io/rewriteAppHTTPProbers" => {
                 o.rewrite_probes =
