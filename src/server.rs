@@ -182,7 +182,8 @@ fn endpoint(path: &str, admin: bool) -> Endpoint {
     }
 }
 
-/// Routes one request. Generic over the body so tests can drive it in-process without TLS.
+/// Routes one request. Generic over the body so tests drive it in-process without TLS
+/// (`tests/router.rs`).
 pub async fn route<B>(app: &App, req: Request<B>, admin: bool) -> Reply
 where
     B: Body<Data = Bytes>,
