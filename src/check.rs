@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::core::labels::{self, NamespaceLabels};
+use crate::core::mapping;
 use crate::core::messages::{restart_command, stale_message, Selector};
 use crate::core::pod::PodIn;
 use crate::core::policy::Policy;
@@ -20,7 +21,6 @@ use crate::core::sidecar::PROXY_NAME;
 use crate::core::snapshot::Snapshot;
 use crate::core::webhooks::Hooks as _;
 use crate::inject::decide::{self, Decision};
-use crate::sources::mapping;
 
 /// What `check` reads.
 #[derive(Debug, Default, Clone)]

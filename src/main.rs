@@ -18,7 +18,7 @@ use revhook::handler::{self, Webhook};
 use revhook::run::{self, ServeOptions, Source};
 use revhook::server::{parse_go_duration, Limits};
 use revhook::sources::cluster::{self, ClusterOptions};
-use revhook::sources::config;
+use revhook::sources::{config, listing};
 use revhook::tls;
 
 #[derive(Parser, Debug)]
@@ -540,27 +540,9 @@ async fn kube_client(cluster: &ClusterArgs) -> anyhow::Result<kube::Client> {
 
 /// Lists what `check` reads from the live cluster.
 fn live_objects(cluster: &ClusterArgs) -> anyhow::Result<ClusterObjects> {
-    use kube::api::{Api, ListParams};
     cluster_runtime()?.block_on(async {
         let client = kube_client(cluster).await?;
-        let lp = ListParams::default();
-        let mut configmaps = Vec::new();
-        for ns in &cluster.istio_namespaces {
-            configmaps.extend(
-                Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), ns)
-                    .list(&lp)
-                    .await?
-                    .items,
-            );
-        }
-        Ok(ClusterObjects {
-            namespaces: Api::all(client.clone()).list(&lp).await?.items,
-            pods: Api::all(client.clone()).list(&lp).await?.items,
-            configmaps,
-            mutating: Api::all(client.clone()).list(&lp).await?.items,
-            validating: Api::all(client.clone()).list(&lp).await?.items,
-            services: Some(Api::all(client.clone()).list(&lp).await?.items),
-        })
+        Ok(listing::list_objects(&client, &cluster.istio_namespaces).await?)
     })
 }
 
@@ -602,7 +584,7 @@ fn tags(command: TagsCommand) -> anyhow::Result<ExitCode> {
             let opts = args.options();
             let client = client.clone();
             async move {
-                let (snapshot, report) = cluster::read_snapshot(&client, &opts).await?;
+                let (snapshot, report) = listing::read_snapshot(&client, &opts).await?;
                 for error in report.errors {
                     eprintln!("revhook: warning: {error}");
                 }
@@ -616,8 +598,7 @@ fn tags(command: TagsCommand) -> anyhow::Result<ExitCode> {
             }
             TagsCommand::Plan { tag, revision, cluster } => {
                 let snapshot = read(&cluster).await?;
-                let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::all(client.clone());
-                let pods = pods.list(&Default::default()).await?.items;
+                let pods = listing::list_pods(&client).await?;
                 let plan = revhook::tags::plan_move(&snapshot, &pods, &tag, &revision)?;
                 print!("{}", revhook::tags::render_plan(&plan));
             }

@@ -10,10 +10,11 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use revhook::core::labels::NamespaceLabels;
 use revhook::core::lookup::NamespaceLookup;
+use revhook::core::mapping;
 use revhook::core::policy::{Mode, Policy};
 use revhook::core::revisions::MeshSettings;
 use revhook::core::snapshot::Snapshot;
-use revhook::sources::{mapping, SharedSnapshot};
+use revhook::sources::SharedSnapshot;
 use serde::Deserialize;
 use serde_json::Value;
 

@@ -8,6 +8,7 @@
 pub mod json;
 pub mod labels;
 pub mod lookup;
+pub mod mapping;
 pub mod messages;
 pub mod pod;
 pub mod policy;

@@ -30,8 +30,8 @@ use crate::core::revisions::MeshSettings;
 use crate::health::Health;
 use crate::metrics::Metrics;
 
-use super::mapping;
 use super::SharedSnapshot;
+use crate::core::mapping;
 
 /// What the watches have seen, keyed by object.
 #[derive(Debug, Default)]
@@ -363,41 +363,6 @@ async fn report_staleness(shared: Arc<Shared>, metrics: Metrics) {
         };
         metrics.set_snapshot_staleness(age);
     }
-}
-
-/// Lists what the watches would follow, once: for commands (`tags`, `check`) rather than
-/// the server.
-pub async fn read_snapshot(
-    client: &Client,
-    opts: &ClusterOptions,
-) -> Result<(crate::core::snapshot::Snapshot, mapping::MappingReport), kube::Error> {
-    use kube::api::ListParams;
-    let mut configmaps = Vec::new();
-    for ns in &opts.istio_namespaces {
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-        configmaps.extend(
-            api.list(&ListParams::default().labels(ISTIO_REV))
-                .await?
-                .items,
-        );
-    }
-    let webhooks: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let webhooks = webhooks
-        .list(&ListParams::default().labels(ISTIO_TAG))
-        .await?
-        .items;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let namespaces = namespaces
-        .list_metadata(&ListParams::default())
-        .await?
-        .items;
-    Ok(mapping::snapshot_from_objects(
-        &configmaps,
-        &webhooks,
-        namespaces.iter().map(|n| &n.metadata),
-        opts.mesh.clone(),
-        "cluster",
-    ))
 }
 
 /// A direct GET of the namespace's metadata.

@@ -3,7 +3,7 @@
 
 pub mod cluster;
 pub mod config;
-pub mod mapping;
+pub mod listing;
 
 use std::sync::Arc;
 
