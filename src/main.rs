@@ -15,9 +15,10 @@ use revhook::core::policy::{Mode, OnConflict, OnStale, Policy};
 use revhook::core::revisions::MeshSettings;
 use revhook::core::snapshot::Snapshot;
 use revhook::handler::{self, Webhook};
-use revhook::run::{self, ServeOptions, Source};
+use revhook::run::{self, ServeOptions};
 use revhook::server::{parse_go_duration, Limits};
 use revhook::sources::cluster::{self, ClusterOptions};
+use revhook::sources::Source;
 use revhook::sources::{config, listing};
 use revhook::tls;
 

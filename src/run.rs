@@ -2,9 +2,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -12,35 +12,18 @@ use tokio::task::JoinHandle;
 use crate::cabundle::{self, CaBundleOptions};
 use crate::core::lookup::NamespaceLookup;
 use crate::core::policy::Policy;
-use crate::core::snapshot::Snapshot;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::server::{self, App, Limits};
-use crate::sources::cluster::{self, ApiNamespaceLookup, ClusterOptions};
-use crate::sources::{config, SharedSnapshot};
+use crate::sources::{self, Source};
 use crate::tls::{self, CertFiles, CertStore, Reloader};
-
-const MIN_RELOAD_INTERVAL: Duration = Duration::from_millis(10);
-
-/// Where revisions, tags and namespace labels come from.
-#[derive(Debug, Clone)]
-pub enum Source {
-    /// `--config FILE`, or the embedded default when `None`.
-    File(Option<PathBuf>),
-    /// Istio's own objects, watched live.
-    Cluster(ClusterOptions),
-    /// A snapshot built elsewhere (tests, embedding); it is served as it is.
-    Fixed(Arc<SharedSnapshot>),
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot reach the Kubernetes API: {0}")]
-    Kube(#[from] cluster::ClientError),
+    #[error(transparent)]
+    Source(#[from] sources::SourceError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -131,19 +114,6 @@ pub fn cert_paths(opts: &ServeOptions) -> Result<CertFiles, ServeError> {
     }
 }
 
-/// The snapshot and the exact bytes it was parsed from (the reload baseline).
-fn load_snapshot(path: Option<&Path>) -> Result<(Snapshot, Vec<u8>), config::ConfigError> {
-    let Some(path) = path else {
-        return Ok((config::embedded()?, Vec::new()));
-    };
-    let bytes = std::fs::read(path).map_err(|source| config::ConfigError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let text = String::from_utf8_lossy(&bytes);
-    Ok((config::parse(&text, &path.display().to_string())?, bytes))
-}
-
 /// Starts the server; it runs until `shutdown` resolves, then drains.
 pub async fn start(
     opts: ServeOptions,
@@ -158,48 +128,13 @@ pub async fn start(
     let tls_config = Arc::new(tls::server_config(certs.clone())?);
     health.set_certs_loaded();
 
-    let mut background = vec![];
-    let mut namespace_lookup = opts.namespace_lookup.clone();
-    let snapshot = match &opts.source {
-        Source::File(path) => {
-            let (initial, config_bytes) = load_snapshot(path.as_deref())?;
-            let snapshot = Arc::new(SharedSnapshot::new(initial));
-            health.set_synced(true);
-            tracing::info!(origin = %snapshot.load().origin, revisions = snapshot.load().table.revisions().count(), "revisions loaded");
-            if let Some(path) = path.clone() {
-                background.push(tokio::spawn(watch_config(
-                    path,
-                    config_bytes,
-                    snapshot.clone(),
-                    opts.reload_interval,
-                    metrics.clone(),
-                )));
-            }
-            snapshot
-        }
-        Source::Fixed(snapshot) => {
-            health.set_synced(true);
-            snapshot.clone()
-        }
-        Source::Cluster(cluster_opts) => {
-            let client = cluster::client(cluster_opts).await?;
-            // Not ready until every watch has listed once: until then nothing is known.
-            let snapshot = Arc::new(SharedSnapshot::new(Snapshot::empty("cluster (syncing)")));
-            background.extend(cluster::start(
-                client.clone(),
-                cluster_opts.clone(),
-                snapshot.clone(),
-                health.clone(),
-                metrics.clone(),
-            ));
-            namespace_lookup
-                .get_or_insert_with(|| Arc::new(ApiNamespaceLookup::new(client.clone())));
-            if let Some(ca) = opts.ca_bundle.clone() {
-                background.push(tokio::spawn(cabundle::run(client, ca, metrics.clone())));
-            }
-            snapshot
-        }
-    };
+    let source = sources::start(&opts.source, &health, &metrics, opts.reload_interval).await?;
+    let mut background = source.tasks;
+    let namespace_lookup = opts.namespace_lookup.clone().or(source.namespace_lookup);
+    if let (Some(client), Some(ca)) = (source.client, opts.ca_bundle.clone()) {
+        background.push(tokio::spawn(cabundle::run(client, ca, metrics.clone())));
+    }
+    let snapshot = source.snapshot;
 
     let listener = TcpListener::bind(opts.listen)
         .await
@@ -251,50 +186,4 @@ pub async fn start(
         server,
         background,
     })
-}
-
-/// Reloads the config file when its contents change; a bad file keeps the last good snapshot.
-async fn watch_config(
-    path: PathBuf,
-    mut last: Vec<u8>,
-    snapshot: Arc<SharedSnapshot>,
-    interval: Duration,
-    metrics: Metrics,
-) {
-    let mut confirmed = Instant::now();
-    // False while the file on disk is one we could not load: the snapshot is then behind it.
-    let mut current = true;
-    // tokio panics on a zero period; `--reload-interval 0s` means "as often as sensible".
-    let mut tick = tokio::time::interval(interval.max(MIN_RELOAD_INTERVAL));
-    loop {
-        tick.tick().await;
-        let Ok(now) = std::fs::read(&path) else {
-            metrics.set_snapshot_staleness(confirmed.elapsed());
-            continue;
-        };
-        if now == last {
-            if current {
-                confirmed = Instant::now();
-            }
-            metrics.set_snapshot_staleness(confirmed.elapsed());
-            continue;
-        }
-        let parsed = config::parse(&String::from_utf8_lossy(&now), &path.display().to_string());
-        last = now;
-        match parsed {
-            Ok(new) => {
-                tracing::info!(path = %path.display(), "config reloaded");
-                snapshot.store(new);
-                metrics.snapshot_update("ok");
-                confirmed = Instant::now();
-                current = true;
-            }
-            Err(error) => {
-                tracing::error!(%error, "config reload failed; keeping the previous revisions");
-                metrics.snapshot_update("error");
-                current = false;
-            }
-        }
-        metrics.set_snapshot_staleness(confirmed.elapsed());
-    }
 }

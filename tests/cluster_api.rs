@@ -17,8 +17,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use revhook::cabundle::CaBundleOptions;
 use revhook::core::revisions::MeshSettings;
-use revhook::run::{self, ServeOptions, Source};
+use revhook::run::{self, ServeOptions};
 use revhook::sources::cluster::ClusterOptions;
+use revhook::sources::Source;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 

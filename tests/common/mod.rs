@@ -103,8 +103,8 @@ impl TestServer {
             tls_key: Some(dir.path().join("tls.key")),
             certs_dir: dir.path().to_path_buf(),
             source: match fixed {
-                Some(snapshot) => run::Source::Fixed(snapshot),
-                None => run::Source::File(Some(config_path.clone())),
+                Some(snapshot) => revhook::sources::Source::Fixed(snapshot),
+                None => revhook::sources::Source::File(Some(config_path.clone())),
             },
             ca_bundle: None,
             policy: opts.policy,
