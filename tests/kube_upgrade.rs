@@ -1,0 +1,458 @@
+//! The AKS Istio add-on minor upgrade against a real kube-apiserver and controller manager:
+//! revhook (the built binary, `serve --source cluster`) is registered the way the shipped
+//! manifests register it, and the Deployment's pods are created by the ReplicaSet controller
+//! through the API server's webhook calls, exactly as in a cluster.
+
+mod envtest;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use envtest::objects::{self, api_message, value};
+use envtest::{eventually, ControlPlane, Options, Revhook, RevhookOptions};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(60);
+const ISTIO_NS: &str = "aks-istio-system";
+
+/// A control plane with the add-on's objects and revhook registered for real.
+struct Cluster {
+    // Dropped first: its log lives in the control plane's directory.
+    revhook: Revhook,
+    cp: ControlPlane,
+    client: Client,
+}
+
+async fn cluster(extra_args: &[&str]) -> Option<Cluster> {
+    let cp = ControlPlane::start(Options {
+        controller_manager: true,
+    })
+    .await?;
+    let client = cp.client().await;
+    objects::apply_all(
+        &client,
+        &objects::yaml_file("tests/fixtures/kube/aks-istio.yaml"),
+    )
+    .await;
+    let mut args: Vec<String> = ["--source=cluster", "--istio-namespace", ISTIO_NS]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(extra_args.iter().map(|s| s.to_string()));
+    let revhook = Revhook::start(
+        "revhook",
+        cp.path(),
+        RevhookOptions {
+            kubeconfig: Some(&cp.kubeconfig),
+            args,
+            wait_ready: true,
+            tls: None,
+        },
+    );
+    let webhooks = objects::shipped_webhooks(objects::url_client_config(
+        &format!("https://{}", revhook.addr),
+        &revhook.tls.ca_bundle(),
+    ));
+    objects::apply_all(&client, &webhooks).await;
+    Some(Cluster {
+        cp,
+        revhook,
+        client,
+    })
+}
+
+fn proxy_image(rev: &str) -> &'static str {
+    match rev {
+        "asm-1-22" => "mcr.microsoft.com/oss/istio/proxyv2:1.22.3-distroless",
+        "asm-1-23" => "mcr.microsoft.com/oss/istio/proxyv2:1.23.0-distroless",
+        other => panic!("no image for {other}"),
+    }
+}
+
+fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
+    pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no container {name} in {}", pod["metadata"]["name"]))
+}
+
+fn env<'a>(c: &'a Value, name: &str) -> &'a Value {
+    c["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == name)
+        .map(|e| &e["value"])
+        .unwrap_or(&Value::Null)
+}
+
+/// The stored pod carries revision `rev`'s sidecar, and the app container is untouched.
+fn assert_injected(pod: &Value, rev: &str) {
+    let name = pod["metadata"]["name"].as_str().unwrap_or("?");
+    let proxy = container(pod, "istio-proxy");
+    assert_eq!(proxy["image"], proxy_image(rev), "{name}: proxy image");
+    assert_eq!(
+        env(proxy, "CA_ADDR"),
+        &json!(format!("istiod-{rev}.{ISTIO_NS}.svc:15012")),
+        "{name}: the proxy talks to its revision's istiod"
+    );
+    let status: Value = serde_json::from_str(
+        pod["metadata"]["annotations"]["sidecar.istio.io/status"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no sidecar.istio.io/status")),
+    )
+    .expect("status annotation is JSON");
+    assert_eq!(status["revision"], rev, "{name}: status revision");
+    assert_eq!(status["containers"], json!(["istio-proxy"]));
+    assert_eq!(status["initContainers"], json!(["istio-init"]));
+    let sidecar_volumes = [
+        "workload-socket",
+        "credential-socket",
+        "workload-certs",
+        "istio-envoy",
+        "istio-data",
+        "istio-podinfo",
+        "istio-token",
+        "istiod-ca-cert",
+    ];
+    assert_eq!(status["volumes"], json!(sidecar_volumes));
+    let volumes: Vec<&str> = pod["spec"]["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    for v in sidecar_volumes {
+        assert!(volumes.contains(&v), "{name}: volume {v} in {volumes:?}");
+    }
+    // The API server's ServiceAccount admission ran before the webhook: both token volumes.
+    assert!(
+        volumes.iter().any(|v| v.starts_with("kube-api-access-")),
+        "{name}: {volumes:?}"
+    );
+    let token = pod["spec"]["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "istio-token")
+        .expect("istio-token");
+    assert_eq!(
+        token["projected"]["sources"][0]["serviceAccountToken"]["audience"],
+        "istio-ca"
+    );
+    let init = &pod["spec"]["initContainers"];
+    assert_eq!(init[0]["name"], "istio-init", "{name}: init container");
+    assert_eq!(init[0]["image"], proxy_image(rev), "{name}: init image");
+    let labels = &pod["metadata"]["labels"];
+    assert_eq!(labels["security.istio.io/tlsMode"], "istio");
+    assert_eq!(labels["service.istio.io/canonical-name"], "web");
+    assert_eq!(labels["service.istio.io/canonical-revision"], "v1");
+    let app = container(pod, "web");
+    assert_eq!(app["image"], "registry.example.com/shop/web:1.0.0");
+    assert_eq!(pod["spec"]["serviceAccountName"], "web");
+}
+
+/// Pods of the Deployment `web` by ReplicaSet (pod-template-hash), oldest first within one.
+async fn web_pods(client: &Client) -> Vec<Value> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    let mut list: Vec<Value> = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("list pods")
+        .items
+        .into_iter()
+        .map(value)
+        .collect();
+    list.sort_by_key(|p| {
+        p["metadata"]["creationTimestamp"]
+            .as_str()
+            .map(str::to_owned)
+    });
+    list
+}
+
+/// The pods of the Deployment's newest ReplicaSet, once it has `count` of them and it is not
+/// one of `previous` (right after a restart the Deployment still names the old one).
+async fn pods_of_new_replicaset(client: &Client, count: usize, previous: &[Value]) -> Vec<Value> {
+    let previous: Vec<Value> = previous
+        .iter()
+        .map(|p| p["metadata"]["labels"]["pod-template-hash"].clone())
+        .collect();
+    let client = client.clone();
+    eventually("the new ReplicaSet's pods", WAIT, || {
+        let client = client.clone();
+        let previous = previous.clone();
+        async move {
+            let hash = current_template_hash(&client).await?;
+            if previous.contains(&json!(hash)) {
+                return Err(format!("the Deployment still names ReplicaSet hash {hash}"));
+            }
+            let pods: Vec<Value> = web_pods(&client)
+                .await
+                .into_iter()
+                .filter(|p| p["metadata"]["labels"]["pod-template-hash"] == hash.as_str())
+                .collect();
+            if pods.len() >= count {
+                Ok(pods)
+            } else {
+                Err(format!("{} pods of ReplicaSet hash {hash}", pods.len()))
+            }
+        }
+    })
+    .await
+}
+
+/// The pod-template-hash of the Deployment's newest ReplicaSet.
+async fn current_template_hash(client: &Client) -> Result<String, String> {
+    let deploy: Api<Deployment> = Api::namespaced(client.clone(), "shop");
+    let d = deploy.get("web").await.map_err(|e| e.to_string())?;
+    let revision = d
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("deployment.kubernetes.io/revision"))
+        .cloned()
+        .ok_or("no deployment revision yet")?;
+    let rs: Api<ReplicaSet> = Api::namespaced(client.clone(), "shop");
+    let list = rs
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .map_err(|e| e.to_string())?;
+    list.items
+        .iter()
+        .find(|r| {
+            r.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("deployment.kubernetes.io/revision"))
+                == Some(&revision)
+        })
+        .and_then(|r| {
+            r.metadata
+                .labels
+                .as_ref()?
+                .get("pod-template-hash")
+                .cloned()
+        })
+        .ok_or_else(|| format!("no ReplicaSet for deployment revision {revision}"))
+}
+
+/// Waits until revhook injects `rev` into a pod of namespace shop: a server-side dry run (the
+/// webhooks are `sideEffects: None`, so the API server calls them and returns the mutated pod,
+/// storing nothing). This is how the test knows revhook's watch has seen a change.
+async fn wait_until_injecting(client: &Client, rev: &str) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    let probe: Pod = objects::typed(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "probe", "labels": {"app": "probe"}},
+        "spec": {"serviceAccountName": "web", "containers": [{"name": "app", "image": "probe"}]}
+    }));
+    let want = proxy_image(rev);
+    eventually(&format!("revhook to inject {rev}"), WAIT, || {
+        let pods = pods.clone();
+        let probe = probe.clone();
+        async move {
+            let pp = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            let pod = value(
+                pods.create(&pp, &probe)
+                    .await
+                    .map_err(|e| api_message(&e))?,
+            );
+            let image = container(&pod, "istio-proxy")["image"].clone();
+            if image == want {
+                Ok(())
+            } else {
+                Err(format!("dry-run pod has proxy {image}"))
+            }
+        }
+    })
+    .await;
+}
+
+/// Moves a tag as `istioctl tag set <tag> --revision <rev> --overwrite` does (the tag
+/// webhook's istio.io/rev label).
+async fn set_tag(client: &Client, tag: &str, rev: &str) -> Result<(), kube::Error> {
+    let mwc: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
+        Api::all(client.clone());
+    mwc.patch(
+        &format!("istio-revision-tag-{tag}"),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"istio.io/rev": rev}}})),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// `kubectl rollout restart deployment/web -n shop`.
+async fn rollout_restart(client: &Client, at: &str) {
+    let deploy: Api<Deployment> = Api::namespaced(client.clone(), "shop");
+    deploy
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"metadata": {"annotations": {
+                "kubectl.kubernetes.io/restartedAt": at}}}}})),
+        )
+        .await
+        .expect("rollout restart");
+}
+
+async fn tag_target(client: &Client, tag: &str) -> Option<String> {
+    let mwc: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
+        Api::all(client.clone());
+    mwc.get(&format!("istio-revision-tag-{tag}"))
+        .await
+        .expect("tag webhook")
+        .metadata
+        .labels?
+        .get("istio.io/rev")
+        .cloned()
+}
+
+async fn label_namespace(client: &Client, labels: Value) -> Result<(), kube::Error> {
+    let ns: Api<Namespace> = Api::all(client.clone());
+    ns.patch(
+        "shop",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": labels}})),
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn namespace_labels(client: &Client) -> BTreeMap<String, String> {
+    let ns: Api<Namespace> = Api::all(client.clone());
+    ns.get("shop")
+        .await
+        .expect("namespace")
+        .metadata
+        .labels
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aks_minor_upgrade_moves_pods_with_the_tag_and_refuses_mistakes() {
+    let Some(mut c) = cluster(&[]).await else {
+        return;
+    };
+    let client = c.client.clone();
+    objects::apply_all(
+        &client,
+        &objects::yaml_file("tests/fixtures/kube/shop.yaml"),
+    )
+    .await;
+
+    // Before the upgrade: prod-stable → asm-1-22.
+    let before = pods_of_new_replicaset(&client, 1, &[]).await;
+    assert_eq!(before.len(), 1);
+    assert_injected(&before[0], "asm-1-22");
+    let owner = &before[0]["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "ReplicaSet");
+    assert!(owner["name"].as_str().unwrap_or("").starts_with("web-"));
+
+    // `az aks mesh upgrade start` installed asm-1-23; move the stable tag and restart.
+    set_tag(&client, "prod-stable", "asm-1-23")
+        .await
+        .expect("moving a tag to an installed revision is allowed");
+    wait_until_injecting(&client, "asm-1-23").await;
+    rollout_restart(&client, "2026-12-01T22:00:00Z").await;
+    let after = pods_of_new_replicaset(&client, 1, &before).await;
+    assert_eq!(after.len(), 1);
+    assert_injected(&after[0], "asm-1-23");
+    // Mistakes are refused when they are made, with revhook's message.
+    let removed = label_namespace(&client, json!({"istio.io/rev": "asm-1-20"}))
+        .await
+        .expect_err("a namespace on a revision that is not installed is refused");
+    assert_eq!(
+        api_message(&removed),
+        concat!(
+            r#"admission webhook "namespaces.validate.revhook.dev" denied the request: "#,
+            r#"namespace "shop" selects revision "asm-1-20", which is not installed; "#,
+            "installed: asm-1-22, asm-1-23; tags: prod-canary -> asm-1-23, prod-stable -> asm-1-23. ",
+            "Relabel with: kubectl label namespace shop istio.io/rev=asm-1-23 --overwrite"
+        )
+    );
+
+    let both = label_namespace(&client, json!({"istio-injection": "enabled"}))
+        .await
+        .expect_err("both injection labels are refused");
+    assert_eq!(
+        api_message(&both),
+        concat!(
+            r#"admission webhook "namespaces.validate.revhook.dev" denied the request: "#,
+            r#"namespace "shop" would have both istio-injection=enabled and istio.io/rev=prod-stable: "#,
+            "the control plane that injects would be ambiguous (Istio lets istio-injection win silently). ",
+            "Keep one: kubectl label namespace shop istio-injection-"
+        )
+    );
+
+    // A tag moved to a missing revision is NOT refused: the API server never sends
+    // Mutating/ValidatingWebhookConfiguration writes to admission webhooks (so that no webhook
+    // can lock itself in), and the shipped `tags.validate.revhook.dev` rule never runs in a
+    // real cluster. What protects users is the next step: nothing can select the dangling tag.
+    set_tag(&client, "prod-canary", "asm-1-21")
+        .await
+        .expect("the API server stores tag webhooks without calling any webhook");
+    let tag_rev = tag_target(&client, "prod-canary").await;
+    assert_eq!(tag_rev.as_deref(), Some("asm-1-21"));
+    let dangling = eventually(
+        "the namespace on a dangling tag to be refused",
+        WAIT,
+        || {
+            let client = client.clone();
+            async move {
+                match label_namespace(&client, json!({"istio.io/rev": "prod-canary"})).await {
+                    Ok(()) => {
+                        // revhook had not seen the tag move yet: undo, and try again.
+                        label_namespace(&client, json!({"istio.io/rev": "prod-stable"}))
+                            .await
+                            .map_err(|e| api_message(&e))?;
+                        Err("allowed (revhook had not seen the tag move yet)".to_owned())
+                    }
+                    Err(e) => Ok(api_message(&e)),
+                }
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        dangling,
+        concat!(
+            r#"admission webhook "namespaces.validate.revhook.dev" denied the request: "#,
+            r#"namespace "shop" selects tag "prod-canary", which points at revision "asm-1-21" that is not installed; "#,
+            "installed: asm-1-22, asm-1-23; tags: prod-canary -> asm-1-21, prod-stable -> asm-1-23. ",
+            "Relabel with: kubectl label namespace shop istio.io/rev=asm-1-23 --overwrite"
+        )
+    );
+    set_tag(&client, "prod-canary", "asm-1-23")
+        .await
+        .expect("the tag back on an installed revision");
+
+    // Nothing refused was stored.
+    let labels = namespace_labels(&client).await;
+    assert_eq!(
+        labels.get("istio.io/rev").map(String::as_str),
+        Some("prod-stable")
+    );
+    assert_eq!(labels.get("istio-injection"), None);
+
+    // Rollback (`az aks mesh upgrade rollback`): the tag goes back, a restart brings asm-1-22.
+    set_tag(&client, "prod-stable", "asm-1-22")
+        .await
+        .expect("rollback tag move");
+    wait_until_injecting(&client, "asm-1-22").await;
+    rollout_restart(&client, "2026-12-01T22:10:00Z").await;
+    let rolled_back = pods_of_new_replicaset(&client, 1, &after).await;
+    assert_injected(&rolled_back[0], "asm-1-22");
+    c.cp.assert_running();
+    c.revhook.proc.assert_running();
+}
