@@ -9,7 +9,7 @@ mod envtest;
 use std::time::Duration;
 
 use envtest::objects::{self, api_message, value};
-use envtest::{eventually, ControlPlane, Options, Revhook, RevhookOptions};
+use envtest::{eventually, ControlPlane, NetNs, Options, Revhook, RevhookOptions};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
@@ -374,7 +374,7 @@ async fn shipped_manifests_and_rbac_run_revhook_for_real() {
             kubeconfig: Some(&kubeconfig),
             args,
             wait_ready: true,
-            tls: None,
+            ..RevhookOptions::default()
         },
     );
 
@@ -431,4 +431,107 @@ async fn shipped_manifests_and_rbac_run_revhook_for_real() {
         assert!(!log.contains(bad), "revhook logged {bad:?}:\n{log}");
     }
     assert!(log.contains("caBundle written"), "{log}");
+}
+
+/// The Endpoints of revhook's Service: revhook's address inside the network namespace (the
+/// Service has no selector, so nothing else writes them; a real cluster's endpoints
+/// controller writes the ready pods' addresses).
+fn endpoints(ns: &NetNs) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "revhook", "namespace": NS},
+        "subsets": [{
+            "addresses": [{"ip": ns.inner_ip.to_string()}],
+            "ports": [
+                {"name": "https-webhook", "port": 15017, "protocol": "TCP"},
+                {"name": "http-admin", "port": 15014, "protocol": "TCP"}
+            ]
+        }]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_webhooks_reach_revhook_through_its_endpoints() {
+    let Some(cp) = ControlPlane::start(Options::default()).await else {
+        return;
+    };
+    let Some(netns) = NetNs::create() else {
+        return;
+    };
+    let admin = cp.client().await;
+    // The shipped Namespace and Service, the Service without its selector (see `endpoints`).
+    for mut doc in render_base()
+        .into_iter()
+        .filter(|d| d["kind"] == "Namespace" || d["kind"] == "Service")
+    {
+        if let Some(spec) = doc["spec"].as_object_mut() {
+            spec.remove("selector");
+        }
+        objects::apply(&admin, &doc).await;
+    }
+    objects::apply(&admin, &endpoints(&netns)).await;
+
+    // revhook inside the namespace, from a config file (it needs no API server for this).
+    let revhook = Revhook::start(
+        "revhook-netns",
+        cp.path(),
+        RevhookOptions {
+            args: vec![
+                "--source=file".into(),
+                format!(
+                    "--config={}",
+                    objects::repo_path("tests/fixtures/local-config.yaml").display()
+                ),
+            ],
+            wait_ready: true,
+            netns: Some(&netns),
+            ..RevhookOptions::default()
+        },
+    );
+    assert_eq!(revhook.addr.ip(), netns.inner_ip);
+    // The shipped webhook configurations, service references untouched, with the CA.
+    let webhooks =
+        objects::shipped_webhooks(objects::service_client_config(&revhook.tls.ca_bundle()));
+    objects::apply_all(&admin, &webhooks).await;
+    objects::apply_all(
+        &admin,
+        &objects::yaml_file("tests/fixtures/kube/shop.yaml")
+            .into_iter()
+            .filter(|d| d["kind"] != "Deployment")
+            .collect::<Vec<_>>(),
+    )
+    .await;
+
+    // The API server resolved revhook.revhook-system.svc:443 to the Endpoints' address and
+    // port 15017, verified the certificate for that name, and got the injection.
+    let pod = create_injected_pod(&admin, "through-service").await;
+    assert_eq!(
+        proxy_of(&pod)["image"],
+        "mcr.microsoft.com/oss/istio/proxyv2:1.22.0-distroless",
+        "the revision the config file gives prod-stable"
+    );
+    let status = pod["metadata"]["annotations"]["sidecar.istio.io/status"]
+        .as_str()
+        .expect("status annotation");
+    assert!(status.contains(r#""revision":"asm-1-22""#), "{status}");
+
+    // /validate goes the same way.
+    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
+    let refused = ns
+        .patch(
+            "shop",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"labels": {"istio.io/rev": "asm-1-20"}}})),
+        )
+        .await
+        .expect_err("a removed revision is refused");
+    let message = api_message(&refused);
+    assert!(
+        message.starts_with(
+            r#"admission webhook "namespaces.validate.revhook.dev" denied the request: namespace "shop" selects revision "asm-1-20", which is not installed"#
+        ),
+        "{message}"
+    );
+    let log = revhook.proc.log_text();
+    assert!(log.contains("decision=inject:asm-1-22"), "{log}");
 }

@@ -50,7 +50,7 @@ async fn cluster(extra_args: &[&str]) -> Option<Cluster> {
             kubeconfig: Some(&cp.kubeconfig),
             args,
             wait_ready: true,
-            tls: None,
+            ..RevhookOptions::default()
         },
     );
     let webhooks = objects::shipped_webhooks(objects::url_client_config(
@@ -684,7 +684,7 @@ async fn no_verdict_before_the_first_sync() {
             .map(String::from)
             .to_vec(),
             wait_ready: false,
-            tls: None,
+            ..RevhookOptions::default()
         },
     );
     let (code, body) = revhook.admin_get("/readyz");

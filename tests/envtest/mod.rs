@@ -496,6 +496,7 @@ pub struct Revhook {
 }
 
 /// How to start revhook.
+#[derive(Default)]
 pub struct RevhookOptions<'a> {
     /// The kubeconfig it reads (through `KUBECONFIG`); `None` leaves it to `args`.
     pub kubeconfig: Option<&'a Path>,
@@ -505,6 +506,8 @@ pub struct RevhookOptions<'a> {
     pub wait_ready: bool,
     /// Serving certificate and CA; a fresh pair when `None`.
     pub tls: Option<Tls>,
+    /// Run inside this network namespace, listening on its address (else on 127.0.0.1).
+    pub netns: Option<&'a NetNs>,
 }
 
 impl Revhook {
@@ -521,9 +524,23 @@ impl Revhook {
         });
         let certs = dir.join(format!("{name}-certs"));
         tls.write(&certs);
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_revhook"));
+        let (addr, admin, mut cmd) = match opts.netns {
+            // A fresh namespace has every port free: the shipped ports.
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_revhook")]);
+                (
+                    SocketAddr::new(ns.inner_ip, 15017),
+                    SocketAddr::new(ns.inner_ip, 15014),
+                    cmd,
+                )
+            }
+            None => (
+                SocketAddr::from(([127, 0, 0, 1], free_port())),
+                SocketAddr::from(([127, 0, 0, 1], free_port())),
+                Command::new(env!("CARGO_BIN_EXE_revhook")),
+            ),
+        };
         cmd.arg("serve")
             .arg(format!("--listen={addr}"))
             .arg(format!("--admin-listen={admin}"))
@@ -585,6 +602,101 @@ impl Revhook {
     /// `https://127.0.0.1:<port><path>`, for a webhook's `clientConfig.url`.
     pub fn url(&self, path: &str) -> String {
         format!("https://{}{path}", self.addr)
+    }
+}
+
+/// A network namespace with a veth pair to the host: the address inside it is a real,
+/// non-loopback address (what an Endpoints object accepts), reachable only from this host.
+/// Deleted (with its veth pair) on drop.
+pub struct NetNs {
+    pub name: String,
+    /// The host side of the veth pair.
+    pub host_ip: std::net::IpAddr,
+    /// The address inside the namespace.
+    pub inner_ip: std::net::IpAddr,
+    host_if: String,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl NetNs {
+    /// Creates the namespace, or says why it cannot (needs root and `ip`). Under `CI=true`
+    /// that is a failure; elsewhere the caller skips.
+    pub fn create() -> Option<NetNs> {
+        match Self::try_create() {
+            Ok(ns) => Some(ns),
+            Err(why) if in_ci() => panic!("envtest: cannot create a network namespace: {why}"),
+            Err(why) => {
+                eprintln!(
+                    "envtest: skipped: cannot create a network namespace ({why}); run as root"
+                );
+                None
+            }
+        }
+    }
+
+    fn try_create() -> Result<NetNs, String> {
+        let pid = std::process::id();
+        // 198.18.0.0/15 is reserved for benchmarking (RFC 2544): never a real network. A /30
+        // not already on an interface of this machine (other test runs may hold one).
+        let used = Command::new("ip")
+            .args(["-br", "addr"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .map_err(|e| format!("ip -br addr: {e}"))?;
+        let subnet = (0..64u32)
+            .map(|i| (pid + i * 4) % 256)
+            .find(|n| !used.contains(&format!("198.18.{n}.")))
+            .ok_or("no free 198.18.x.0/30")?;
+        let name = format!("revhook-envtest-{pid}");
+        let host_if = format!("rvh{}h", pid % 100_000);
+        let inner_if = format!("rvh{}n", pid % 100_000);
+        let host_ip = format!("198.18.{subnet}.1");
+        let inner_ip = format!("198.18.{subnet}.2");
+        ip(&["netns", "add", &name])?;
+        let ns = NetNs {
+            name: name.clone(),
+            host_ip: host_ip.parse().map_err(|e| format!("{e}"))?,
+            inner_ip: inner_ip.parse().map_err(|e| format!("{e}"))?,
+            host_if: host_if.clone(),
+        };
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &inner_if,
+        ])?;
+        ip(&["link", "set", &inner_if, "netns", &name])?;
+        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if])?;
+        ip(&["link", "set", &host_if, "up"])?;
+        let inside = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", &name, "ip"];
+            all.extend_from_slice(args);
+            ip(&all)
+        };
+        inside(&["addr", "add", &format!("{inner_ip}/30"), "dev", &inner_if])?;
+        inside(&["link", "set", &inner_if, "up"])?;
+        inside(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        // Deleting the namespace destroys the inner end, and with it the pair.
+        let _ = ip(&["netns", "del", &self.name]);
+        let _ = ip(&["link", "del", &self.host_if]);
     }
 }
 

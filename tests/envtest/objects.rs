@@ -73,27 +73,35 @@ pub async fn apply_all(client: &Client, docs: &[Value]) {
 
 /// revhook's webhook configurations from `manifests/base` (same rules, selectors,
 /// failurePolicy, timeouts, sideEffects, reinvocationPolicy), each webhook's `clientConfig`
-/// replaced by `client_config(path)` where `path` is the shipped service path.
-pub fn shipped_webhooks(client_config: impl Fn(&str) -> Value) -> Vec<Value> {
+/// replaced by `client_config(shipped)`, `shipped` being the manifest's own clientConfig.
+pub fn shipped_webhooks(client_config: impl Fn(&Value) -> Value) -> Vec<Value> {
     let mut docs = yaml_file("manifests/base/mutatingwebhook.yaml");
     docs.extend(yaml_file("manifests/base/validatingwebhook.yaml"));
     for doc in &mut docs {
         let hooks = doc["webhooks"].as_array_mut().expect("webhooks");
         for hook in hooks {
-            let path = hook["clientConfig"]["service"]["path"]
-                .as_str()
-                .expect("shipped webhooks name a service path")
-                .to_owned();
-            hook["clientConfig"] = client_config(&path);
+            hook["clientConfig"] = client_config(&hook["clientConfig"]);
         }
     }
     docs
 }
 
-/// `clientConfig.url` on loopback with a caBundle (empty string: none).
-pub fn url_client_config<'a>(base_url: &'a str, ca_bundle: &str) -> impl Fn(&str) -> Value + 'a {
+/// `clientConfig.url` (`base_url` + the shipped service path) with a caBundle (empty
+/// string: none, as shipped).
+pub fn url_client_config<'a>(base_url: &'a str, ca_bundle: &str) -> impl Fn(&Value) -> Value + 'a {
     let ca = ca_bundle.to_owned();
-    move |path| json!({"url": format!("{base_url}{path}"), "caBundle": ca})
+    move |shipped| {
+        let path = shipped["service"]["path"]
+            .as_str()
+            .expect("shipped webhooks name a service path");
+        json!({"url": format!("{base_url}{path}"), "caBundle": ca})
+    }
+}
+
+/// The shipped `clientConfig.service` as it is, with a caBundle.
+pub fn service_client_config(ca_bundle: &str) -> impl Fn(&Value) -> Value {
+    let ca = ca_bundle.to_owned();
+    move |shipped| json!({"service": shipped["service"], "caBundle": ca})
 }
 
 /// A JSON value as a k8s-openapi type.
