@@ -404,6 +404,15 @@ async fn aks_minor_upgrade_moves_pods_with_the_tag_and_refuses_mistakes() {
         .expect("the API server stores tag webhooks without calling any webhook");
     let tag_rev = tag_target(&client, "prod-canary").await;
     assert_eq!(tag_rev.as_deref(), Some("asm-1-21"));
+    let log = c.revhook.proc.log_text();
+    assert!(
+        log.contains("kind=Namespace"),
+        "requests are logged by kind:\n{log}"
+    );
+    assert!(
+        !log.contains("kind=MutatingWebhookConfiguration"),
+        "revhook was never asked about a tag webhook:\n{log}"
+    );
     let dangling = eventually(
         "the namespace on a dangling tag to be refused",
         WAIT,
