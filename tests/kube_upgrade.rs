@@ -73,6 +73,23 @@ fn proxy_image(rev: &str) -> &'static str {
     }
 }
 
+/// The proxy's resources and log levels the revision's `values` give (asm-1-23: defaults).
+fn proxy_settings(rev: &str) -> (Value, &'static str, &'static str) {
+    match rev {
+        "asm-1-22" => (
+            json!({"limits": {"cpu": "1500m", "memory": "768Mi"}, "requests": {"cpu": "50m", "memory": "96Mi"}}),
+            "--proxyLogLevel=info",
+            "--proxyComponentLogLevel=misc:warning",
+        ),
+        "asm-1-23" => (
+            json!({"limits": {"cpu": "2", "memory": "1Gi"}, "requests": {"cpu": "100m", "memory": "128Mi"}}),
+            "--proxyLogLevel=warning",
+            "--proxyComponentLogLevel=misc:error",
+        ),
+        other => panic!("no settings for {other}"),
+    }
+}
+
 fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
     pod["spec"]["containers"]
         .as_array()
@@ -101,6 +118,15 @@ fn assert_injected(pod: &Value, rev: &str) {
         env(proxy, "CA_ADDR"),
         &json!(format!("istiod-{rev}.{ISTIO_NS}.svc:15012")),
         "{name}: the proxy talks to its revision's istiod"
+    );
+    let (resources, log_level, component_log_level) = proxy_settings(rev);
+    assert_eq!(proxy["resources"], resources, "{name}: proxy resources");
+    let args = proxy["args"].as_array().expect("proxy args");
+    assert_eq!(args[..2], [json!("proxy"), json!("sidecar")], "{name}");
+    assert!(args.contains(&json!(log_level)), "{name}: {args:?}");
+    assert!(
+        args.contains(&json!(component_log_level)),
+        "{name}: {args:?}"
     );
     let status: Value = serde_json::from_str(
         pod["metadata"]["annotations"]["sidecar.istio.io/status"]
