@@ -13,9 +13,8 @@ use envtest::{eventually, ControlPlane, NetNs, Options, Revhook, RevhookOptions}
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
-use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{PostParams, ResourceExt};
 use kube::{Api, Client};
 use serde_json::{json, Value};
@@ -110,21 +109,6 @@ fn shipped_args(docs: &[Value]) -> Vec<String> {
                 .any(|h| a == h || (h.ends_with('=') && a.starts_with(h)))
         })
         .collect()
-}
-
-/// A token of ServiceAccount revhook-system/revhook from the TokenRequest API (what the
-/// kubelet mounts into revhook's pod).
-async fn service_account_token(client: &Client) -> String {
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), NS);
-    let request: TokenRequest = objects::typed(json!({
-        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-        "spec": {"audiences": ["https://kubernetes.default.svc"], "expirationSeconds": 3600}
-    }));
-    let answer: TokenRequest = sas
-        .create_subresource("token", "revhook", &PostParams::default(), &request)
-        .await
-        .expect("TokenRequest");
-    answer.status.expect("token status").token
 }
 
 /// Whether the API server authorizes revhook's ServiceAccount for one call.
@@ -360,7 +344,7 @@ async fn shipped_manifests_and_rbac_run_revhook_for_real() {
         .expect("fixture")
         .replace("aks-istio-system", "istio-system");
     objects::apply_all(&admin, &objects::yaml_docs(&istio)).await;
-    let token = service_account_token(&admin).await;
+    let token = objects::service_account_token(&admin, NS, "revhook").await;
     let kubeconfig = cp.kubeconfig_with_token("revhook-sa", &token);
     let ca_cert = Revhook::ca_path(cp.path(), "revhook");
     let mut args = shipped_args(&docs);

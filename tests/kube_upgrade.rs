@@ -685,43 +685,10 @@ async fn check_names_the_replicaset_whose_pods_were_refused() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs #15 item 1: admission is answered before the first sync"]
-async fn no_verdict_before_the_first_sync() {
-    let Some(cp) = ControlPlane::start(Options::default()).await else {
-        return;
-    };
+/// revhook (started, not synced) registered as shipped; one pod created in namespace shop
+/// must be refused by a webhook failure that says why, never admitted by a verdict.
+async fn assert_no_verdict_before_sync(cp: &ControlPlane, revhook: &mut Revhook) {
     let client = cp.client().await;
-    objects::apply_all(
-        &client,
-        &objects::yaml_file("tests/fixtures/kube/aks-istio.yaml"),
-    )
-    .await;
-    let shop: Vec<Value> = objects::yaml_file("tests/fixtures/kube/shop.yaml")
-        .into_iter()
-        .filter(|d| d["kind"] != "Deployment")
-        .collect();
-    objects::apply_all(&client, &shop).await;
-    // revhook whose lists never answer (nothing listens on port 1), with the default policy
-    // (a missing revision is refused). Seen today: the namespace lookup fails too, the pod is
-    // judged "not selected" and stored without a sidecar.
-    let mut revhook = Revhook::start(
-        "revhook-unsynced",
-        cp.path(),
-        RevhookOptions {
-            kubeconfig: None,
-            args: [
-                "--source=cluster",
-                "--istio-namespace",
-                ISTIO_NS,
-                "--kube-api-url=http://127.0.0.1:1",
-            ]
-            .map(String::from)
-            .to_vec(),
-            wait_ready: false,
-            ..RevhookOptions::default()
-        },
-    );
     let (code, body) = revhook.admin_get("/readyz");
     assert_ne!(code, 200, "not ready before the first sync: {body}");
     let webhooks = objects::shipped_webhooks(objects::url_client_config(
@@ -756,4 +723,111 @@ async fn no_verdict_before_the_first_sync() {
             assert!(!message.contains("installed: none"), "{message}");
         }
     }
+}
+
+/// A control plane with the add-on's objects and namespace shop (no Deployment).
+async fn control_plane_with_shop() -> Option<ControlPlane> {
+    let cp = ControlPlane::start(Options::default()).await?;
+    let client = cp.client().await;
+    objects::apply_all(
+        &client,
+        &objects::yaml_file("tests/fixtures/kube/aks-istio.yaml"),
+    )
+    .await;
+    let shop: Vec<Value> = objects::yaml_file("tests/fixtures/kube/shop.yaml")
+        .into_iter()
+        .filter(|d| d["kind"] != "Deployment")
+        .collect();
+    objects::apply_all(&client, &shop).await;
+    Some(cp)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs #15 item 1: admission is answered before the first sync"]
+async fn no_verdict_before_the_first_sync_api_unreachable() {
+    let Some(cp) = control_plane_with_shop().await else {
+        return;
+    };
+    // revhook whose lists never answer (nothing listens on port 1), with the default policy
+    // (a missing revision is refused). Seen today: the namespace lookup fails too, the pod is
+    // judged "not selected" and stored without a sidecar.
+    let mut revhook = Revhook::start(
+        "revhook-unreachable",
+        cp.path(),
+        RevhookOptions {
+            args: [
+                "--source=cluster",
+                "--istio-namespace",
+                ISTIO_NS,
+                "--kube-api-url=http://127.0.0.1:1",
+            ]
+            .map(String::from)
+            .to_vec(),
+            wait_ready: false,
+            ..RevhookOptions::default()
+        },
+    );
+    assert_no_verdict_before_sync(&cp, &mut revhook).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs #15 item 1: admission is answered before the first sync"]
+async fn no_verdict_before_the_first_sync_lists_refused() {
+    let Some(cp) = control_plane_with_shop().await else {
+        return;
+    };
+    // A ServiceAccount that may read namespaces and webhooks but not list ConfigMaps: the
+    // real API server answers revhook's ConfigMap list 403 for as long as the test runs, so
+    // revhook never syncs, while its namespace lookups succeed. With
+    // `--on-stale allow-uninjected` a verdict from the empty snapshot stores the pod bare.
+    let client = cp.client().await;
+    let rbac = objects::yaml_docs(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: revhook-system}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: revhook-partial, namespace: revhook-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: revhook-partial}
+rules:
+  - apiGroups: [""]
+    resources: ["namespaces"]
+    verbs: ["get", "list", "watch"]
+  - apiGroups: ["admissionregistration.k8s.io"]
+    resources: ["mutatingwebhookconfigurations"]
+    verbs: ["get", "list", "watch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: revhook-partial}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: revhook-partial}
+subjects: [{kind: ServiceAccount, name: revhook-partial, namespace: revhook-system}]
+"#,
+    );
+    objects::apply_all(&client, &rbac).await;
+    let token = objects::service_account_token(&client, "revhook-system", "revhook-partial").await;
+    let kubeconfig = cp.kubeconfig_with_token("revhook-partial", &token);
+    let mut revhook = Revhook::start(
+        "revhook-partial",
+        cp.path(),
+        RevhookOptions {
+            kubeconfig: Some(&kubeconfig),
+            args: [
+                "--source=cluster",
+                "--istio-namespace",
+                ISTIO_NS,
+                "--on-stale=allow-uninjected",
+            ]
+            .map(String::from)
+            .to_vec(),
+            wait_ready: false,
+            ..RevhookOptions::default()
+        },
+    );
+    assert_no_verdict_before_sync(&cp, &mut revhook).await;
 }

@@ -121,3 +121,19 @@ pub fn api_message(e: &kube::Error) -> String {
         other => other.to_string(),
     }
 }
+
+/// A token of a ServiceAccount from the TokenRequest API (what the kubelet mounts into a pod).
+pub async fn service_account_token(client: &Client, namespace: &str, name: &str) -> String {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let request: TokenRequest = typed(json!({
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "spec": {"audiences": ["https://kubernetes.default.svc"], "expirationSeconds": 3600}
+    }));
+    let answer: TokenRequest = sas
+        .create_subresource("token", name, &kube::api::PostParams::default(), &request)
+        .await
+        .unwrap_or_else(|e| panic!("TokenRequest for {namespace}/{name}: {e}"));
+    answer.status.expect("token status").token
+}
