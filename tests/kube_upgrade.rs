@@ -480,10 +480,47 @@ async fn aks_minor_upgrade_moves_pods_with_the_tag_and_refuses_mistakes() {
     );
     assert_eq!(labels.get("istio-injection"), None);
 
-    // Rollback (`az aks mesh upgrade rollback`): the tag goes back, a restart brings asm-1-22.
-    set_tag(&client, "prod-stable", "asm-1-22")
-        .await
-        .expect("rollback tag move");
+    // Rollback (`az aks mesh upgrade rollback`), with revhook's own tag commands: the plan
+    // names what would change, `tags set` writes the tag, a restart brings asm-1-22.
+    let (code, plan) = revhook_cli(
+        &c,
+        &["tags", "plan", "prod-stable", "--revision", "asm-1-22"],
+    );
+    eprintln!("plan:\n{plan}");
+    assert_eq!(code, Some(0), "{plan}");
+    assert!(
+        plan.starts_with(concat!(
+            "tag prod-stable: asm-1-23 -> asm-1-22\n",
+            "image: mcr.microsoft.com/oss/istio/proxyv2:1.23.0-distroless -> mcr.microsoft.com/oss/istio/proxyv2:1.22.3-distroless\n",
+            "namespaces selecting the tag: shop\n",
+        )),
+        "{plan}"
+    );
+    assert!(plan.ends_with("nothing was changed\n"), "{plan}");
+    assert_eq!(
+        tag_target(&client, "prod-stable").await.as_deref(),
+        Some("asm-1-23")
+    );
+    let (code, set) = revhook_cli(
+        &c,
+        &[
+            "tags",
+            "set",
+            "prod-stable",
+            "--revision",
+            "asm-1-22",
+            "--overwrite",
+        ],
+    );
+    assert_eq!(code, Some(0), "{set}");
+    assert!(
+        set.starts_with("tag prod-stable -> asm-1-22; restart workloads"),
+        "{set}"
+    );
+    assert_eq!(
+        tag_target(&client, "prod-stable").await.as_deref(),
+        Some("asm-1-22")
+    );
     wait_until_injecting(&client, "asm-1-22").await;
     rollout_restart(&client, "2026-12-01T22:10:00Z").await;
     let rolled_back = pods_of_new_replicaset(&client, 1, &after).await;
@@ -631,6 +668,26 @@ async fn a_refused_pod_leaves_its_replicaset_with_failed_create() {
     assert!(out.contains("prod-stable"), "{out}");
     assert!(out.contains("asm-1-22"), "{out}");
     eprintln!("check:\n{out}");
+}
+
+/// A revhook command against this API server (admin kubeconfig, the add-on's namespace):
+/// exit code, and standard output followed by standard error.
+fn revhook_cli(c: &Cluster, args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_revhook"))
+        .args(args)
+        .args(["--istio-namespace", ISTIO_NS])
+        .env("KUBECONFIG", &c.cp.kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("run revhook");
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 /// `revhook check` (live) with the admin kubeconfig: exit code and standard output.
