@@ -891,3 +891,116 @@ subjects: [{kind: ServiceAccount, name: revhook-partial, namespace: revhook-syst
     );
     assert_no_verdict_before_sync(&cp, &mut revhook).await;
 }
+
+/// A bare pod in namespace shop (prod-stable), created for real.
+async fn create_shop_pod(client: &Client, name: &str) -> Result<Value, String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    let pod: Pod = objects::typed(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {"serviceAccountName": "web", "containers": [{"name": "web", "image": "web"}]}
+    }));
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .map(value)
+        .map_err(|e| api_message(&e))
+}
+
+/// revhook as the guard overlay runs it on AKS (`--mode=guard`): the add-on's istiod injects,
+/// revhook only refuses. Here no istiod answers, as when the add-on's injector is missing.
+async fn guard_cluster() -> Option<Cluster> {
+    let c = cluster(&["--mode=guard"]).await?;
+    let shop: Vec<Value> = objects::yaml_file("tests/fixtures/kube/shop.yaml")
+        .into_iter()
+        .filter(|d| d["kind"] != "Deployment")
+        .collect();
+    objects::apply_all(&c.client, &shop).await;
+    Some(c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guard_mode_refuses_a_pod_on_a_removed_revision_and_never_injects() {
+    let Some(c) = guard_cluster().await else {
+        return;
+    };
+    let configmaps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(c.client.clone(), ISTIO_NS);
+    configmaps
+        .delete("istio-sidecar-injector-asm-1-22", &Default::default())
+        .await
+        .expect("remove asm-1-22's injector");
+    let refused = wait_until_refusing(&c.client).await;
+    assert_eq!(refused, DANGLING_DENIAL);
+    let stored = create_shop_pod(&c.client, "on-removed").await;
+    assert_eq!(stored.err().as_deref(), Some(DANGLING_DENIAL));
+
+    // Back on an installed revision: guard admits and changes nothing (istiod's job).
+    objects::apply_all(
+        &c.client,
+        &objects::yaml_file("tests/fixtures/kube/aks-istio.yaml")
+            .into_iter()
+            .filter(|d| d["metadata"]["name"] == "istio-sidecar-injector-asm-1-22")
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "shop");
+    let probe: Pod = objects::typed(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe"},
+        "spec": {"serviceAccountName": "web", "containers": [{"name": "app", "image": "probe"}]}
+    }));
+    eventually("guard to admit pods again", WAIT, || {
+        let pods = pods.clone();
+        let probe = probe.clone();
+        async move {
+            let pp = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            pods.create(&pp, &probe)
+                .await
+                .map(|_| ())
+                .map_err(|e| api_message(&e))
+        }
+    })
+    .await;
+    let log = c.revhook.proc.log_text();
+    assert!(log.contains("decision=guard:asm-1-22"), "{log}");
+    assert!(
+        !log.contains("decision=inject:"),
+        "guard never injects:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs #15 item 4: guard mode admits a pod that arrives without the sidecar Istio should have injected"]
+async fn guard_mode_refuses_a_pod_that_arrives_uninjected() {
+    let Some(c) = guard_cluster().await else {
+        return;
+    };
+    // shop selects prod-stable → asm-1-22, an installed revision, but no injector of the
+    // add-on ran (none is registered): the pod would start outside the mesh.
+    match create_shop_pod(&c.client, "uninjected").await {
+        Ok(pod) => panic!(
+            "stored without a sidecar: containers {:?}",
+            pod["spec"]["containers"]
+                .as_array()
+                .map(|cs| cs.iter().map(|c| c["name"].clone()).collect::<Vec<_>>())
+        ),
+        Err(message) => {
+            assert!(
+                message.starts_with(
+                    r#"admission webhook "rev.namespace.inject.revhook.dev" denied the request"#
+                ),
+                "{message}"
+            );
+            assert!(
+                message.contains("asm-1-22"),
+                "names the revision: {message}"
+            );
+            assert!(
+                message.contains("sidecar"),
+                "says what is missing: {message}"
+            );
+        }
+    }
+}
