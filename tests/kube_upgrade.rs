@@ -58,6 +58,8 @@ async fn cluster(extra_args: &[&str]) -> Option<Cluster> {
         &revhook.tls.ca_bundle(),
     ));
     objects::apply_all(&client, &webhooks).await;
+    let mut revhook = revhook;
+    revhook.wait_for_api_server_calls(&client).await;
     Some(Cluster {
         cp,
         revhook,
@@ -756,6 +758,7 @@ async fn assert_no_verdict_before_sync(cp: &ControlPlane, revhook: &mut Revhook)
         &revhook.tls.ca_bundle(),
     ));
     objects::apply_all(&client, &webhooks).await;
+    revhook.wait_for_api_server_calls(&client).await;
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
     let pod: Pod = objects::typed(json!({

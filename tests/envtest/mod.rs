@@ -700,6 +700,84 @@ impl Drop for NetNs {
     }
 }
 
+/// The namespace of the barrier's probe pods: no injection labels, so only revhook's
+/// `object.inject` webhook (pod label `sidecar.istio.io/inject=true`) and its workload
+/// validation select them.
+const PROBE_NAMESPACE: &str = "envtest-probe";
+
+static PROBES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Revhook {
+    /// Waits until the API server calls this revhook's /inject and /validate for a pod.
+    ///
+    /// The API server loads webhook configurations (and their caBundle) through an informer:
+    /// for a moment after a configuration is written, requests are admitted without calling
+    /// the webhook, or fail TLS with the old caBundle. Server-side dry-run pods, which call
+    /// webhooks and store nothing, are sent until revhook's log shows both calls for one of
+    /// them (a pod for the mutating configuration, a namespace of the same name for the
+    /// validating one); the verdicts do not matter (revhook may not be synced, or refuse).
+    pub async fn wait_for_api_server_calls(&mut self, client: &Client) {
+        use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+        use kube::api::{Api, PostParams};
+        let ns: Namespace = objects::typed(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": PROBE_NAMESPACE}}));
+        let sa: ServiceAccount = objects::typed(serde_json::json!({
+            "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "probe"}}));
+        // AlreadyExists is fine: the second barrier of a test reuses them.
+        let _ = Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await;
+        let _ = Api::<ServiceAccount>::namespaced(client.clone(), PROBE_NAMESPACE)
+            .create(&PostParams::default(), &sa)
+            .await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), PROBE_NAMESPACE);
+        let dry_run = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            self.proc.assert_running();
+            let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let name = format!("envtest-probe-{}-{n}", std::process::id());
+            let pod: Pod = objects::typed(serde_json::json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "labels": {"sidecar.istio.io/inject": "true"}},
+                "spec": {"serviceAccountName": "probe", "containers": [{"name": "app", "image": "probe"}]}
+            }));
+            // Namespaces are validated only (no mutating webhook selects them), and a pod
+            // /inject refuses never reaches /validate: one probe for each configuration.
+            let probe_ns: Namespace = objects::typed(serde_json::json!({
+                "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}));
+            let _ = pods.create(&dry_run, &pod).await;
+            let _ = Api::<Namespace>::all(client.clone())
+                .create(&dry_run, &probe_ns)
+                .await;
+            if self.saw_calls(&name) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!(
+            "the API server never called revhook's webhooks for a probe pod:\n{}",
+            tail(&self.proc.log, 30)
+        );
+    }
+
+    /// Whether revhook logged an /inject and a /validate request for objects named `name`
+    /// (text or JSON log format).
+    fn saw_calls(&self, name: &str) -> bool {
+        let log = self.proc.log_text();
+        let called = |webhook: &str| {
+            let text = format!("webhook=\"{webhook}\"");
+            let json = format!("\"webhook\":\"{webhook}\"");
+            log.lines()
+                .any(|l| l.contains(name) && (l.contains(&text) || l.contains(&json)))
+        };
+        called("inject") && called("validate")
+    }
+}
+
 /// A minimal HTTP/1.1 GET (the admin port is plain HTTP on loopback).
 fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
