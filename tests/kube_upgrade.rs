@@ -271,16 +271,22 @@ async fn current_template_hash(client: &Client) -> Result<String, String> {
         .ok_or_else(|| format!("no ReplicaSet for deployment revision {revision}"))
 }
 
+/// A bare pod for namespace shop under the app's ServiceAccount (the label keeps it out of
+/// the Deployment's selector).
+fn shop_pod(name: &str) -> Pod {
+    objects::typed(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "bare"}},
+        "spec": {"serviceAccountName": "web", "containers": [{"name": "app", "image": "app"}]}
+    }))
+}
+
 /// Waits until revhook injects `rev` into a pod of namespace shop: a server-side dry run (the
 /// webhooks are `sideEffects: None`, so the API server calls them and returns the mutated pod,
 /// storing nothing). This is how the test knows revhook's watch has seen a change.
 async fn wait_until_injecting(client: &Client, rev: &str) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
-    let probe: Pod = objects::typed(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "probe", "labels": {"app": "probe"}},
-        "spec": {"serviceAccountName": "web", "containers": [{"name": "app", "image": "probe"}]}
-    }));
+    let probe = shop_pod("probe");
     let want = proxy_image(rev);
     eventually(&format!("revhook to inject {rev}"), WAIT, || {
         let pods = pods.clone();
@@ -573,11 +579,7 @@ async fn upgrade_completed_before_the_tag_moved(c: &Cluster) -> String {
 /// Waits until a dry-run pod in shop is refused (revhook has seen the revision go).
 async fn wait_until_refusing(client: &Client) -> String {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
-    let probe: Pod = objects::typed(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "probe"},
-        "spec": {"serviceAccountName": "web", "containers": [{"name": "app", "image": "probe"}]}
-    }));
+    let probe = shop_pod("probe");
     eventually("revhook to refuse pods in shop", WAIT, || {
         let pods = pods.clone();
         let probe = probe.clone();
@@ -761,11 +763,7 @@ async fn assert_no_verdict_before_sync(cp: &ControlPlane, revhook: &mut Revhook)
     revhook.wait_for_api_server_calls(&client).await;
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
-    let pod: Pod = objects::typed(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "before-sync"},
-        "spec": {"serviceAccountName": "web", "containers": [{"name": "app", "image": "app"}]}
-    }));
+    let pod = shop_pod("before-sync");
     let result = pods.create(&PostParams::default(), &pod).await;
     revhook.proc.assert_running();
     match result {
@@ -898,11 +896,7 @@ subjects: [{kind: ServiceAccount, name: revhook-partial, namespace: revhook-syst
 /// A bare pod in namespace shop (prod-stable), created for real.
 async fn create_shop_pod(client: &Client, name: &str) -> Result<Value, String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
-    let pod: Pod = objects::typed(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app": "web"}},
-        "spec": {"serviceAccountName": "web", "containers": [{"name": "web", "image": "web"}]}
-    }));
+    let pod = shop_pod(name);
     pods.create(&PostParams::default(), &pod)
         .await
         .map(value)
@@ -947,10 +941,7 @@ async fn guard_mode_refuses_a_pod_on_a_removed_revision_and_never_injects() {
     )
     .await;
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), "shop");
-    let probe: Pod = objects::typed(json!({
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe"},
-        "spec": {"serviceAccountName": "web", "containers": [{"name": "app", "image": "probe"}]}
-    }));
+    let probe = shop_pod("probe");
     eventually("guard to admit pods again", WAIT, || {
         let pods = pods.clone();
         let probe = probe.clone();
