@@ -1,0 +1,139 @@
+//! Objects for the API server: YAML applied by server-side apply (as `kubectl apply
+//! --server-side` does), revhook's webhook configurations as the shipped manifests define
+//! them, and the reads the tests assert on.
+
+use std::path::{Path, PathBuf};
+
+use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::{Api, Client};
+use serde_json::{json, Value};
+
+pub const FIELD_MANAGER: &str = "envtest";
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// The YAML documents of a file in the repository, as JSON values (empty documents dropped).
+pub fn yaml_file(rel: &str) -> Vec<Value> {
+    let path = repo_path(rel);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    yaml_docs(&text)
+}
+
+pub fn yaml_docs(text: &str) -> Vec<Value> {
+    use serde::Deserialize as _;
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).expect("YAML document"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The API for an object's kind (discovered from the server, so any kind works).
+pub async fn api_for(client: &Client, obj: &Value) -> Api<DynamicObject> {
+    let api_version = obj["apiVersion"].as_str().expect("apiVersion");
+    let kind = obj["kind"].as_str().expect("kind");
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    let (resource, caps) = kube::discovery::pinned_kind(client, &gvk)
+        .await
+        .unwrap_or_else(|e| panic!("discover {api_version} {kind}: {e}"));
+    match obj["metadata"]["namespace"].as_str() {
+        Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => {
+            Api::namespaced_with(client.clone(), ns, &resource)
+        }
+        _ => Api::all_with(client.clone(), &resource),
+    }
+}
+
+/// Server-side applies one object; the API server's answer (or its refusal) is returned.
+pub async fn try_apply(client: &Client, obj: &Value) -> Result<DynamicObject, kube::Error> {
+    let name = obj["metadata"]["name"].as_str().expect("metadata.name");
+    let api = api_for(client, obj).await;
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+}
+
+pub async fn apply(client: &Client, obj: &Value) -> DynamicObject {
+    try_apply(client, obj)
+        .await
+        .unwrap_or_else(|e| panic!("apply {} {}: {e}", obj["kind"], obj["metadata"]["name"]))
+}
+
+pub async fn apply_all(client: &Client, docs: &[Value]) {
+    for doc in docs {
+        apply(client, doc).await;
+    }
+}
+
+/// revhook's webhook configurations from `manifests/base` (same rules, selectors,
+/// failurePolicy, timeouts, sideEffects, reinvocationPolicy), each webhook's `clientConfig`
+/// replaced by `client_config(shipped)`, `shipped` being the manifest's own clientConfig.
+pub fn shipped_webhooks(client_config: impl Fn(&Value) -> Value) -> Vec<Value> {
+    let mut docs = yaml_file("manifests/base/mutatingwebhook.yaml");
+    docs.extend(yaml_file("manifests/base/validatingwebhook.yaml"));
+    for doc in &mut docs {
+        let hooks = doc["webhooks"].as_array_mut().expect("webhooks");
+        for hook in hooks {
+            hook["clientConfig"] = client_config(&hook["clientConfig"]);
+        }
+    }
+    docs
+}
+
+/// `clientConfig.url` (`base_url` + the shipped service path) with a caBundle (empty
+/// string: none, as shipped).
+pub fn url_client_config<'a>(base_url: &'a str, ca_bundle: &str) -> impl Fn(&Value) -> Value + 'a {
+    let ca = ca_bundle.to_owned();
+    move |shipped| {
+        let path = shipped["service"]["path"]
+            .as_str()
+            .expect("shipped webhooks name a service path");
+        json!({"url": format!("{base_url}{path}"), "caBundle": ca})
+    }
+}
+
+/// The shipped `clientConfig.service` as it is, with a caBundle.
+pub fn service_client_config(ca_bundle: &str) -> impl Fn(&Value) -> Value {
+    let ca = ca_bundle.to_owned();
+    move |shipped| json!({"service": shipped["service"], "caBundle": ca})
+}
+
+/// A JSON value as a k8s-openapi type.
+pub fn typed<T: serde::de::DeserializeOwned>(v: impl serde::Serialize) -> T {
+    serde_json::from_value(serde_json::to_value(v).expect("serialize")).expect("typed")
+}
+
+/// A value as JSON (for field-by-field assertions on typed objects).
+pub fn value(v: impl serde::Serialize) -> Value {
+    serde_json::to_value(v).expect("serialize")
+}
+
+/// The message of an API error (a webhook's denial is `Status.message`).
+pub fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A token of a ServiceAccount from the TokenRequest API (what the kubelet mounts into a pod).
+pub async fn service_account_token(client: &Client, namespace: &str, name: &str) -> String {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let request: TokenRequest = typed(json!({
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "spec": {"audiences": ["https://kubernetes.default.svc"], "expirationSeconds": 3600}
+    }));
+    let answer: TokenRequest = sas
+        .create_subresource("token", name, &kube::api::PostParams::default(), &request)
+        .await
+        .unwrap_or_else(|e| panic!("TokenRequest for {namespace}/{name}: {e}"));
+    answer.status.expect("token status").token
+}
