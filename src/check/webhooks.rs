@@ -156,9 +156,10 @@ fn leftover_revision(name: &str) -> Option<String> {
         return Some(rev.to_owned());
     }
     let rest = name.strip_prefix("istio-validator-")?;
+    // The longer suffix first: `-aks-istio-system` also ends with `-istio-system`.
     let rev = rest
-        .strip_suffix("-istio-system")
-        .or_else(|| rest.strip_suffix("-aks-istio-system"))?;
+        .strip_suffix("-aks-istio-system")
+        .or_else(|| rest.strip_suffix("-istio-system"))?;
     Some(rev.to_owned())
 }
 
@@ -327,6 +328,23 @@ mod tests {
             ..ClusterObjects::default()
         }));
         assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn an_aks_validator_is_read_for_its_revision_not_the_namespace_suffix() {
+        let found = judge(ClusterObjects {
+            validating: vec![
+                validating("istio-validator-asm-1-23-aks-istio-system", &[], vec![]),
+                validating("istio-validator-asm-1-19-aks-istio-system", &[], vec![]),
+            ],
+            ..ClusterObjects::default()
+        });
+        assert_eq!(codes(&found), ["REVHOOK-LEFTOVER-WEBHOOK"]);
+        assert!(
+            found[0].message.contains("revision \"asm-1-19\","),
+            "{}",
+            found[0].message
+        );
     }
 
     #[test]
