@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhook, MutatingWebhookConfiguration, ServiceReference,
+    MutatingWebhook, MutatingWebhookConfiguration, ServiceReference, ValidatingWebhook,
     ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use k8s_openapi::api::core::v1::{
@@ -207,15 +207,13 @@ pub(super) fn validating(
         webhooks: m.webhooks.map(|hooks| {
             hooks
                 .into_iter()
-                .map(
-                    |h| k8s_openapi::api::admissionregistration::v1::ValidatingWebhook {
-                        name: h.name,
-                        client_config: h.client_config,
-                        admission_review_versions: h.admission_review_versions,
-                        side_effects: h.side_effects,
-                        ..Default::default()
-                    },
-                )
+                .map(|h| ValidatingWebhook {
+                    name: h.name,
+                    client_config: h.client_config,
+                    admission_review_versions: h.admission_review_versions,
+                    side_effects: h.side_effects,
+                    ..ValidatingWebhook::default()
+                })
                 .collect()
         }),
     }
