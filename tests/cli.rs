@@ -14,7 +14,7 @@ fn revhook() -> Command {
 }
 
 #[test]
-fn replay_prints_responses_and_applied_objects() {
+fn replay_prints_one_response_per_fixture() {
     let out = revhook()
         .args(["replay", "--config"])
         .arg(fixture_path("local-config.yaml"))
@@ -38,7 +38,10 @@ fn replay_prints_responses_and_applied_objects() {
     );
     assert_eq!(docs[0]["response"]["patchType"], "JSONPatch");
     assert_eq!(docs[1]["response"]["allowed"], false);
+}
 
+#[test]
+fn replay_apply_reads_stdin_and_prints_the_injected_object() {
     let out = revhook()
         .args(["replay", "--apply", "--config"])
         .arg(fixture_path("local-config.yaml"))

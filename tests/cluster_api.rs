@@ -276,8 +276,10 @@ fn cluster(tags: Vec<Value>, namespaces: Vec<Value>) -> Shared {
     state
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watchers_follow_istio_objects_and_the_ca_bundle_is_applied() {
+/// The fake cluster the watcher tests serve from: tags prod-stable → asm-1-22 and
+/// prod-canary → asm-1-23, namespace shop on prod-stable, namespace plain (on prod-canary)
+/// created after the list, and revhook's own webhook configurations with an empty caBundle.
+fn watched_cluster() -> Shared {
     let state = cluster(
         vec![
             tag("prod-stable", "asm-1-22", "5"),
@@ -307,120 +309,203 @@ async fn watchers_follow_istio_objects_and_the_ca_bundle_is_applied() {
             webhook("ValidatingWebhookConfiguration"),
         );
     }
-    let api_url = start_fake_api(state.clone()).await;
+    state
+}
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let certs = revhook::tls::generate_dev(&[], &[], 1, 2).expect("certs");
-    certs.write(dir.path()).expect("write");
-    let (_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = run::start(
-        ServeOptions {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            tls_cert: Some(dir.path().join("tls.crt")),
-            tls_key: Some(dir.path().join("tls.key")),
-            source: Source::Cluster(ClusterOptions {
-                istio_namespaces: vec!["istio-system".into()],
-                mesh: MeshSettings::default(),
-                api_url: Some(api_url),
-            }),
-            ca_bundle: Some(CaBundleOptions {
-                ca_cert: dir.path().join("ca.crt"),
-                mutating: "revhook".into(),
-                validating: "revhook".into(),
-                resync: Duration::from_secs(30),
-            }),
-            ..ServeOptions::default()
-        },
-        async move {
-            let _ = stop_rx.await;
-        },
-    )
-    .await
-    .expect("server starts");
+/// revhook serving in cluster mode from a fake API, with `--manage-ca-bundle`.
+struct Served {
+    state: Shared,
+    running: run::Running,
+    certs: revhook::tls::DevCerts,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Served {
+    /// Starts revhook against `state`; it is not waited for (see [`Served::wait_ready`]).
+    async fn start(state: Shared) -> Served {
+        let api_url = start_fake_api(state.clone()).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = revhook::tls::generate_dev(&[], &[], 1, 2).expect("certs");
+        certs.write(dir.path()).expect("write");
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let running = run::start(
+            ServeOptions {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                tls_cert: Some(dir.path().join("tls.crt")),
+                tls_key: Some(dir.path().join("tls.key")),
+                source: Source::Cluster(ClusterOptions {
+                    istio_namespaces: vec!["istio-system".into()],
+                    mesh: MeshSettings::default(),
+                    api_url: Some(api_url),
+                }),
+                ca_bundle: Some(CaBundleOptions {
+                    ca_cert: dir.path().join("ca.crt"),
+                    mutating: "revhook".into(),
+                    validating: "revhook".into(),
+                    resync: Duration::from_secs(30),
+                }),
+                ..ServeOptions::default()
+            },
+            async move {
+                let _ = stop_rx.await;
+            },
+        )
+        .await
+        .expect("server starts");
+        Served {
+            state,
+            running,
+            certs,
+            _dir: dir,
+            _stop: stop,
+        }
+    }
+
+    /// Started and synced: every watch has listed.
+    async fn ready(state: Shared) -> Served {
+        let served = Served::start(state).await;
+        served.wait_ready().await;
+        served
+    }
+
+    async fn wait_ready(&self) {
+        let health = &self.running.app.health;
+        let mut ready = false;
+        for _ in 0..100 {
+            if health.ready().is_ok() {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            ready,
+            "ready once every watch has listed: {:?}",
+            health.ready()
+        );
+    }
+
+    async fn client(&self) -> Client {
+        connect(self.running.addr, &self.certs.ca_cert, Proto::Http2)
+            .await
+            .expect("connect")
+    }
+
+    /// The proxy image injected into the fixture's pod.
+    async fn injected_image(&self, client: &mut Client, fixture_name: &str) -> Option<String> {
+        let review = fixture(fixture_name);
+        let response = admission_response(&client.post("/inject", review.clone()).await);
+        proxy_image(&apply_patch(&response, &request_object(&review)))
+    }
+
+    /// Sends a watch event to every open watch on `collection`.
+    fn send_watch_event(&self, collection: &str, event: &Value) {
+        let line = event.to_string() + "\n";
+        let st = self.state.lock().expect("lock");
+        let watchers = st.watches.get(collection).expect("a watch is open");
+        for w in watchers {
+            let _ = w.send(Bytes::from(line.clone()));
+        }
+    }
+
+    /// Waits (bounded) until the served snapshot's tag points at `revision`. Other watches
+    /// may rebuild the snapshot too: this waits for one event's effect, not any change.
+    async fn wait_for_tag(&self, tag: &str, revision: &str) {
+        for _ in 0..250 {
+            if self.running.app.snapshot.load().table.tag_target(tag) == Some(revision) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The PATCH requests once at least `count` have arrived (bounded wait), after a further
+    /// pause in which any extra one would show.
+    async fn patches_after_quiet(&self, count: usize) -> Vec<(String, String, String, Value)> {
+        for _ in 0..100 {
+            if self.state.lock().expect("lock").patches.len() >= count {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.state.lock().expect("lock").patches.clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_mode_is_not_ready_until_every_watch_has_listed() {
+    let served = Served::start(watched_cluster()).await;
     assert!(
-        running.app.health.ready().is_err(),
+        served.running.app.health.ready().is_err(),
         "not ready before the first sync"
     );
-    let mut ready = false;
-    for _ in 0..100 {
-        if running.app.health.ready().is_ok() {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        ready,
-        "ready once every watch has listed: {:?}",
-        running.app.health.ready()
-    );
+    served.wait_ready().await;
+}
 
-    let mut client = connect(running.addr, &certs.ca_cert, Proto::Http2)
-        .await
-        .expect("connect");
-    let review = fixture("pod-create-prod-stable.json");
-    let response = admission_response(&client.post("/inject", review.clone()).await);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_gets_the_revision_its_namespace_tag_points_at() {
+    let served = Served::ready(watched_cluster()).await;
+    let mut client = served.client().await;
     assert_eq!(
-        proxy_image(&apply_patch(&response, &request_object(&review))).as_deref(),
+        served
+            .injected_image(&mut client, "pod-create-prod-stable.json")
+            .await
+            .as_deref(),
         Some("docker.io/istio/proxyv2:1.22.0")
     );
+}
 
-    // `istioctl tag set prod-stable --revision asm-1-23`: a watch event.
-    let before = running.app.snapshot.load();
-    let event = json!({"type": "MODIFIED", "object": tag("prod-stable", "asm-1-23", "11")})
-        .to_string()
-        + "\n";
-    {
-        let st = state.lock().expect("lock");
-        let watchers = st
-            .watches
-            .get("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations")
-            .expect("a tag watch is open");
-        for w in watchers {
-            let _ = w.send(Bytes::from(event.clone()));
-        }
-    }
-    // Other watches may rebuild the snapshot too: wait for this event's effect, not any change.
-    for _ in 0..250 {
-        if running.app.snapshot.load().table.tag_target("prod-stable") == Some("asm-1-23") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_watch_event_swaps_in_a_snapshot_that_injects_the_new_revision() {
+    let served = Served::ready(watched_cluster()).await;
+    let mut client = served.client().await;
+    let before = served.running.app.snapshot.load();
+    // `istioctl tag set prod-stable --revision asm-1-23`.
+    served.send_watch_event(
+        MUTATING,
+        &json!({"type": "MODIFIED", "object": tag("prod-stable", "asm-1-23", "11")}),
+    );
+    served.wait_for_tag("prod-stable", "asm-1-23").await;
     assert!(
-        !Arc::ptr_eq(&before, &running.app.snapshot.load()),
+        !Arc::ptr_eq(&before, &served.running.app.snapshot.load()),
         "a new snapshot was swapped in"
     );
-    let response = admission_response(&client.post("/inject", review.clone()).await);
     assert_eq!(
-        proxy_image(&apply_patch(&response, &request_object(&review))).as_deref(),
+        served
+            .injected_image(&mut client, "pod-create-prod-stable.json")
+            .await
+            .as_deref(),
         Some("docker.io/istio/proxyv2:1.23.0")
     );
+}
 
-    // A pod in a namespace the cache does not know: one GET, and its label applies.
-    let review = fixture("pod-create-unlabelled-namespace.json");
-    let response = admission_response(&client.post("/inject", review.clone()).await);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_the_cache_does_not_know_is_fetched_and_its_label_applies() {
+    let served = Served::ready(watched_cluster()).await;
+    let mut client = served.client().await;
     assert_eq!(
-        proxy_image(&apply_patch(&response, &request_object(&review))).as_deref(),
+        served
+            .injected_image(&mut client, "pod-create-unlabelled-namespace.json")
+            .await
+            .as_deref(),
         Some("docker.io/istio/proxyv2:1.23.0")
     );
-    assert!(state
+    assert!(served
+        .state
         .lock()
         .expect("lock")
         .gets
         .iter()
         .any(|g| g.starts_with("GET /api/v1/namespaces/plain")));
+}
 
-    // caBundle: server-side apply of the CA, as field manager revhook, on both configurations.
-    for _ in 0..100 {
-        if state.lock().expect("lock").patches.len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ca_bundle_is_server_side_applied_once_to_both_configurations() {
+    let served = Served::ready(watched_cluster()).await;
     // Once written, nothing more: no reconcile loop against the API server.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let patches = state.lock().expect("lock").patches.clone();
+    let patches = served.patches_after_quiet(2).await;
     assert_eq!(
         patches.len(),
         2,
@@ -429,7 +514,8 @@ async fn watchers_follow_istio_objects_and_the_ca_bundle_is_applied() {
         patches.first().map(|p| &p.0)
     );
     use base64::Engine as _;
-    let bundle = base64::engine::general_purpose::STANDARD.encode(certs.ca_cert.as_bytes());
+    let bundle = base64::engine::general_purpose::STANDARD.encode(served.certs.ca_cert.as_bytes());
+    // Server-side apply of the CA, as field manager revhook.
     for (path, query, content_type, body) in &patches {
         assert!(path.ends_with("webhookconfigurations/revhook"), "{path}");
         assert!(
@@ -454,109 +540,122 @@ fn revhook(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tags_commands_read_and_write_istios_tag_webhooks() {
-    let state = cluster(
-        vec![tag("prod-stable", "asm-1-22", "5")],
-        vec![namespace_meta("shop", "prod-stable")],
-    );
-    let url = start_fake_api(state.clone()).await;
-    let run = |args: Vec<String>| {
+/// A fake cluster with tag prod-stable → asm-1-22, selected by namespace shop, and the
+/// `revhook tags` commands run against it.
+struct TagsCluster {
+    state: Shared,
+    url: String,
+}
+
+impl TagsCluster {
+    async fn start() -> TagsCluster {
+        let state = cluster(
+            vec![tag("prod-stable", "asm-1-22", "5")],
+            vec![namespace_meta("shop", "prod-stable")],
+        );
+        let url = start_fake_api(state.clone()).await;
+        TagsCluster { state, url }
+    }
+
+    /// `revhook tags ARGS --kube-api-url URL`: (exit code, stdout, stderr).
+    async fn tags(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let args: Vec<String> = ["tags"]
+            .iter()
+            .chain(args)
+            .map(|s| (*s).to_owned())
+            .chain(["--kube-api-url".to_owned(), self.url.clone()])
+            .collect();
         tokio::task::spawn_blocking(move || {
             revhook(&args.iter().map(String::as_str).collect::<Vec<_>>())
         })
-    };
-    let with_url = |a: &[&str]| -> Vec<String> {
-        a.iter()
-            .map(|s| (*s).to_owned())
-            .chain(["--kube-api-url".to_owned(), url.clone()])
-            .collect()
-    };
+        .await
+        .expect("join")
+    }
 
-    let (code, out, err) = run(with_url(&["tags", "list"])).await.expect("join");
+    fn writes(&self) -> Vec<String> {
+        self.state.lock().expect("lock").writes.clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_list_shows_each_tag_its_revision_and_namespaces() {
+    let cluster = TagsCluster::start().await;
+    let (code, out, err) = cluster.tags(&["list"]).await;
     assert_eq!(code, Some(0), "{err}");
     assert!(
         out.contains("prod-stable") && out.contains("asm-1-22") && out.contains("shop"),
         "{out}"
     );
+}
 
-    let (code, _, err) = run(with_url(&[
-        "tags",
-        "set",
-        "prod-stable",
-        "--revision",
-        "asm-1-23",
-    ]))
-    .await
-    .expect("join");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_set_refuses_to_move_a_tag_without_overwrite_or_onto_a_missing_revision() {
+    let cluster = TagsCluster::start().await;
+    let (code, _, err) = cluster
+        .tags(&["set", "prod-stable", "--revision", "asm-1-23"])
+        .await;
     assert_eq!(code, Some(2));
     assert!(err.contains("pass --overwrite"), "{err}");
-    let (code, _, err) = run(with_url(&[
-        "tags",
-        "set",
-        "prod-canary",
-        "--revision",
-        "asm-1-30",
-    ]))
-    .await
-    .expect("join");
+    let (code, _, err) = cluster
+        .tags(&["set", "prod-canary", "--revision", "asm-1-30"])
+        .await;
     assert_eq!(code, Some(2));
     assert!(err.contains("not installed"), "{err}");
-    assert!(
-        state.lock().expect("lock").writes.is_empty(),
-        "refusals write nothing"
+    assert!(cluster.writes().is_empty(), "refusals write nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_set_replaces_a_moved_tag_and_creates_a_new_one_as_istioctl_does() {
+    let cluster = TagsCluster::start().await;
+    let (code, _, err) = cluster
+        .tags(&[
+            "set",
+            "prod-stable",
+            "--revision",
+            "asm-1-23",
+            "--overwrite",
+        ])
+        .await;
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = cluster
+        .tags(&["set", "prod-canary", "--revision", "asm-1-23"])
+        .await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        cluster.writes(),
+        vec![
+            format!("PUT {MUTATING}/istio-revision-tag-prod-stable"),
+            format!("POST {MUTATING}"),
+        ]
     );
+    let st = cluster.state.lock().expect("lock");
+    let canary = st
+        .objects
+        .get(&format!("{MUTATING}/istio-revision-tag-prod-canary"))
+        .expect("created");
+    assert_eq!(canary["metadata"]["labels"]["istio.io/rev"], "asm-1-23");
+    assert_eq!(
+        canary["webhooks"],
+        json!([]),
+        "nothing but revhook acts on revhook's tags"
+    );
+}
 
-    let (code, _, err) = run(with_url(&[
-        "tags",
-        "set",
-        "prod-stable",
-        "--revision",
-        "asm-1-23",
-        "--overwrite",
-    ]))
-    .await
-    .expect("join");
-    assert_eq!(code, Some(0), "{err}");
-    let (code, _, err) = run(with_url(&[
-        "tags",
-        "set",
-        "prod-canary",
-        "--revision",
-        "asm-1-23",
-    ]))
-    .await
-    .expect("join");
-    assert_eq!(code, Some(0), "{err}");
-    {
-        let st = state.lock().expect("lock");
-        assert_eq!(
-            st.writes,
-            vec![
-                "PUT /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/istio-revision-tag-prod-stable",
-                "POST /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
-            ]
-        );
-        let canary = st.objects.get("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/istio-revision-tag-prod-canary").expect("created");
-        assert_eq!(canary["metadata"]["labels"]["istio.io/rev"], "asm-1-23");
-        assert_eq!(
-            canary["webhooks"],
-            json!([]),
-            "nothing but revhook acts on revhook's tags"
-        );
-    }
-
-    let (code, out, err) = run(with_url(&["tags", "remove", "prod-stable"]))
-        .await
-        .expect("join");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_remove_deletes_and_warns_of_namespaces_still_selecting_the_tag() {
+    let cluster = TagsCluster::start().await;
+    let (code, out, err) = cluster.tags(&["remove", "prod-stable"]).await;
     assert_eq!(code, Some(0), "{err}");
     assert!(
         out.contains("removed") && err.contains("namespaces still select prod-stable: shop"),
         "{out} {err}"
     );
-    let (code, _, err) = run(with_url(&["tags", "remove", "no-such-tag"]))
-        .await
-        .expect("join");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_remove_of_a_tag_that_does_not_exist_fails() {
+    let cluster = TagsCluster::start().await;
+    let (code, _, err) = cluster.tags(&["remove", "no-such-tag"]).await;
     assert_eq!(code, Some(2));
     assert!(err.contains("does not exist"), "{err}");
 }

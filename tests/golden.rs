@@ -107,10 +107,23 @@ fn golden_files_match_and_say_what_the_annotations_mean() {
     );
 }
 
-#[test]
-fn annotations_take_effect() {
-    let render = |name: &str| render_file(&dir().join(name)).0.remove(0);
+/// The first document of a golden input, rendered.
+fn render(name: &str) -> Value {
+    render_file(&dir().join(name)).0.remove(0)
+}
 
+/// The pod's `sidecar.istio.io/status` annotation, parsed.
+fn sidecar_status(pod: &Value) -> Value {
+    serde_json::from_str(
+        pod["metadata"]["annotations"]["sidecar.istio.io/status"]
+            .as_str()
+            .expect("status"),
+    )
+    .expect("json")
+}
+
+#[test]
+fn resource_and_log_level_annotations_take_effect() {
     let pod = render("resources-and-logging.yaml");
     let p = proxy(&pod["spec"]);
     assert_eq!(
@@ -130,7 +143,10 @@ fn annotations_take_effect() {
     assert!(args.contains(&"--proxyLogLevel=debug"));
     assert!(args.contains(&"--proxyComponentLogLevel=misc:error,rbac:debug"));
     assert!(args.contains(&"--log_output_level=default:debug"));
+}
 
+#[test]
+fn traffic_annotations_reach_istio_init_and_the_proxy() {
     let pod = render("traffic.yaml");
     let args = init_args(&pod["spec"]).join(" ");
     assert!(args.contains("-m TPROXY"), "{args}");
@@ -150,7 +166,10 @@ fn annotations_take_effect() {
         Some(&Value::from("TPROXY"))
     );
     assert_eq!(p["securityContext"]["runAsUser"], 0);
+}
 
+#[test]
+fn proxy_config_holds_apps_and_probes_are_rewritten() {
     let pod = render("proxy-config-and-probes.yaml");
     let spec = &pod["spec"];
     assert_eq!(
@@ -192,7 +211,10 @@ fn annotations_take_effect() {
         env(p, "ISTIO_PROMETHEUS_ANNOTATIONS"),
         Some(&Value::from(r#"{"port":"9102","scrape":"true"}"#))
     );
+}
 
+#[test]
+fn image_volume_and_probe_annotations_take_effect() {
     let pod = render("images-and-volumes.yaml");
     let spec = &pod["spec"];
     let p = proxy(spec);
@@ -221,17 +243,14 @@ fn annotations_take_effect() {
     assert_eq!(p["readinessProbe"]["initialDelaySeconds"], 5);
     assert_eq!(p["readinessProbe"]["periodSeconds"], 10);
     assert_eq!(p["readinessProbe"]["failureThreshold"], 6);
-    let status: Value = serde_json::from_str(
-        pod["metadata"]["annotations"]["sidecar.istio.io/status"]
-            .as_str()
-            .expect("status"),
-    )
-    .expect("json");
-    assert!(status["volumes"]
+    assert!(sidecar_status(&pod)["volumes"]
         .as_array()
         .expect("volumes")
         .contains(&Value::from("extra-certs")));
+}
 
+#[test]
+fn a_custom_proxy_in_a_deployment_is_merged_with_the_injected_one() {
     let deployment = render("custom-proxy-and-deployment.yaml");
     let spec = &deployment["spec"]["template"]["spec"];
     assert_eq!(
@@ -263,20 +282,17 @@ fn annotations_take_effect() {
             "kubernetes://apis/apps/v1/namespaces/shop/deployments/web"
         ))
     );
+}
 
+#[test]
+fn interception_none_adds_no_init_container() {
     let pod = render("interception-none.yaml");
     assert!(
         pod["spec"].get("initContainers").is_none(),
         "{}",
         pod["spec"]
     );
-    let status: Value = serde_json::from_str(
-        pod["metadata"]["annotations"]["sidecar.istio.io/status"]
-            .as_str()
-            .expect("status"),
-    )
-    .expect("json");
-    assert_eq!(status["initContainers"], Value::Null);
+    assert_eq!(sidecar_status(&pod)["initContainers"], Value::Null);
 }
 
 #[test]

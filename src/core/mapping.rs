@@ -361,8 +361,12 @@ mod tests {
     }
 
     #[test]
-    fn other_configmaps_are_ignored_and_bad_ones_reported() {
+    fn a_configmap_that_is_no_injector_config_is_ignored() {
         assert!(revision_from_configmap(&cm("istio", None, serde_json::json!({}))).is_none());
+    }
+
+    #[test]
+    fn an_injector_configmap_whose_values_are_not_json_is_reported() {
         let mut bad = cm("istio-sidecar-injector-x", None, Value::Null);
         bad.data = Some(BTreeMap::from([(
             "values".to_owned(),
@@ -372,6 +376,10 @@ mod tests {
             revision_from_configmap(&bad),
             Some(Err(MappingError::BadValues { .. }))
         ));
+    }
+
+    #[test]
+    fn an_injector_configmap_without_a_proxy_image_is_reported() {
         let no_image = cm(
             "istio-sidecar-injector-y",
             None,
@@ -380,6 +388,16 @@ mod tests {
         assert!(matches!(
             revision_from_configmap(&no_image),
             Some(Err(MappingError::NoImage { .. }))
+        ));
+    }
+
+    #[test]
+    fn an_injector_configmap_without_values_is_reported() {
+        let mut no_values = cm("istio-sidecar-injector-z", None, Value::Null);
+        no_values.data = None;
+        assert!(matches!(
+            revision_from_configmap(&no_values),
+            Some(Err(MappingError::NoValues { .. }))
         ));
     }
 
