@@ -125,55 +125,55 @@ enum SourceArg {
     Cluster,
 }
 
-/// `--mode`: the CLI's spelling of [`Mode`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ModeArg {
-    /// revhook is the injector for every revision.
-    Inject,
-    /// A managed istiod injects; revhook only refuses pods that would miss their sidecar.
-    Guard,
-}
-
-impl From<ModeArg> for Mode {
-    fn from(m: ModeArg) -> Self {
-        match m {
-            ModeArg::Inject => Mode::Inject,
-            ModeArg::Guard => Mode::Guard,
+/// A CLI value enum that maps one to one onto a library enum: the library's types stay
+/// free of clap, and the flag's spellings are clap's kebab-case of the variant names.
+macro_rules! cli_enum {
+    ($(#[$meta:meta])* $name:ident => $target:ident { $($(#[$vmeta:meta])* $variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+        enum $name {
+            $($(#[$vmeta])* $variant),+
         }
-    }
-}
 
-/// `--on-stale`: the CLI's spelling of [`OnStale`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum OnStaleArg {
-    Deny,
-    AllowUninjected,
-}
-
-impl From<OnStaleArg> for OnStale {
-    fn from(o: OnStaleArg) -> Self {
-        match o {
-            OnStaleArg::Deny => OnStale::Deny,
-            OnStaleArg::AllowUninjected => OnStale::AllowUninjected,
+        impl From<$name> for $target {
+            fn from(v: $name) -> Self {
+                match v {
+                    $($name::$variant => $target::$variant),+
+                }
+            }
         }
-    }
+    };
 }
 
-/// `--on-conflict`: the CLI's spelling of [`OnConflict`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum OnConflictArg {
-    Warn,
-    Deny,
-}
-
-impl From<OnConflictArg> for OnConflict {
-    fn from(o: OnConflictArg) -> Self {
-        match o {
-            OnConflictArg::Warn => OnConflict::Warn,
-            OnConflictArg::Deny => OnConflict::Deny,
-        }
+cli_enum!(
+    /// `--mode`.
+    ModeArg => Mode {
+        /// revhook is the injector for every revision.
+        Inject,
+        /// A managed istiod injects; revhook only refuses pods that would miss their sidecar.
+        Guard,
     }
-}
+);
+cli_enum!(
+    /// `--on-stale`.
+    OnStaleArg => OnStale { Deny, AllowUninjected }
+);
+cli_enum!(
+    /// `--on-conflict`.
+    OnConflictArg => OnConflict { Warn, Deny }
+);
+cli_enum!(
+    /// `check --platform`.
+    PlatformArg => Platform { Generic, Aks }
+);
+cli_enum!(
+    /// `check --fail-on`.
+    SeverityArg => Severity { Info, Warning, Error }
+);
+cli_enum!(
+    /// `check -o`.
+    OutputArg => Output { Table, Json, Yaml }
+);
 
 #[derive(Args, Debug, Clone)]
 struct PolicyArgs {
@@ -304,13 +304,13 @@ struct CheckArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
     /// Managed-mesh hints for this platform.
-    #[arg(long, value_enum, default_value_t = Platform::Generic)]
-    platform: Platform,
+    #[arg(long, value_enum, default_value_t = PlatformArg::Generic)]
+    platform: PlatformArg,
     /// Exit 1 when findings of this severity or worse exist.
-    #[arg(long, value_enum, default_value_t = Severity::Error)]
-    fail_on: Severity,
-    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
-    output: Output,
+    #[arg(long, value_enum, default_value_t = SeverityArg::Error)]
+    fail_on: SeverityArg,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputArg::Table)]
+    output: OutputArg,
 }
 
 #[derive(Args, Debug)]
@@ -518,11 +518,11 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     };
     let opts = CheckOptions {
         istio_namespaces: args.cluster.istio_namespaces.clone(),
-        platform: args.platform,
+        platform: args.platform.into(),
     };
     let report = revhook::check::run(&objects, &opts);
-    print!("{}", report.render(args.output)?);
-    Ok(ExitCode::from(report.exit_code(args.fail_on)))
+    print!("{}", report.render(args.output.into())?);
+    Ok(ExitCode::from(report.exit_code(args.fail_on.into())))
 }
 
 /// A runtime for the one-shot commands that talk to the cluster.

@@ -129,6 +129,26 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Every library file's non-test code, by path under `src/` (`main.rs` is the CLI edge and
+/// left out).
+fn library_code() -> Vec<(String, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    files
+        .into_iter()
+        .filter_map(|path| {
+            let rel = path.strip_prefix(&src).ok()?.to_path_buf();
+            if rel == Path::new("main.rs") {
+                return None;
+            }
+            let text = std::fs::read_to_string(&path).ok()?;
+            Some((rel.display().to_string(), code_part(&rel, &text)?))
+        })
+        .collect()
+}
+
 /// The imports of the real tree.
 fn crate_imports() -> Vec<Import> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -182,6 +202,19 @@ fn middle_violations(imports: &[Import]) -> Vec<String> {
                     .is_some_and(|c| EDGE_CRATES.contains(&c))
         })
         .map(|i| format!("{} imports {}", i.file, i.target))
+        .collect()
+}
+
+/// The CLI's types stay in `main.rs`: the library maps nothing from clap (a derive names it
+/// without a `use`, so the text is searched, not the imports).
+fn clap_outside_main(code: &[(String, String)]) -> Vec<String> {
+    code.iter()
+        .filter(|(_, text)| {
+            text.lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .any(|l| l.contains("clap::") || l.trim_start().starts_with("use clap"))
+        })
+        .map(|(file, _)| format!("{file} names clap"))
         .collect()
 }
 
@@ -297,4 +330,12 @@ fn no_two_modules_import_each_other() {
         "the scan found no import of the core: it reads nothing"
     );
     assert_eq!(circle(&imports), None);
+}
+
+#[test]
+fn only_the_cli_knows_clap() {
+    let code = library_code();
+    assert!(code.len() > 20, "found only {} files", code.len());
+    let violations = clap_outside_main(&code);
+    assert!(violations.is_empty(), "{violations:#?}");
 }
