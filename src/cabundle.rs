@@ -33,7 +33,7 @@ pub struct CaBundleOptions {
 }
 
 /// Names of the webhooks whose `caBundle` differs from `ca_pem`.
-pub fn stale_webhooks<'a>(
+fn stale_webhooks<'a>(
     webhooks: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
     ca_pem: &[u8],
 ) -> Vec<String> {
@@ -45,7 +45,7 @@ pub fn stale_webhooks<'a>(
 }
 
 /// The server-side apply body that sets `caBundle` on the named webhooks and nothing else.
-pub fn apply_body(kind: &str, name: &str, webhook_names: &[String], ca_pem: &[u8]) -> Value {
+fn apply_body(kind: &str, name: &str, webhook_names: &[String], ca_pem: &[u8]) -> Value {
     use base64::Engine as _;
     let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let webhooks: Vec<Value> = webhook_names

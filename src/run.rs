@@ -92,7 +92,7 @@ impl Running {
 }
 
 /// Cert and key paths: the flags, or dev certificates generated into `certs_dir` on first run.
-pub fn cert_paths(opts: &ServeOptions) -> Result<CertFiles, ServeError> {
+fn cert_paths(opts: &ServeOptions) -> Result<CertFiles, ServeError> {
     match (&opts.tls_cert, &opts.tls_key) {
         (Some(cert), Some(key)) => Ok(CertFiles {
             cert: cert.clone(),

@@ -41,7 +41,7 @@ pub enum MappingError {
 }
 
 /// Whether a ConfigMap is a revision's injector config.
-pub fn is_injector_configmap(meta: &ObjectMeta) -> bool {
+fn is_injector_configmap(meta: &ObjectMeta) -> bool {
     meta.name.as_deref().is_some_and(|n| {
         n == INJECTOR_CONFIGMAP || n.starts_with(&format!("{INJECTOR_CONFIGMAP}-"))
     })
@@ -95,7 +95,7 @@ pub fn proxy_image(values: &Value) -> Option<String> {
 }
 
 /// A revision from its injector ConfigMap; `None` when the ConfigMap is not one.
-pub fn revision_from_configmap(cm: &ConfigMap) -> Option<Result<Revision, MappingError>> {
+fn revision_from_configmap(cm: &ConfigMap) -> Option<Result<Revision, MappingError>> {
     if !is_injector_configmap(&cm.metadata) {
         return None;
     }
@@ -152,7 +152,7 @@ pub fn revision_from_configmap(cm: &ConfigMap) -> Option<Result<Revision, Mappin
 }
 
 /// `(tag, revision)` of an `istioctl tag` MutatingWebhookConfiguration.
-pub fn tag_from_webhook(mwc: &MutatingWebhookConfiguration) -> Option<(String, String)> {
+fn tag_from_webhook(mwc: &MutatingWebhookConfiguration) -> Option<(String, String)> {
     let labels = mwc.metadata.labels.as_ref()?;
     let tag = labels.get(ISTIO_TAG)?.clone();
     let rev = labels.get(ISTIO_REV).cloned().unwrap_or_default();

@@ -288,11 +288,6 @@ impl RevisionTable {
         Err(self.stale(value, None))
     }
 
-    /// What `istio-injection=enabled` means: the `default` tag, else a revision named `default`.
-    pub fn resolve_default(&self) -> Result<Resolved<'_>, Stale> {
-        self.resolve(DEFAULT_TAG)
-    }
-
     fn stale(&self, requested: &str, dangling_tag_target: Option<String>) -> Stale {
         Stale {
             requested: requested.to_owned(),
@@ -330,7 +325,7 @@ fn suggested_target(
 }
 
 /// Orders revision names like `asm-1-9` < `asm-1-10` by comparing digit runs as numbers.
-pub fn version_key(name: &str) -> Vec<(u64, String)> {
+fn version_key(name: &str) -> Vec<(u64, String)> {
     let mut key = Vec::new();
     let mut digits = String::new();
     let mut text = String::new();

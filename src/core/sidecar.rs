@@ -142,23 +142,6 @@ impl RenderedSidecar {
         rendered
     }
 
-    /// Names of the init containers and containers this sidecar adds.
-    pub fn init_names(&self) -> Vec<&'static str> {
-        if self.revision.native_sidecar {
-            vec![self.init_name, PROXY_NAME]
-        } else {
-            vec![self.init_name]
-        }
-    }
-
-    pub fn container_names(&self) -> Vec<&'static str> {
-        if self.revision.native_sidecar {
-            vec![]
-        } else {
-            vec![PROXY_NAME]
-        }
-    }
-
     /// The proxy container for one pod. `overrides` replace whole fields (`image`, `args`...);
     /// an empty override removes the field.
     pub fn render_proxy(
@@ -453,7 +436,7 @@ impl Default for Interception<'_> {
 }
 
 /// Appends the `istio-iptables` arguments for the given traffic settings, as a JSON array.
-pub fn push_iptables_args(out: &mut String, t: &Interception<'_>, validation: bool) {
+fn push_iptables_args(out: &mut String, t: &Interception<'_>, validation: bool) {
     let mut exclude_inbound = String::from("15090,15021");
     if t.status_port != 0 {
         exclude_inbound.push(',');
@@ -667,8 +650,12 @@ mod tests {
     #[test]
     fn native_sidecar_and_cni_variants() {
         let s = sidecar(true, true);
-        assert_eq!(s.init_names(), vec!["istio-validation", "istio-proxy"]);
-        assert!(s.container_names().is_empty());
+        let status: Value = serde_json::from_str(&s.status).expect("json");
+        assert_eq!(
+            status["initContainers"],
+            json!(["istio-validation", "istio-proxy"])
+        );
+        assert_eq!(status["containers"], json!([]));
         let v: Value = serde_json::from_str(&s.render_proxy(&parts(), &[])).expect("json");
         assert_eq!(v["restartPolicy"], "Always");
         let init: Value = serde_json::from_str(&s.init_container).expect("json");

@@ -245,7 +245,7 @@ impl Verdict {
 
 /// The API server truncates warnings past 120 characters: split a long message at `; ` or
 /// `. ` boundaries (words as a last resort) into pieces that each fit.
-pub fn fit_warning(message: &str) -> Vec<String> {
+fn fit_warning(message: &str) -> Vec<String> {
     const MAX: usize = 120;
     if message.chars().count() <= MAX {
         return vec![message.to_owned()];

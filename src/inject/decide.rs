@@ -67,7 +67,7 @@ pub fn injected_revision(pod: &PodIn<'_>) -> Option<Option<String>> {
 }
 
 /// The pod's own opt-in/out: the label, else the deprecated annotation.
-pub fn pod_inject_flag(pod: &PodIn<'_>) -> Option<bool> {
+fn pod_inject_flag(pod: &PodIn<'_>) -> Option<bool> {
     pod.meta()
         .label(labels::SIDECAR_INJECT)
         .or_else(|| pod.meta().annotation(labels::SIDECAR_INJECT))

@@ -87,7 +87,7 @@ fn err(annotation: &'static str, value: &str, expected: &'static str) -> Overrid
 }
 
 /// A Kubernetes resource quantity: `100m`, `0.5`, `2`, `128Mi`, `1e3`, `1G`.
-pub fn is_quantity(s: &str) -> bool {
+fn is_quantity(s: &str) -> bool {
     let s = s.strip_prefix(['+', '-']).unwrap_or(s);
     let number_end = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -460,7 +460,7 @@ fn split_image(image: &str) -> (&str, Option<&str>) {
 }
 
 /// Replaces an image tag's variant suffix (`-distroless`, `-debug`) with `variant`.
-pub fn with_variant(image: &str, variant: &str) -> String {
+fn with_variant(image: &str, variant: &str) -> String {
     let (repo, tag) = split_image(image);
     let Some(tag) = tag else {
         return image.to_owned();
