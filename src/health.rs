@@ -24,6 +24,13 @@ impl Health {
         self.draining.store(true, Ordering::Release);
     }
 
+    /// Whether the sources know what is installed (every watch has listed once). Until then
+    /// no admission request gets a verdict: an empty snapshot would refuse every pod as
+    /// stale, or with `--on-stale allow-uninjected` admit it without a sidecar.
+    pub fn synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
     /// `Ok` when ready, else why not.
     pub fn ready(&self) -> Result<(), &'static str> {
         if self.draining.load(Ordering::Acquire) {

@@ -149,6 +149,25 @@ fn text(status: StatusCode, body: impl Into<String>) -> Reply {
     resp
 }
 
+/// 503 with a Kubernetes `Status` body: the API server's client reads its message into the
+/// error it reports (`failed calling webhook ...: <message>`), where a plain-text body would
+/// become "the server is currently unable to handle the request".
+fn unavailable(message: String) -> Reply {
+    let status = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Status",
+        "status": "Failure",
+        "reason": "ServiceUnavailable",
+        "code": 503,
+        "message": message,
+    });
+    let mut resp = Response::new(Full::new(Bytes::from(status.to_string())));
+    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
 fn method_not_allowed(allow: &'static str) -> Reply {
     let mut resp = text(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -302,6 +321,23 @@ where
         Ok(req) => req,
         Err(e) => return fail(text(StatusCode::BAD_REQUEST, e.to_string())),
     };
+    if !app.health.synced() {
+        // A verdict from a snapshot that knows nothing would be wrong either way; an error
+        // makes the API server apply the webhook's failurePolicy instead.
+        let summary = req.summary();
+        tracing::warn!(
+            webhook = path,
+            uid = %summary.uid,
+            kind = %summary.kind,
+            namespace = %summary.namespace,
+            name = %summary.name,
+            "no verdict: the installed revisions and tags are not synced yet"
+        );
+        return fail(unavailable(
+            "revhook has not synced the installed revisions and tags yet; no verdict before it has"
+                .into(),
+        ));
+    }
     let looked_up = match (
         &app.namespace_lookup,
         handler::unknown_namespace(webhook, &req, &snapshot),
@@ -310,10 +346,16 @@ where
             // Bounded by what is left of the API server's timeout: a slow GET must not make
             // the API server give up on us.
             let left = deadline.saturating_sub(started.elapsed());
-            tokio::time::timeout(left, lookup.labels(ns.to_owned()))
-                .await
-                .ok()
-                .flatten()
+            match tokio::time::timeout(left, lookup.labels(ns.to_owned())).await {
+                Ok(Some(labels)) => Some(labels),
+                // Judging the pod without its namespace's labels would let it through
+                // uninjected: no verdict, the failurePolicy decides.
+                _ => {
+                    return fail(unavailable(format!(
+                        "namespace {ns:?} is not known yet and looking it up failed; no verdict without its labels"
+                    )))
+                }
+            }
         }
         _ => None,
     };

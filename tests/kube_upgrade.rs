@@ -804,7 +804,6 @@ async fn control_plane_with_shop() -> Option<ControlPlane> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs #15 item 1: admission is answered before the first sync"]
 async fn no_verdict_before_the_first_sync_api_unreachable() {
     let Some(cp) = control_plane_with_shop().await else {
         return;
@@ -832,7 +831,6 @@ async fn no_verdict_before_the_first_sync_api_unreachable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs #15 item 1: admission is answered before the first sync"]
 async fn no_verdict_before_the_first_sync_lists_refused() {
     let Some(cp) = control_plane_with_shop().await else {
         return;

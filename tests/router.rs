@@ -115,3 +115,58 @@ async fn readiness_follows_health() {
     let (status, _) = send(&app(true), Method::GET, "/readyz", Vec::new()).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn no_verdict_before_the_sources_have_synced() {
+    let app = app(false);
+    for (path, fixture_name) in [
+        ("/inject", "pod-create-prod-stable.json"),
+        ("/validate", "validate/namespace-stale-rev.json"),
+    ] {
+        let (status, body) = send(&app, Method::POST, path, fixture(fixture_name)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        let status_body: Value = serde_json::from_slice(&body).expect("a Status object");
+        assert_eq!(status_body["kind"], "Status");
+        assert!(
+            status_body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("not synced")),
+            "{path}: {status_body}"
+        );
+    }
+}
+
+/// A namespace lookup that always fails, as against an unreachable API server.
+#[derive(Debug)]
+struct FailingLookup;
+
+impl revhook::core::lookup::NamespaceLookup for FailingLookup {
+    fn labels(
+        &self,
+        _name: String,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Option<revhook::core::labels::NamespaceLabels>> + Send,
+        >,
+    > {
+        Box::pin(async { None })
+    }
+}
+
+#[tokio::test]
+async fn a_namespace_that_cannot_be_looked_up_gets_no_verdict() {
+    let mut app = app(true);
+    app.namespace_lookup = Some(Arc::new(FailingLookup));
+    let review = String::from_utf8(fixture("pod-create-prod-stable.json"))
+        .expect("utf-8")
+        .replace("\"shop\"", "\"unseen\"");
+    let (status, body) = send(&app, Method::POST, "/inject", review.into_bytes()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let status_body: Value = serde_json::from_slice(&body).expect("a Status object");
+    assert!(
+        status_body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"unseen\"") && m.contains("looking it up failed")),
+        "{status_body}"
+    );
+}
