@@ -145,6 +145,8 @@ pub struct App {
     pub namespace_lookup: Option<Arc<dyn NamespaceLookup>>,
     in_flight: InFlight,
     budget: Budget,
+    /// Response bytes not yet written out, over all connections.
+    unsent: Arc<AtomicUsize>,
 }
 
 /// Counts admission requests being handled. Requests over the limit are refused, never
@@ -184,11 +186,19 @@ impl Drop for Slot<'_> {
 }
 
 /// Request body bytes buffered across all connections, under a limit.
+///
+/// Large bodies may fill only part of it: the rest is kept for small ones, so clients
+/// holding bodies near the size limit cannot starve the usual review of a few KiB.
 #[derive(Debug)]
 struct Budget {
     used: AtomicUsize,
     limit: usize,
 }
+
+/// Bodies up to this size may use the whole budget; larger ones only [`LARGE_SHARE`] of it.
+const SMALL_BODY: usize = 64 * 1024;
+/// The share of the budget (in quarters) that bodies over [`SMALL_BODY`] may fill.
+const LARGE_SHARE: usize = 3;
 
 /// Bytes of one request body counted in the budget, given back on drop.
 struct Reservation<'a> {
@@ -204,8 +214,18 @@ impl Budget {
         }
     }
 
-    fn available(&self) -> usize {
-        self.limit.saturating_sub(self.used.load(Ordering::Acquire))
+    /// How far the budget may be filled by a body that will be `size` bytes long.
+    fn ceiling(&self, size: usize) -> usize {
+        if size <= SMALL_BODY {
+            self.limit
+        } else {
+            self.limit / 4 * LARGE_SHARE
+        }
+    }
+
+    /// Could a body of `size` bytes be buffered now?
+    fn fits(&self, size: usize) -> bool {
+        self.used.load(Ordering::Acquire).saturating_add(size) <= self.ceiling(size)
     }
 
     fn reservation(&self) -> Reservation<'_> {
@@ -220,10 +240,11 @@ impl Reservation<'_> {
     /// Counts `n` more bytes; false (and nothing counted) if that would pass the limit.
     fn grow(&mut self, n: usize) -> bool {
         let budget = self.budget;
+        let ceiling = budget.ceiling(self.held + n);
         let ok = budget
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(n).filter(|total| *total <= budget.limit)
+                used.checked_add(n).filter(|total| *total <= ceiling)
             })
             .is_ok();
         if ok {
@@ -245,6 +266,11 @@ impl App {
         self.budget.used.load(Ordering::Acquire)
     }
 
+    /// Response bytes handed to connections and not yet written out (metrics, tests).
+    pub fn unsent_response_bytes(&self) -> usize {
+        self.unsent.load(Ordering::Acquire)
+    }
+
     pub fn new(
         snapshot: Arc<SharedSnapshot>,
         policy: Policy,
@@ -263,6 +289,7 @@ impl App {
             namespace_lookup: None,
             in_flight,
             budget,
+            unsent: Arc::default(),
         }
     }
 }
@@ -483,7 +510,7 @@ where
         ))
     } else if declared.is_some_and(|len| len > limit as u64) {
         Some(too_large(limit))
-    } else if declared.is_some_and(|len| len > app.budget.available() as u64) {
+    } else if declared.is_some_and(|len| !app.budget.fits(len as usize)) {
         Some(over_budget())
     } else {
         None
@@ -876,6 +903,8 @@ struct ConnState {
     unsent_since: AtomicU64,
     /// `Limits::max_unsent_bytes_per_connection`.
     max_unsent: usize,
+    /// The server-wide sum of `unsent`.
+    all_unsent: Arc<AtomicUsize>,
     /// Wakes the watchdog when a response starts waiting (it may be sleeping on an idle
     /// deadline far away).
     wake: Notify,
@@ -893,10 +922,11 @@ enum Verdict {
 }
 
 impl ConnState {
-    fn new(max_unsent: usize) -> Arc<Self> {
+    fn new(max_unsent: usize, all_unsent: Arc<AtomicUsize>) -> Arc<Self> {
         Arc::new(ConnState {
             born: Instant::now(),
             max_unsent,
+            all_unsent,
             begun: AtomicU64::new(0),
             active: AtomicUsize::new(0),
             last_activity: AtomicU64::new(0),
@@ -930,6 +960,7 @@ impl ConnState {
         }
         let len = bytes.len();
         self.unsent_responses.fetch_add(1, Ordering::AcqRel);
+        self.all_unsent.fetch_add(len, Ordering::AcqRel);
         let before = self.unsent.fetch_add(len, Ordering::AcqRel);
         if before == 0 {
             self.unsent_since.store(self.now(), Ordering::Release);
@@ -1015,6 +1046,8 @@ impl Drop for Unsent {
         let conn = &self.conn;
         conn.unsent.fetch_sub(self.bytes.len(), Ordering::AcqRel);
         conn.unsent_responses.fetch_sub(1, Ordering::AcqRel);
+        conn.all_unsent
+            .fetch_sub(self.bytes.len(), Ordering::AcqRel);
         conn.unsent_since.store(conn.now(), Ordering::Release);
     }
 }
@@ -1050,7 +1083,10 @@ fn spawn_tls_connection(
                     return;
                 }
             };
-            let state = ConnState::new(app.limits.max_unsent_bytes_per_connection);
+            let state = ConnState::new(
+                app.limits.max_unsent_bytes_per_connection,
+                app.unsent.clone(),
+            );
             let service = {
                 let (app, state) = (app.clone(), state.clone());
                 hyper::service::service_fn(move |req| {
@@ -1238,11 +1274,35 @@ mod tests {
         let mut b = budget.reservation();
         assert!(!b.grow(41), "over the limit");
         assert!(b.grow(40));
-        assert_eq!(budget.available(), 0);
+        assert!(!budget.fits(1));
         drop(a);
-        assert_eq!(budget.available(), 60);
+        assert!(budget.fits(60) && !budget.fits(61));
         drop(b);
         assert_eq!(budget.used.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn large_bodies_leave_a_quarter_of_the_budget_to_small_ones() {
+        let budget = Budget::new(4 * 1024 * 1024);
+        let mut large = Vec::new();
+        loop {
+            let mut r = budget.reservation();
+            if !r.grow(1024 * 1024) {
+                break;
+            }
+            large.push(r);
+        }
+        assert_eq!(large.len(), 3, "large bodies stop at three quarters");
+        assert!(!budget.fits(SMALL_BODY + 1));
+        assert!(budget.fits(SMALL_BODY));
+        let mut small = budget.reservation();
+        assert!(small.grow(SMALL_BODY), "a small body still fits");
+        assert!(!small.grow(1), "and stops being small past SMALL_BODY");
+    }
+
+    #[test]
+    fn idle_timeout_outlasts_the_api_servers_pool() {
+        assert!(Limits::default().idle_timeout > Duration::from_secs(90));
     }
 
     #[test]
