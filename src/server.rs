@@ -719,7 +719,7 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = Listener {
         listener,
-        builder: Arc::new(connection_builder(&app.limits)),
+        builder: Arc::new(connection_builder(&app.limits, None)),
         acceptor: tokio_rustls::TlsAcceptor::from(tls),
         connections: Arc::new(Connections::new(app.limits.max_connections)),
         stop: stop_rx.clone(),
@@ -792,12 +792,20 @@ impl Listener {
         spawn_tls_connection(tcp, peer, self, guard);
     }
 }
-fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+/// `header_read_timeout`: hyper's, for the admin port. The webhook port passes `None`:
+/// hyper's header timer starts as soon as it waits for a request, so it would close an idle
+/// keep-alive connection after `header_timeout`, well before the API server's pool (90 s)
+/// lets go of it, and race a request sent on it. There the connection watchdog bounds headers
+/// from their first byte instead.
+fn connection_builder(
+    limits: &Limits,
+    header_read_timeout: Option<Duration>,
+) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(header_read_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -899,6 +907,11 @@ struct ConnState {
     unsent: AtomicUsize,
     /// Responses those bytes belong to.
     unsent_responses: AtomicUsize,
+    /// HTTP/1: when bytes of a next request first arrived with no request in progress
+    /// ([`NO_HEAD`] if none have): its headers must be complete within the header timeout.
+    /// Not for HTTP/2, whose idle connections carry PINGs.
+    head_since: AtomicU64,
+    http1: bool,
     /// When the unsent bytes last went from none to some, or a response went out.
     unsent_since: AtomicU64,
     /// `Limits::max_unsent_bytes_per_connection`.
@@ -922,9 +935,11 @@ enum Verdict {
 }
 
 impl ConnState {
-    fn new(max_unsent: usize, all_unsent: Arc<AtomicUsize>) -> Arc<Self> {
+    fn new(max_unsent: usize, all_unsent: Arc<AtomicUsize>, http1: bool) -> Arc<Self> {
         Arc::new(ConnState {
             born: Instant::now(),
+            head_since: AtomicU64::new(NO_HEAD),
+            http1,
             max_unsent,
             all_unsent,
             begun: AtomicU64::new(0),
@@ -947,10 +962,22 @@ impl ConnState {
 
     /// A request begins; it ends when the returned guard drops.
     fn begin(self: &Arc<Self>) -> Active {
+        self.head_since.store(NO_HEAD, Ordering::Release);
         self.begun.fetch_add(1, Ordering::AcqRel);
         self.active.fetch_add(1, Ordering::AcqRel);
         self.last_activity.store(self.now(), Ordering::Release);
         Active(self.clone())
+    }
+
+    /// Bytes arrived from the client.
+    fn bytes_in(&self) {
+        if self.http1
+            && self.active.load(Ordering::Acquire) == 0
+            && self.head_since.load(Ordering::Acquire) == NO_HEAD
+        {
+            self.head_since.store(self.now(), Ordering::Release);
+            self.wake.notify_one();
+        }
     }
 
     /// Counts `bytes` as unsent until every handle to them is dropped.
@@ -995,6 +1022,14 @@ impl ConnState {
             }
             next = next.min(due);
         } else if self.active.load(Ordering::Acquire) == 0 {
+            let head = self.head_since.load(Ordering::Acquire);
+            if head != NO_HEAD {
+                let due = head.saturating_add(ms(limits.header_timeout));
+                if now >= due {
+                    return Verdict::Cut("request headers not complete within the header timeout");
+                }
+                next = next.min(due);
+            }
             let first = self.begun.load(Ordering::Acquire) == 0;
             let wait = if first {
                 limits.handshake_timeout
@@ -1016,6 +1051,66 @@ impl ConnState {
             next = next.min(due);
         }
         Verdict::Keep(next)
+    }
+}
+
+/// `ConnState::head_since` when no request bytes are waiting.
+const NO_HEAD: u64 = u64::MAX;
+
+/// A stream that tells its connection's state when bytes arrive.
+struct Watched<S> {
+    inner: S,
+    state: Arc<ConnState>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.state.bytes_in();
+        }
+        polled
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 
@@ -1083,9 +1178,11 @@ fn spawn_tls_connection(
                     return;
                 }
             };
+            let http1 = stream.get_ref().1.alpn_protocol() != Some(b"h2");
             let state = ConnState::new(
                 app.limits.max_unsent_bytes_per_connection,
                 app.unsent.clone(),
+                http1,
             );
             let service = {
                 let (app, state) = (app.clone(), state.clone());
@@ -1099,7 +1196,13 @@ fn spawn_tls_connection(
                 })
             };
             let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(
+                    TokioIo::new(Watched {
+                        inner: stream,
+                        state: state.clone(),
+                    }),
+                    service,
+                )
                 .into_owned();
             watch_connection(conn, &state, &app.limits, stop).await;
         }
@@ -1178,7 +1281,10 @@ async fn serve_admin(
     app: Arc<App>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let builder = Arc::new(connection_builder(&app.limits));
+    let builder = Arc::new(connection_builder(
+        &app.limits,
+        Some(app.limits.header_timeout),
+    ));
     loop {
         tokio::select! {
             accepted = listener.accept() => {

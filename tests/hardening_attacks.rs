@@ -478,3 +478,54 @@ async fn early_answers_over_http2_reach_hyper_with_their_message() {
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(reply.text().contains("exceeds"), "{}", reply.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_outlives_the_header_timeout_but_slow_headers_do_not() {
+    // Item 3: the idle timeout, not the header timeout, closes a pooled HTTP/1.1 connection
+    // (hyper's own header timer closed it after 10 s, under the API server's 90 s pool); the
+    // headers of each request, not only the first, are still bounded (slowloris).
+    let server = TestServer::start_with(Options {
+        limits: Limits {
+            handshake_timeout: Duration::from_secs(1),
+            header_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(30),
+            ..Limits::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let request = b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n";
+    let mut pooled = raw_tls(&server).await;
+    pooled.write_all(request).await.expect("first");
+    assert!(read_head(&mut pooled).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    pooled.write_all(request).await.expect("second");
+    let head = read_head(&mut pooled).await;
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "idle 2.5 s (header timeout 1 s, idle timeout 30 s): {head:?}"
+    );
+    // The next request's headers trickle: cut about a header timeout after their first byte.
+    let started = Instant::now();
+    let mut cut = false;
+    for byte in request.iter().cycle().take(100) {
+        if pooled.write_all(&[*byte]).await.is_err() || pooled.flush().await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !cut {
+        let mut buf = [0u8; 64];
+        cut = matches!(
+            tokio::time::timeout(Duration::from_secs(5), pooled.read(&mut buf)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        );
+    }
+    assert!(cut, "trickled headers on a pooled connection were not cut");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "cut only after {:?}",
+        started.elapsed()
+    );
+}
