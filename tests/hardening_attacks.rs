@@ -449,6 +449,7 @@ async fn early_answers_over_http2_reach_curl() {
     let large = dir.path().join("large.json");
     std::fs::write(&large, vec![b' '; 7_000_000]).expect("large");
     let cases = [
+        ("text/plain", &large, "415"),
         ("text/plain", &small, "415"),
         ("application/json", &large, "413"),
     ];
