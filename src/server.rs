@@ -501,21 +501,7 @@ where
 {
     let limit = app.limits.body_limit;
     let declared = declared_length(&parts.headers);
-    let refusal = if parts.method != Method::POST {
-        Some(method_not_allowed("POST"))
-    } else if !is_json(&parts.headers) {
-        Some(text(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Content-Type must be application/json",
-        ))
-    } else if declared.is_some_and(|len| len > limit as u64) {
-        Some(too_large(limit))
-    } else if declared.is_some_and(|len| !app.budget.fits(len as usize)) {
-        Some(over_budget())
-    } else {
-        None
-    };
-    if let Some(reply) = refusal {
+    if let Some(reply) = refusal(app, parts, declared) {
         if declared.is_none_or(|len| len <= DRAIN_LIMIT as u64) {
             drain(body.as_mut(), DRAIN_LIMIT, deadline).await;
         }
@@ -525,28 +511,43 @@ where
     match read_body(body.as_mut(), limit, declared, &mut reservation, deadline).await {
         Ok(bytes) => Ok((bytes, reservation)),
         Err(e) => {
-            let reply = match e {
-                BodyError::Timeout => {
-                    return Err(text(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "request body not received within the timeout",
-                    ))
-                }
-                BodyError::Read(e) => {
-                    return Err(text(
-                        StatusCode::BAD_REQUEST,
-                        format!("cannot read body: {e}"),
-                    ))
-                }
-                BodyError::TooLarge(_) => too_large(limit),
-                BodyError::OverBudget(_) => over_budget(),
-            };
             drop(reservation);
+            let reply = body_error_reply(&e, limit);
             if let BodyError::TooLarge(read) | BodyError::OverBudget(read) = e {
                 drain(body, DRAIN_LIMIT.saturating_sub(read), deadline).await;
             }
             Err(reply)
         }
+    }
+}
+
+/// The answer to a request refused on its head alone, if it is.
+fn refusal(app: &App, parts: &hyper::http::request::Parts, declared: Option<u64>) -> Option<Reply> {
+    if parts.method != Method::POST {
+        Some(method_not_allowed("POST"))
+    } else if !is_json(&parts.headers) {
+        Some(text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        ))
+    } else if declared.is_some_and(|len| len > app.limits.body_limit as u64) {
+        Some(too_large(app.limits.body_limit))
+    } else if declared.is_some_and(|len| !app.budget.fits(len as usize)) {
+        Some(over_budget())
+    } else {
+        None
+    }
+}
+
+fn body_error_reply(e: &BodyError, limit: usize) -> Reply {
+    match e {
+        BodyError::Timeout => text(
+            StatusCode::REQUEST_TIMEOUT,
+            "request body not received within the timeout",
+        ),
+        BodyError::Read(e) => text(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")),
+        BodyError::TooLarge(_) => too_large(limit),
+        BodyError::OverBudget(_) => over_budget(),
     }
 }
 
@@ -717,7 +718,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let server = Listener {
+    let mut server = Listener {
         listener,
         builder: Arc::new(connection_builder(&app.limits, None)),
         acceptor: tokio_rustls::TlsAcceptor::from(tls),
@@ -727,7 +728,6 @@ pub async fn serve(
         refused: Refusals::default(),
     };
     let admin_task = admin.map(|l| tokio::spawn(serve_admin(l, app.clone(), stop_rx)));
-    let mut server = server;
     server.accept_until(shutdown).await;
     app.health.set_draining();
     tracing::info!(delay = ?app.limits.shutdown_delay, "shutdown: readiness false");
