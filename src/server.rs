@@ -1406,6 +1406,92 @@ mod tests {
         assert!(!small.grow(1), "and stops being small past SMALL_BODY");
     }
 
+    fn watchdog_limits() -> Limits {
+        Limits {
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            send_timeout: Duration::from_secs(10),
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn watchdog_cuts_a_connection_that_sends_no_request() {
+        let limits = watchdog_limits();
+        let conn = ConnState::new(1000, Arc::default(), true);
+        assert_eq!(conn.verdict(&limits, 9_999), Verdict::Keep(10_000));
+        assert!(matches!(conn.verdict(&limits, 10_000), Verdict::Cut(_)));
+    }
+
+    #[test]
+    fn watchdog_closes_idle_connections_only_after_the_idle_timeout() {
+        let limits = watchdog_limits();
+        let conn = ConnState::new(1000, Arc::default(), false);
+        drop(conn.begin());
+        let ended = conn.last_activity.load(Ordering::Acquire);
+        let active = conn.begin();
+        assert!(
+            matches!(conn.verdict(&limits, ended + 500_000), Verdict::Keep(_)),
+            "a request in progress is not idle"
+        );
+        drop(active);
+        let ended = conn.last_activity.load(Ordering::Acquire);
+        assert_eq!(
+            conn.verdict(&limits, ended + 119_999),
+            Verdict::Keep(ended + 120_000)
+        );
+        assert_eq!(conn.verdict(&limits, ended + 120_000), Verdict::Idle);
+    }
+
+    #[test]
+    fn watchdog_bounds_http1_headers_from_their_first_byte_but_not_http2_pings() {
+        let limits = watchdog_limits();
+        for (http1, cut) in [(true, true), (false, false)] {
+            let conn = ConnState::new(1000, Arc::default(), http1);
+            drop(conn.begin());
+            conn.bytes_in();
+            let at = 10_000 + conn.now();
+            let verdict = conn.verdict(&limits, at + 5);
+            assert_eq!(
+                matches!(verdict, Verdict::Cut(_)),
+                cut,
+                "http1 {http1}: {verdict:?}"
+            );
+            // A request that begins clears it.
+            drop(conn.begin());
+            assert!(matches!(conn.verdict(&limits, at + 5), Verdict::Keep(_)));
+        }
+    }
+
+    #[test]
+    fn watchdog_cuts_unread_responses_by_time_and_by_backlog() {
+        let limits = watchdog_limits();
+        let all = Arc::new(AtomicUsize::new(0));
+        let conn = ConnState::new(1000, all.clone(), false);
+        drop(conn.begin());
+        let one = conn.track(Bytes::from(vec![0u8; 800]));
+        let since = conn.unsent_since.load(Ordering::Acquire);
+        assert_eq!(all.load(Ordering::Acquire), 800);
+        assert_eq!(
+            conn.verdict(&limits, since + 9_999),
+            Verdict::Keep(since + 10_000)
+        );
+        assert!(matches!(
+            conn.verdict(&limits, since + 10_000),
+            Verdict::Cut(_)
+        ));
+        // One response over the byte limit is bounded by time alone; two are cut at once.
+        let big = conn.track(Bytes::from(vec![0u8; 1500]));
+        drop(one);
+        let now = conn.now();
+        assert!(matches!(conn.verdict(&limits, now), Verdict::Keep(_)));
+        let more = conn.track(Bytes::from(vec![0u8; 10]));
+        assert!(matches!(conn.verdict(&limits, now), Verdict::Cut(_)));
+        drop((big, more));
+        assert_eq!(all.load(Ordering::Acquire), 0, "freed bytes are uncounted");
+    }
+
     #[test]
     fn idle_timeout_outlasts_the_api_servers_pool() {
         assert!(Limits::default().idle_timeout > Duration::from_secs(90));
