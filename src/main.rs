@@ -267,6 +267,16 @@ struct ServeArgs {
     /// Admission requests handled at once; more are answered 503.
     #[arg(long, default_value_t = 1024)]
     max_in_flight: usize,
+    /// Close a connection with no request in progress for this long (longer than the API
+    /// server's 90 s pool idle timeout).
+    #[arg(long, default_value = "120s", value_parser = duration)]
+    idle_timeout: Duration,
+    /// Open connections at most; new ones beyond it are closed at once.
+    #[arg(long, default_value_t = 8192)]
+    max_connections: usize,
+    /// Request body bytes buffered across all connections; beyond it, 503 at once.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    max_buffered_bytes: usize,
     /// How often certificate and config files are checked for changes.
     #[arg(long, default_value = "2s", value_parser = duration)]
     reload_interval: Duration,
@@ -420,6 +430,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             drain_timeout: args.drain_timeout,
             shutdown_delay: args.shutdown_delay,
             max_in_flight: args.max_in_flight,
+            idle_timeout: args.idle_timeout,
+            max_connections: args.max_connections,
+            max_buffered_bytes: args.max_buffered_bytes,
             ..Limits::default()
         },
         reload_interval: args.reload_interval,

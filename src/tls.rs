@@ -2,8 +2,9 @@
 //!
 //! The certificate lives behind an `ArcSwap` read by a rustls `ResolvesServerCert`, so a
 //! rotation is one atomic store: handshakes after it see the new pair, open connections keep
-//! theirs. A new pair is parsed and checked (key matches certificate) before it is swapped in;
-//! a bad one keeps the old pair serving.
+//! theirs. A new pair is parsed and checked before it is swapped in (key matches certificate,
+//! valid now, still covers every name the served one covers); a bad one keeps the old pair
+//! serving.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,112 @@ pub enum TlsError {
     Config(rustls::Error),
     #[error("a validity of {0} days runs past the year 9999")]
     Validity(u32),
+    #[error("{what}: cannot parse the leaf certificate: {detail}")]
+    Parse { what: String, detail: String },
+}
+
+/// Why a new pair may not replace the served one, though it parses and its key matches.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unfit {
+    #[error("not valid before {0} (Unix time); the clock says it is earlier")]
+    NotYetValid(i64),
+    #[error("expired at {0} (Unix time)")]
+    Expired(i64),
+    #[error("does not cover {0:?}, which the served certificate covers")]
+    LostNames(Vec<String>),
+}
+
+/// What a leaf certificate is good for: its validity and the names clients check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafFacts {
+    pub not_before: i64,
+    pub not_after: i64,
+    /// DNS names (lower case) and IP addresses of the subjectAltName extension: Go and
+    /// rustls clients ignore the subject's CN.
+    pub names: Vec<String>,
+}
+
+impl LeafFacts {
+    /// Reads the first certificate of a chain.
+    pub fn of_leaf(der: &[u8], what: &str) -> Result<LeafFacts, TlsError> {
+        let parse_error = |detail: String| TlsError::Parse {
+            what: what.to_owned(),
+            detail,
+        };
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(der).map_err(|e| parse_error(e.to_string()))?;
+        let validity = cert.validity();
+        let mut names = Vec::new();
+        let san = cert
+            .subject_alternative_name()
+            .map_err(|e| parse_error(e.to_string()))?;
+        for name in san.iter().flat_map(|ext| &ext.value.general_names) {
+            match name {
+                x509_parser::extensions::GeneralName::DNSName(dns) => {
+                    names.push(dns.to_ascii_lowercase())
+                }
+                x509_parser::extensions::GeneralName::IPAddress(ip) => {
+                    if let Some(ip) = ip_from_bytes(ip) {
+                        names.push(ip.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(LeafFacts {
+            not_before: validity.not_before.timestamp(),
+            not_after: validity.not_after.timestamp(),
+            names,
+        })
+    }
+
+    /// May `self` (a new certificate) replace `served` at Unix time `now`?
+    pub fn may_replace(&self, served: &LeafFacts, now: i64) -> Result<(), Unfit> {
+        if now < self.not_before {
+            return Err(Unfit::NotYetValid(self.not_before));
+        }
+        if now > self.not_after {
+            return Err(Unfit::Expired(self.not_after));
+        }
+        let lost: Vec<String> = served
+            .names
+            .iter()
+            .filter(|name| !self.names.iter().any(|ours| name_covers(ours, name)))
+            .cloned()
+            .collect();
+        if lost.is_empty() {
+            Ok(())
+        } else {
+            Err(Unfit::LostNames(lost))
+        }
+    }
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
+        _ => None,
+    }
+}
+
+/// Does certificate name `ours` cover `name`? Equal, or a wildcard `*.b.c` over `a.b.c` (one
+/// label, as RFC 6125 §6.4.3 and every client here match it). A served wildcard is covered
+/// only by the same wildcard.
+fn name_covers(ours: &str, name: &str) -> bool {
+    if ours == name {
+        return true;
+    }
+    match (ours.strip_prefix("*."), name.split_once('.')) {
+        (Some(suffix), Some((label, rest))) => label != "*" && rest == suffix,
+        _ => false,
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The crypto provider revhook uses everywhere (ring: builds with only a C compiler).
@@ -152,17 +259,30 @@ pub enum Reload {
 pub struct Reloader {
     files: CertFiles,
     last: (Vec<u8>, Vec<u8>),
+    /// What the served leaf covers; `None` if it could not be read (then names are not compared).
+    served: Option<LeafFacts>,
+    /// A pair refused only because it is not valid yet: it is checked again on every poll (a
+    /// clock a few seconds behind the issuer's must not lose a rotation), but reported once.
+    early: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Reloader {
     pub fn new(files: CertFiles, loaded: (Vec<u8>, Vec<u8>)) -> Self {
+        let served = leaf_der(&loaded.0).and_then(|der| LeafFacts::of_leaf(&der, "served").ok());
         Reloader {
             files,
             last: loaded,
+            served,
+            early: None,
         }
     }
 
     pub fn check(&mut self, store: &CertStore) -> Reload {
+        self.check_at(store, unix_now())
+    }
+
+    /// [`Reloader::check`] with the clock given (tests).
+    pub fn check_at(&mut self, store: &CertStore, now: i64) -> Reload {
         let read = match read_pair(&self.files.cert, &self.files.key) {
             Ok(read) => read,
             Err(e) => return Reload::Rejected(e.to_string()),
@@ -170,18 +290,47 @@ impl Reloader {
         if read == self.last {
             return Reload::Unchanged;
         }
-        match load_pair(&read.0, &read.1, "reloaded") {
-            Ok(pair) => {
+        let retry = self.early.as_ref() == Some(&read);
+        match self.fit_pair(&read, now) {
+            Ok((pair, facts)) => {
                 store.swap(pair);
                 self.last = read;
+                self.served = Some(facts);
+                self.early = None;
                 Reload::Swapped
+            }
+            Err(PairError::Unfit(why @ Unfit::NotYetValid(_))) => {
+                self.early = Some(read);
+                if retry {
+                    Reload::Unchanged
+                } else {
+                    Reload::Rejected(format!("new certificate {why}"))
+                }
             }
             Err(e) => {
                 // Remember the bad contents so the error is logged once per change, not per poll.
                 self.last = read;
+                self.early = None;
                 Reload::Rejected(e.to_string())
             }
         }
+    }
+
+    fn fit_pair(
+        &self,
+        read: &(Vec<u8>, Vec<u8>),
+        now: i64,
+    ) -> Result<(CertifiedKey, LeafFacts), PairError> {
+        let pair = load_pair(&read.0, &read.1, "reloaded")?;
+        let leaf = pair.cert.first().map(|c| c.as_ref()).unwrap_or_default();
+        let facts = LeafFacts::of_leaf(leaf, "reloaded")?;
+        let empty = LeafFacts {
+            not_before: i64::MIN,
+            not_after: i64::MAX,
+            names: Vec::new(),
+        };
+        facts.may_replace(self.served.as_ref().unwrap_or(&empty), now)?;
+        Ok((pair, facts))
     }
 
     /// Polls every `interval` until the task is dropped.
@@ -208,6 +357,22 @@ impl Reloader {
             }
         }
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum PairError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("new certificate {0}")]
+    Unfit(#[from] Unfit),
+}
+
+/// The DER of the first certificate in a PEM chain.
+fn leaf_der(chain_pem: &[u8]) -> Option<Vec<u8>> {
+    CertificateDer::pem_slice_iter(chain_pem)
+        .next()
+        .and_then(Result::ok)
+        .map(|der| der.as_ref().to_vec())
 }
 
 /// A dev CA and a serving certificate signed by it, as PEM.
@@ -262,11 +427,22 @@ pub fn generate_dev(
     };
     let now = time::OffsetDateTime::now_utc();
 
+    let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::default();
+    // Unique per CA: during a rotation the caBundle holds the old and the new CA, and a client
+    // that picks an issuer by name alone (OpenSSL without key identifiers) must not take the
+    // wrong one.
+    let ca_name = format!(
+        "revhook dev CA {}",
+        hex(&ca_params.key_identifier(&ca_key)[..8])
+    );
     ca_params
         .distinguished_name
-        .push(DnType::CommonName, "revhook dev CA");
+        .push(DnType::CommonName, ca_name);
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    // Subject Key Identifier (written for every CA) and Authority Key Identifier on both
+    // certificates (RFC 5280 §4.2.1.1–2): clients match a leaf to its issuer by key.
+    ca_params.use_authority_key_identifier_extension = true;
     ca_params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
@@ -274,7 +450,6 @@ pub fn generate_dev(
     ];
     ca_params.not_before = now - time::Duration::minutes(5);
     ca_params.not_after = expiry(now, ca_days)?;
-    let ca_key = KeyPair::generate()?;
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)?;
 
     let mut names: Vec<SanType> = Vec::new();
@@ -296,6 +471,9 @@ pub fn generate_dev(
         dns.first().map_or("revhook", String::as_str),
     );
     params.subject_alt_names = names;
+    // ExplicitNoCa writes basicConstraints CA:FALSE and, with it, the Subject Key Identifier.
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.use_authority_key_identifier_extension = true;
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
@@ -312,6 +490,10 @@ pub fn generate_dev(
         cert: format!("{}{}", cert.pem(), ca.pem()),
         key: key.serialize_pem(),
     })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `now` plus `days`, or an error for a validity beyond what a certificate can express.
@@ -395,5 +577,163 @@ mod tests {
         second.write(dir.path()).expect("write");
         assert_eq!(reloader.check(&store), Reload::Swapped);
         assert!(!Arc::ptr_eq(&before, &store.current()));
+    }
+
+    /// A self-signed pair for `names`, valid from `from` to `to` (Unix seconds).
+    fn pair_with(names: &[&str], from: i64, to: i64) -> (Vec<u8>, Vec<u8>) {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        params.not_before = time::OffsetDateTime::from_unix_timestamp(from).expect("from");
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(to).expect("to");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("cert");
+        (cert.pem().into_bytes(), key.serialize_pem().into_bytes())
+    }
+
+    fn reloader_serving(
+        dir: &Path,
+        pair: &(Vec<u8>, Vec<u8>),
+    ) -> (Reloader, Arc<CertStore>, CertFiles) {
+        let files = CertFiles {
+            cert: dir.join("tls.crt"),
+            key: dir.join("tls.key"),
+        };
+        std::fs::write(&files.cert, &pair.0).expect("cert");
+        std::fs::write(&files.key, &pair.1).expect("key");
+        let store = CertStore::new(load_pair(&pair.0, &pair.1, "t").expect("pair"));
+        (Reloader::new(files.clone(), pair.clone()), store, files)
+    }
+
+    fn install(files: &CertFiles, pair: &(Vec<u8>, Vec<u8>)) {
+        std::fs::write(&files.cert, &pair.0).expect("cert");
+        std::fs::write(&files.key, &pair.1).expect("key");
+    }
+
+    const DAY: i64 = 86_400;
+
+    #[test]
+    fn reloader_refuses_expired_and_not_yet_valid_pairs() {
+        let now = unix_now();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = ["revhook.ns.svc", "127.0.0.1"];
+        let (mut reloader, store, files) =
+            reloader_serving(dir.path(), &pair_with(&names, now - DAY, now + DAY));
+        let served = store.current();
+
+        install(&files, &pair_with(&names, now - 2 * DAY, now - DAY));
+        let refused = reloader.check_at(&store, now);
+        assert!(
+            matches!(&refused, Reload::Rejected(why) if why.contains("expired")),
+            "{refused:?}"
+        );
+        assert!(Arc::ptr_eq(&served, &store.current()), "old pair kept");
+        assert_eq!(
+            reloader.check_at(&store, now),
+            Reload::Unchanged,
+            "reported once"
+        );
+
+        // Issued by a clock a minute ahead of ours: refused now, taken once it is valid.
+        install(&files, &pair_with(&names, now + 60, now + DAY));
+        let early = reloader.check_at(&store, now);
+        assert!(
+            matches!(&early, Reload::Rejected(why) if why.contains("not valid before")),
+            "{early:?}"
+        );
+        assert_eq!(reloader.check_at(&store, now + 30), Reload::Unchanged);
+        assert!(Arc::ptr_eq(&served, &store.current()), "old pair kept");
+        assert_eq!(reloader.check_at(&store, now + 61), Reload::Swapped);
+        assert!(!Arc::ptr_eq(&served, &store.current()));
+    }
+
+    #[test]
+    fn reloader_refuses_a_pair_that_drops_a_served_name() {
+        let now = unix_now();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut reloader, store, files) = reloader_serving(
+            dir.path(),
+            &pair_with(
+                &["revhook.ns.svc", "revhook.ns.svc.cluster.local"],
+                now - DAY,
+                now + DAY,
+            ),
+        );
+        let served = store.current();
+        install(
+            &files,
+            &pair_with(&["revhook.ns.svc"], now - DAY, now + DAY),
+        );
+        let refused = reloader.check_at(&store, now);
+        assert!(
+            matches!(&refused, Reload::Rejected(why) if why.contains("revhook.ns.svc.cluster.local")),
+            "{refused:?}"
+        );
+        assert!(Arc::ptr_eq(&served, &store.current()));
+
+        // More names, or a wildcard over one, still cover what is served.
+        install(
+            &files,
+            &pair_with(
+                &["revhook.ns.svc", "*.ns.svc.cluster.local", "extra.example"],
+                now - DAY,
+                now + DAY,
+            ),
+        );
+        assert_eq!(reloader.check_at(&store, now), Reload::Swapped);
+        // Now the wildcard is served: only a wildcard covers it.
+        install(
+            &files,
+            &pair_with(
+                &["revhook.ns.svc", "revhook.ns.svc.cluster.local"],
+                now - DAY,
+                now + DAY,
+            ),
+        );
+        assert!(
+            matches!(reloader.check_at(&store, now), Reload::Rejected(why) if why.contains("*.ns.svc.cluster.local"))
+        );
+    }
+
+    #[test]
+    fn names_are_covered_exactly_or_by_a_one_label_wildcard() {
+        assert!(name_covers("a.b", "a.b"));
+        assert!(name_covers("*.b.c", "a.b.c"));
+        assert!(!name_covers("*.b.c", "x.a.b.c"));
+        assert!(!name_covers("*.b.c", "b.c"));
+        assert!(!name_covers("a.b.c", "*.b.c"));
+        assert!(name_covers("*.b.c", "*.b.c"));
+    }
+
+    #[test]
+    fn generated_certificates_carry_key_identifiers_and_unique_ca_names() {
+        use x509_parser::extensions::ParsedExtension;
+        let a = generate_dev(&[], &[], 30, 365).expect("a");
+        let b = generate_dev(&[], &[], 30, 365).expect("b");
+        let der = |pem: &str| leaf_der(pem.as_bytes()).expect("pem");
+        let ids = |der: &[u8]| {
+            let (_, cert) = x509_parser::parse_x509_certificate(der).expect("parse");
+            let mut ski = None;
+            let mut aki = None;
+            for ext in cert.extensions() {
+                match ext.parsed_extension() {
+                    ParsedExtension::SubjectKeyIdentifier(id) => ski = Some(id.0.to_vec()),
+                    ParsedExtension::AuthorityKeyIdentifier(id) => {
+                        aki = id.key_identifier.as_ref().map(|k| k.0.to_vec())
+                    }
+                    _ => {}
+                }
+            }
+            (cert.subject().to_string(), ski, aki)
+        };
+        let (ca_name, ca_ski, ca_aki) = ids(&der(&a.ca_cert));
+        let (_, leaf_ski, leaf_aki) = ids(&der(&a.cert));
+        assert!(ca_ski.is_some() && leaf_ski.is_some(), "SKI on both");
+        assert_ne!(ca_ski, leaf_ski);
+        assert_eq!(leaf_aki, ca_ski, "the leaf's AKI names its CA's key");
+        assert_eq!(ca_aki, ca_ski, "a self-signed CA names itself");
+        let (other_name, _, _) = ids(&der(&b.ca_cert));
+        assert_ne!(ca_name, other_name, "every CA has its own subject");
+        assert!(ca_name.contains("revhook dev CA "), "{ca_name}");
     }
 }

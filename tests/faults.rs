@@ -230,31 +230,87 @@ async fn many_idle_connections_do_not_stop_new_requests() {
     assert_eq!(handshaken.len(), 50);
 }
 
+/// A namespace lookup that does not answer until released: it keeps a complete request
+/// in the judging phase, where it holds an in-flight slot.
+#[derive(Debug, Clone)]
+struct HeldLookup {
+    release: Arc<tokio::sync::Semaphore>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl Default for HeldLookup {
+    fn default() -> Self {
+        HeldLookup {
+            release: Arc::new(tokio::sync::Semaphore::new(0)),
+            waiting: Arc::default(),
+        }
+    }
+}
+
+impl revhook::core::lookup::NamespaceLookup for HeldLookup {
+    fn labels(
+        &self,
+        _name: String,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Option<revhook::core::labels::NamespaceLabels>> + Send,
+        >,
+    > {
+        let this = self.clone();
+        Box::pin(async move {
+            this.waiting.fetch_add(1, Ordering::SeqCst);
+            let _ = this.release.acquire().await.map(|p| p.forget());
+            // Found, without injection labels (`None` would be a failed lookup: no verdict).
+            Some(revhook::core::labels::NamespaceLabels::default())
+        })
+    }
+}
+
 #[tokio::test]
 async fn concurrency_limit_answers_503_instead_of_queueing() {
+    let lookup = HeldLookup::default();
     let server = TestServer::start_with(Options {
         limits: Limits {
             max_in_flight: 2,
             ..Limits::default()
         },
+        namespace_lookup: Some(Arc::new(lookup.clone())),
         ..Options::default()
     })
     .await;
-    // Two requests hold their slots by sending half a body.
     let body = fixture("pod-create-prod-stable.json");
+    // Half a body holds no slot: it is not being judged yet.
+    let mut trickler = raw_tls(&server).await;
+    let head = format!(
+        "POST /inject HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    trickler.write_all(head.as_bytes()).await.expect("head");
+    trickler.write_all(&body[..100]).await.expect("part");
+    trickler.flush().await.expect("flush");
+    // Two complete requests hold their slots while their namespace is looked up.
+    let mut unknown: serde_json::Value = serde_json::from_slice(&body).expect("review");
+    unknown["request"]["namespace"] = "not-in-the-snapshot".into();
+    let unknown = serde_json::to_vec(&unknown).expect("json");
     let mut holders = Vec::new();
     for _ in 0..2 {
-        let mut tls = raw_tls(&server).await;
-        let head = format!(
-            "POST /inject HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        );
-        tls.write_all(head.as_bytes()).await.expect("head");
-        tls.write_all(&body[..100]).await.expect("part");
-        tls.flush().await.expect("flush");
-        holders.push(tls);
+        let mut client = server.client(Proto::Http1).await;
+        let unknown = unknown.clone();
+        holders.push(tokio::spawn(async move {
+            client.post("/inject", unknown).await
+        }));
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..100 {
+        if lookup.waiting.load(Ordering::SeqCst) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        lookup.waiting.load(Ordering::SeqCst),
+        2,
+        "both are being judged"
+    );
     let mut client = server.client(Proto::Http2).await;
     let reply = client.post("/inject", body.clone()).await;
     assert_eq!(
@@ -264,15 +320,16 @@ async fn concurrency_limit_answers_503_instead_of_queueing() {
         reply.text()
     );
     // Finishing the held requests frees the slots.
-    for tls in &mut holders {
-        tls.write_all(&body[100..]).await.expect("rest");
+    lookup.release.add_permits(2);
+    for holder in holders {
+        assert_eq!(holder.await.expect("holder").status, StatusCode::OK);
     }
-    for tls in &mut holders {
-        let head = read_head(tls).await;
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    }
-    let reply = client.post("/inject", body).await;
+    let reply = client.post("/inject", body.clone()).await;
     assert_eq!(reply.status, StatusCode::OK);
+    // And the trickler, once its body is complete, is judged like anyone else.
+    trickler.write_all(&body[100..]).await.expect("rest");
+    let head = read_head(&mut trickler).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 }
 
 #[tokio::test]
