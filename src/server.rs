@@ -264,10 +264,11 @@ fn get_only<B>(req: &Request<B>) -> Option<Reply> {
 }
 
 fn metrics_reply(app: &App) -> Reply {
+    app.metrics.observe_snapshot(&app.snapshot.load());
     let mut resp = Response::new(Full::new(Bytes::from(app.metrics.render())));
     resp.headers_mut().insert(
         CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     resp
 }
@@ -360,6 +361,14 @@ where
     let elapsed = started.elapsed();
     app.metrics
         .request(path, handled.verdict.outcome(), elapsed);
+    app.metrics.admission(
+        webhook,
+        &req,
+        &handled.verdict,
+        &snapshot,
+        &app.policy,
+        looked_up.as_ref(),
+    );
     let summary = req.summary();
     if handled.verdict.decision == "allow:unknown-kind" {
         app.metrics.unknown_kind(summary.kind);

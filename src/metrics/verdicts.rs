@@ -1,0 +1,211 @@
+//! From what the handler decided to the typed metrics calls.
+//!
+//! A [`Verdict`] says what happened in its `decision` (`inject:<rev>`, `deny:stale`, ...) but
+//! not which tag was used or which stale value was named; for the few outcomes whose series
+//! carry those, the decision is taken again (it reads labels and the table; no patch is built).
+//! Once the handler hands its `Decision` out, this module reduces to the mapping tables.
+
+use std::sync::Arc;
+
+use crate::admission::Verdict;
+use crate::handler::{Decoded, Webhook};
+use crate::inject::decide::{self, Decision, Policy};
+use crate::inject::pod::PodIn;
+use crate::labels::{self, NamespaceLabels};
+use crate::state::Snapshot;
+
+use super::{DenyReason, InjectOutcome, Metrics, SkipReason, ValidationDenial};
+
+impl Metrics {
+    /// Records one judged admission request: its revision series and Istio's counters.
+    pub fn admission(
+        &self,
+        webhook: Webhook,
+        req: &Decoded<'_>,
+        verdict: &Verdict,
+        snapshot: &Arc<Snapshot>,
+        policy: &Policy,
+        ns_labels: Option<&NamespaceLabels>,
+    ) {
+        self.observe_snapshot(snapshot);
+        match webhook {
+            Webhook::Inject => {
+                let outcome = inject_outcome(verdict, snapshot);
+                let (revision, tag) = if needs_decision(outcome) {
+                    selected(req, snapshot, policy, ns_labels)
+                } else {
+                    (None, None)
+                };
+                let outcome = refine(outcome, req, snapshot, revision.as_deref());
+                self.injection(revision.as_deref(), tag.as_deref(), outcome);
+            }
+            Webhook::Validate => {
+                if let Some(reason) = validation_denial(verdict) {
+                    let revision = named_revision(req);
+                    self.validation_denied(reason, revision.as_deref());
+                }
+            }
+        }
+    }
+}
+
+/// The outcome a verdict of `/inject` stands for.
+pub fn inject_outcome(verdict: &Verdict, snapshot: &Snapshot) -> InjectOutcome {
+    let (kind, detail) = verdict
+        .decision
+        .split_once(':')
+        .unwrap_or((&verdict.decision, ""));
+    match (kind, detail) {
+        ("inject", _) => InjectOutcome::Injected,
+        ("guard", _) => InjectOutcome::Skipped(SkipReason::Guard),
+        ("allow", "stale-uninjected") => InjectOutcome::Skipped(SkipReason::StaleAllowed),
+        ("skip", reason) => InjectOutcome::Skipped(skip_reason(reason)),
+        ("deny", "stale") if snapshot.table.is_empty() => {
+            InjectOutcome::Denied(DenyReason::NotSynced)
+        }
+        ("deny", "stale") => InjectOutcome::Denied(DenyReason::Stale),
+        ("deny", "conflict") => InjectOutcome::Denied(DenyReason::Conflict),
+        ("error", "bad-pod" | "no-object") => InjectOutcome::Denied(DenyReason::InvalidPod),
+        ("error", "patch" | "no-sidecar") => InjectOutcome::Denied(DenyReason::TemplateError),
+        _ if verdict.allowed => InjectOutcome::Skipped(SkipReason::Other),
+        _ => InjectOutcome::Denied(DenyReason::Other),
+    }
+}
+
+fn skip_reason(reason: &str) -> SkipReason {
+    match reason {
+        "host-network" => SkipReason::HostNetwork,
+        "system-namespace" => SkipReason::SystemNamespace,
+        "pod-opt-out" => SkipReason::PodOptOut,
+        "namespace-disabled" => SkipReason::NamespaceDisabled,
+        "not-selected" => SkipReason::NotSelected,
+        "already-injected" => SkipReason::AlreadyInjected,
+        "not-a-pod" => SkipReason::NotAPod,
+        "not-create" => SkipReason::NotCreate,
+        _ => SkipReason::Other,
+    }
+}
+
+/// Whether the outcome's series name a revision or tag.
+fn needs_decision(outcome: InjectOutcome) -> bool {
+    match outcome {
+        InjectOutcome::Injected => true,
+        InjectOutcome::Skipped(reason) => reason.has_revision(),
+        InjectOutcome::Denied(reason) => reason.has_revision(),
+    }
+}
+
+/// A template error that is really an annotation the pod sets wrongly.
+fn refine(
+    outcome: InjectOutcome,
+    req: &Decoded<'_>,
+    snapshot: &Snapshot,
+    revision: Option<&str>,
+) -> InjectOutcome {
+    if outcome != InjectOutcome::Denied(DenyReason::TemplateError) {
+        return outcome;
+    }
+    let bad_annotation = with_pod(req, |pod, _| {
+        let revision = snapshot.table.revision(revision?)?;
+        Some(crate::inject::overrides::parse(pod.meta(), revision).is_err())
+    });
+    if bad_annotation == Some(true) {
+        InjectOutcome::Denied(DenyReason::InvalidAnnotation)
+    } else {
+        outcome
+    }
+}
+
+/// The (revision, tag) the pod selected, as the decision saw them.
+fn selected(
+    req: &Decoded<'_>,
+    snapshot: &Snapshot,
+    policy: &Policy,
+    ns_labels: Option<&NamespaceLabels>,
+) -> (Option<String>, Option<String>) {
+    with_pod(req, |pod, namespace| {
+        let none = NamespaceLabels::default();
+        let ns = ns_labels
+            .or_else(|| snapshot.namespace(namespace))
+            .unwrap_or(&none);
+        let decided = decide::decide(pod, namespace, ns, &snapshot.table, policy);
+        Some(match decided.decision {
+            Decision::Inject { resolved, .. } => (
+                Some(resolved.revision.name.clone()),
+                resolved.via_tag.map(str::to_owned),
+            ),
+            Decision::Stale { stale, .. } => stale_labels(&stale, snapshot),
+            _ => (None, None),
+        })
+    })
+    .unwrap_or((None, None))
+}
+
+/// A stale value is a tag (pointing at a missing revision, or itself removed) or a revision.
+fn stale_labels(
+    stale: &crate::revisions::Stale,
+    snapshot: &Snapshot,
+) -> (Option<String>, Option<String>) {
+    let requested = stale.requested.clone();
+    match &stale.dangling_tag_target {
+        Some(target) => (Some(target.clone()), Some(requested)),
+        None if snapshot.table.tag_target(&requested).is_some() => (None, Some(requested)),
+        None => (Some(requested), None),
+    }
+}
+
+/// Runs `f` on the request's pod and namespace (the namespace as the injector takes it).
+fn with_pod<T>(req: &Decoded<'_>, f: impl FnOnce(&PodIn<'_>, &str) -> Option<T>) -> Option<T> {
+    let namespace = |request_ns: Option<&str>, pod: &PodIn<'_>| {
+        request_ns
+            .or(pod.meta().namespace.as_deref())
+            .unwrap_or("default")
+            .to_owned()
+    };
+    match req {
+        Decoded::Pod(r) => {
+            let pod = r.object.as_ref()?;
+            f(pod, &namespace(r.namespace.as_deref(), pod))
+        }
+        Decoded::Any(r) => {
+            let pod = PodIn::parse(r.object()?).ok()?;
+            f(&pod, &namespace(r.namespace.as_deref(), &pod))
+        }
+    }
+}
+
+/// The denial a verdict of `/validate` stands for, if it is one.
+pub fn validation_denial(verdict: &Verdict) -> Option<ValidationDenial> {
+    if verdict.allowed {
+        return None;
+    }
+    Some(match verdict.decision.as_ref() {
+        "deny:stale" => ValidationDenial::Stale,
+        "deny:invalid-label" => ValidationDenial::InvalidLabel,
+        "deny:conflict" => ValidationDenial::Conflict,
+        "deny:tag" => ValidationDenial::Tag,
+        "error:bad-object" | "error:no-object" => ValidationDenial::InvalidObject,
+        _ => ValidationDenial::Other,
+    })
+}
+
+/// The `istio.io/rev` value an object (or its pod template) names. Read only for denials.
+fn named_revision(req: &Decoded<'_>) -> Option<String> {
+    let Decoded::Any(r) = req else {
+        return None;
+    };
+    let object: serde_json::Value = serde_json::from_str(r.object()?).ok()?;
+    let templates = [
+        "/metadata",
+        "/spec/template/metadata",
+        "/spec/jobTemplate/spec/template/metadata",
+    ];
+    templates.iter().find_map(|path| {
+        object
+            .pointer(path)?
+            .get("labels")?
+            .get(labels::ISTIO_REV)?
+            .as_str()
+            .map(str::to_owned)
+    })
+}
