@@ -215,3 +215,166 @@ fn der_times() {
     assert_eq!(der_time(0x17, "7001010000Z"), None);
     assert_eq!(der_time(0x18, "20381319031408Z"), None);
 }
+
+/// Runs one fixture review through the handler and the metrics adapter, as the server does.
+fn judged(metrics: &Metrics, webhook: crate::handler::Webhook, fixture: &str, policy: &Policy) {
+    let path = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
+    let body = std::fs::read(&path).expect("fixture");
+    let config = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/local-config.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("config");
+    let snapshot = Arc::new(crate::state::config::parse(&config, "test").expect("config"));
+    let req = crate::handler::decode(webhook, &body).expect("review");
+    let handled = crate::handler::judge(webhook, &req, &body, &snapshot, policy, None);
+    metrics.admission(webhook, &req, &handled.verdict, &snapshot, policy, None);
+}
+
+use crate::handler::Webhook;
+use crate::inject::decide::{Mode, OnStale, Policy};
+
+#[test]
+fn guard_mode_and_allowed_stale_pods_are_skips_with_their_revision() {
+    let m = Metrics::new();
+    let guard = Policy {
+        mode: Mode::Guard,
+        ..Policy::default()
+    };
+    judged(
+        &m,
+        Webhook::Inject,
+        "pod-create-pod-rev-canary.json",
+        &guard,
+    );
+    let lenient = Policy {
+        on_stale: OnStale::AllowUninjected,
+        ..Policy::default()
+    };
+    judged(
+        &m,
+        Webhook::Inject,
+        "pod-create-stale-namespace.json",
+        &lenient,
+    );
+    let text = m.render();
+    assert_eq!(
+        sample(
+            &text,
+            r#"revhook_injection_skips_total{reason="guard",revision="asm-1-23",tag="prod-canary"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"revhook_injection_skips_total{reason="stale",revision="unknown",tag=""}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "sidecar_injection_skip_total"), Some(2.0));
+}
+
+#[test]
+fn validation_denials_name_their_reason() {
+    let m = Metrics::new();
+    let policy = Policy::default();
+    for fixture in [
+        "validate/namespace-stale-rev.json",
+        "validate/pod-stale-rev.json",
+        "validate/namespace-bad-injection-value.json",
+        "validate/tag-named-like-revision.json",
+        "validate/namespace-valid.json",
+    ] {
+        judged(&m, Webhook::Validate, fixture, &policy);
+    }
+    let text = m.render();
+    for (series, value) in [
+        (
+            r#"revhook_validation_denials_total{reason="stale",revision="unknown"}"#,
+            2.0,
+        ),
+        (
+            r#"revhook_validation_denials_total{reason="invalid-label",revision=""}"#,
+            1.0,
+        ),
+        (
+            r#"revhook_validation_denials_total{reason="tag",revision=""}"#,
+            0.0,
+        ),
+        (
+            r#"revhook_validation_denials_total{reason="other",revision=""}"#,
+            0.0,
+        ),
+    ] {
+        assert_eq!(sample(&text, series), Some(value), "{series}: {text}");
+    }
+    let tag_denials: f64 = text
+        .lines()
+        .filter(|l| l.starts_with(r#"revhook_validation_denials_total{reason="tag""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(tag_denials, 1.0, "{text}");
+}
+
+#[test]
+fn every_decision_string_maps_to_its_outcome() {
+    let snapshot = crate::state::Snapshot::empty("test");
+    let allow = |d: &'static str| crate::admission::Verdict::allow(d);
+    let deny =
+        |d: &'static str| crate::admission::Verdict::deny(403, "Forbidden", String::new(), d);
+    for (verdict, outcome) in [
+        (allow("inject:asm-1-22"), InjectOutcome::Injected),
+        (
+            allow("guard:asm-1-22"),
+            InjectOutcome::Skipped(SkipReason::Guard),
+        ),
+        (
+            allow("skip:already-injected"),
+            InjectOutcome::Skipped(SkipReason::AlreadyInjected),
+        ),
+        (
+            allow("skip:host-network"),
+            InjectOutcome::Skipped(SkipReason::HostNetwork),
+        ),
+        (
+            allow("skip:not-a-pod"),
+            InjectOutcome::Skipped(SkipReason::NotAPod),
+        ),
+        (
+            allow("allow:stale-uninjected"),
+            InjectOutcome::Skipped(SkipReason::StaleAllowed),
+        ),
+        (
+            allow("something-new"),
+            InjectOutcome::Skipped(SkipReason::Other),
+        ),
+        // Nothing installed at all: not synced rather than stale.
+        (
+            deny("deny:stale"),
+            InjectOutcome::Denied(DenyReason::NotSynced),
+        ),
+        (
+            deny("deny:conflict"),
+            InjectOutcome::Denied(DenyReason::Conflict),
+        ),
+        (
+            deny("error:bad-pod"),
+            InjectOutcome::Denied(DenyReason::InvalidPod),
+        ),
+        (
+            deny("error:patch"),
+            InjectOutcome::Denied(DenyReason::TemplateError),
+        ),
+        (deny("error:new"), InjectOutcome::Denied(DenyReason::Other)),
+    ] {
+        assert_eq!(
+            verdicts::inject_outcome(&verdict, &snapshot),
+            outcome,
+            "{}",
+            verdict.decision
+        );
+    }
+}
