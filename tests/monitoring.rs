@@ -103,10 +103,14 @@ impl Served {
     }
 
     async fn inject(&self, review: &str) -> Value {
+        self.post("/inject", review).await
+    }
+
+    async fn post(&self, path: &str, review: &str) -> Value {
         let mut client = connect(self.addr, &self.ca, Proto::Http1)
             .await
             .expect("TLS connect");
-        common::admission_response(&client.post("/inject", fixture(review)).await)
+        common::admission_response(&client.post(path, fixture(review)).await)
     }
 }
 
@@ -290,6 +294,22 @@ async fn injections_denials_and_skips_are_counted_per_revision_and_tag() {
         assert_eq!(sample(&text, series), Some(value), "{series}:\n{text}");
     }
     assert!(!text.contains("asm-1-20"), "{text}");
+    served.post("/validate", "validate/unknown-kind.json").await;
+    served
+        .post("/validate", "validate/namespace-stale-rev.json")
+        .await;
+    let text = served.metrics();
+    assert_eq!(
+        sample(
+            &text,
+            r#"revhook_validation_denials_total{reason="stale",revision="unknown"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    if let Some(promtool) = promtool() {
+        run_promtool(&promtool, &["check", "metrics"], Some(&text));
+    }
 
     // The canary upgrade finishes: asm-1-22 and its tag are removed while the shop namespace
     // still names it. Its stale denials carry the removed revision's name.

@@ -216,18 +216,31 @@ fn der_times() {
     assert_eq!(der_time(0x18, "20381319031408Z"), None);
 }
 
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).expect("fixture")
+}
+
 /// Runs one fixture review through the handler and the metrics adapter, as the server does.
-fn judged(metrics: &Metrics, webhook: crate::handler::Webhook, fixture: &str, policy: &Policy) {
-    let path = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
-    let body = std::fs::read(&path).expect("fixture");
-    let config = std::fs::read_to_string(format!(
-        "{}/tests/fixtures/local-config.yaml",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .expect("config");
-    let snapshot = Arc::new(crate::state::config::parse(&config, "test").expect("config"));
-    let req = crate::handler::decode(webhook, &body).expect("review");
-    let handled = crate::handler::judge(webhook, &req, &body, &snapshot, policy, None);
+fn judged(metrics: &Metrics, webhook: crate::handler::Webhook, name: &str, policy: &Policy) {
+    judged_body(metrics, webhook, &fixture(name), policy);
+}
+
+fn judged_body(metrics: &Metrics, webhook: crate::handler::Webhook, body: &[u8], policy: &Policy) {
+    let config = String::from_utf8(fixture("local-config.yaml")).expect("config");
+    judged_in(metrics, webhook, body, policy, &config);
+}
+
+fn judged_in(
+    metrics: &Metrics,
+    webhook: crate::handler::Webhook,
+    body: &[u8],
+    policy: &Policy,
+    config: &str,
+) {
+    let snapshot = Arc::new(crate::state::config::parse(config, "test").expect("config"));
+    let req = crate::handler::decode(webhook, body).expect("review");
+    let handled = crate::handler::judge(webhook, &req, body, &snapshot, policy, None);
     metrics.admission(webhook, &req, &handled.verdict, &snapshot, policy, None);
 }
 
@@ -377,4 +390,33 @@ fn every_decision_string_maps_to_its_outcome() {
             verdict.decision
         );
     }
+}
+
+#[test]
+fn a_bad_override_annotation_is_an_invalid_annotation_failure_of_its_revision() {
+    let m = Metrics::new();
+    let mut review: serde_json::Value =
+        serde_json::from_slice(&fixture("pod-create-prod-stable.json")).expect("json");
+    review["request"]["object"]["metadata"]["annotations"] =
+        serde_json::json!({"sidecar.istio.io/proxyCPU": "lots"});
+    let body = serde_json::to_vec(&review).expect("json");
+    judged_body(&m, Webhook::Inject, &body, &Policy::default());
+    let text = m.render();
+    let series = r#"revhook_injection_denials_total{reason="invalid-annotation",revision="asm-1-22",tag="prod-stable"}"#;
+    assert_eq!(sample(&text, series), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "sidecar_injection_failure_total"), Some(1.0));
+}
+
+#[test]
+fn a_tag_pointing_at_a_missing_revision_is_named_in_stale_denials() {
+    let m = Metrics::new();
+    let config = "revisions:\n  - name: asm-1-23\n    image: img:1.23\ntags:\n  prod-stable: asm-1-22\nnamespaces:\n  shop: { istio.io/rev: prod-stable }\n";
+    let body = fixture("pod-create-prod-stable.json");
+    judged_in(&m, Webhook::Inject, &body, &Policy::default(), config);
+    let text = m.render();
+    // The tag is installed, its target never was: the tag is named, the revision is not.
+    let series =
+        r#"revhook_injection_denials_total{reason="stale",revision="unknown",tag="prod-stable"}"#;
+    assert_eq!(sample(&text, series), Some(1.0), "{text}");
+    assert!(!text.contains("asm-1-22"), "{text}");
 }
