@@ -273,9 +273,19 @@ struct Names {
     /// The snapshot these names were read from. Weak, so a dropped snapshot's address cannot
     /// be reused while we compare against it.
     seen: Weak<Snapshot>,
+    /// `revhook_injections_total` of every installed (revision, tag) pair, resolved when the
+    /// names change: an injection then costs no label allocation nor family lookup.
+    injected: Vec<(String, String, Counter)>,
 }
 
 impl Names {
+    fn injected(&self, revision: &str, tag: &str) -> Option<&Counter> {
+        self.injected
+            .iter()
+            .find(|(r, t, _)| r == revision && t == tag)
+            .map(|(_, _, counter)| counter)
+    }
+
     fn is_revision(&self, name: &str) -> bool {
         self.revisions.contains(name) || self.former_revisions.iter().any(|r| r == name)
     }
@@ -288,6 +298,15 @@ impl Names {
         match revision {
             None => String::new(),
             Some(r) if self.is_revision(r) => r.to_owned(),
+            Some(_) => UNKNOWN.to_owned(),
+        }
+    }
+
+    /// An `istio.io/rev` value as a label: a known revision or tag, else `unknown`.
+    fn value_label(&self, value: Option<&str>) -> String {
+        match value {
+            None => String::new(),
+            Some(v) if self.is_revision(v) || self.is_tag(v) => v.to_owned(),
             Some(_) => UNKNOWN.to_owned(),
         }
     }
@@ -378,6 +397,9 @@ pub struct Metrics {
     denials: Family<ReasonLabels, Counter>,
     validation_denials: Family<ValidationLabels, Counter>,
     istio: IstioSeries,
+    /// The series of reasons without a revision, by `reason as usize`, resolved once.
+    fixed_skips: Arc<[Option<Counter>]>,
+    fixed_denials: Arc<[Option<Counter>]>,
     names: Arc<RwLock<Names>>,
     /// The webhooks' series, looked up once: every admission request updates them, and a
     /// family lookup hashes the labels under a lock.
@@ -490,6 +512,17 @@ impl Metrics {
             validation_denials.clone(),
         );
         let webhooks = webhook_series(&requests, &latency);
+        let fixed_skips = SkipReason::ALL
+            .iter()
+            .map(|r| (!r.has_revision()).then(|| fixed_series(&skips, r.as_str(), false)))
+            .collect();
+        let fixed_denials = DenyReason::ALL
+            .iter()
+            .map(|r| {
+                let unknown = *r == DenyReason::NotSynced;
+                (!r.has_revision()).then(|| fixed_series(&denials, r.as_str(), unknown))
+            })
+            .collect();
         let metrics = Metrics {
             registry: Arc::new(root),
             webhooks,
@@ -507,6 +540,8 @@ impl Metrics {
             denials,
             validation_denials,
             istio,
+            fixed_skips,
+            fixed_denials,
             names: Arc::default(),
         };
         metrics.create_fixed_series();
@@ -524,20 +559,6 @@ impl Metrics {
         self.unknown_kinds.get_or_create_owned(&KindLabels {
             kind: "other".into(),
         });
-        let none = || (String::new(), String::new());
-        for reason in SkipReason::ALL.into_iter().filter(|r| !r.has_revision()) {
-            self.skips
-                .get_or_create_owned(&reason_labels(reason.as_str(), none()));
-        }
-        for reason in DenyReason::ALL.into_iter().filter(|r| !r.has_revision()) {
-            let labels = if reason == DenyReason::NotSynced {
-                (UNKNOWN.to_owned(), String::new())
-            } else {
-                none()
-            };
-            self.denials
-                .get_or_create_owned(&reason_labels(reason.as_str(), labels));
-        }
         for reason in ValidationDenial::ALL {
             let revision = if reason == ValidationDenial::Stale {
                 UNKNOWN
@@ -553,13 +574,16 @@ impl Metrics {
         self.names_changed(&Names::default());
     }
 
-    /// Series labeled with the revisions and tags in `names`, at zero.
-    fn names_changed(&self, names: &Names) {
+    /// Series labeled with the revisions and tags in `names`, at zero; returns the injection
+    /// counters of the installed pairs.
+    fn names_changed(&self, names: &Names) -> Vec<(String, String, Counter)> {
+        let mut injected = Vec::new();
         for (revision, tag) in names.installed_pairs() {
-            self.injections.get_or_create_owned(&RevisionLabels {
+            let counter = self.injections.get_or_create_owned(&RevisionLabels {
                 revision: revision.clone(),
                 tag: tag.clone(),
             });
+            injected.push((revision.clone(), tag.clone(), counter));
             self.skips.get_or_create_owned(&reason_labels(
                 SkipReason::Guard.as_str(),
                 (revision.clone(), tag.clone()),
@@ -584,6 +608,7 @@ impl Metrics {
                     revision: if pair.1.is_empty() { pair.0 } else { pair.1 },
                 });
         }
+        injected
     }
 
     /// Takes the installed revisions and tags as the names label values may use.
@@ -599,7 +624,7 @@ impl Metrics {
             .collect();
         let mut names = self.names.write().unwrap_or_else(|p| p.into_inner());
         names.replace(revisions, tags);
-        self.names_changed(&names);
+        names.injected = self.names_changed(&names);
     }
 
     /// [`Metrics::installed`] with a snapshot's revisions and tags, when it is not the
@@ -619,6 +644,10 @@ impl Metrics {
 
     /// One pod's outcome at `/inject`: the revision and tag it selected, where known.
     pub fn injection(&self, revision: Option<&str>, tag: Option<&str>, outcome: InjectOutcome) {
+        self.count_istio(outcome);
+        if self.count_resolved(revision, tag, outcome) {
+            return;
+        }
         let (revision, tag) = {
             let names = self.names.read().unwrap_or_else(|p| p.into_inner());
             (names.revision_label(revision), names.tag_label(tag))
@@ -630,25 +659,49 @@ impl Metrics {
                     .inc();
             }
             InjectOutcome::Skipped(reason) => {
-                self.istio.skip.inc();
-                let labels = if reason.has_revision() {
-                    (revision, tag)
-                } else {
-                    Default::default()
-                };
                 self.skips
-                    .get_or_create(&reason_labels(reason.as_str(), labels))
+                    .get_or_create(&reason_labels(reason.as_str(), (revision, tag)))
                     .inc();
             }
             InjectOutcome::Denied(reason) => {
-                if reason.is_failure() {
-                    self.istio.failure.inc();
-                }
                 self.denials
                     .get_or_create(&reason_labels(reason.as_str(), (revision, tag)))
                     .inc();
             }
         }
+    }
+
+    fn count_istio(&self, outcome: InjectOutcome) {
+        match outcome {
+            InjectOutcome::Skipped(_) => {
+                self.istio.skip.inc();
+            }
+            InjectOutcome::Denied(reason) if reason.is_failure() => {
+                self.istio.failure.inc();
+            }
+            _ => {}
+        }
+    }
+
+    /// Counts `outcome` on a series resolved in advance, if it has one: the reasons without a
+    /// revision, and injections by an installed pair (the usual request, kept off the family
+    /// lookup and label allocations).
+    fn count_resolved(
+        &self,
+        revision: Option<&str>,
+        tag: Option<&str>,
+        outcome: InjectOutcome,
+    ) -> bool {
+        let fixed = match outcome {
+            InjectOutcome::Injected => {
+                let names = self.names.read().unwrap_or_else(|p| p.into_inner());
+                let counter = names.injected(revision.unwrap_or(""), tag.unwrap_or(""));
+                return counter.map(Counter::inc).is_some();
+            }
+            InjectOutcome::Skipped(reason) => self.fixed_skips.get(reason as usize),
+            InjectOutcome::Denied(reason) => self.fixed_denials.get(reason as usize),
+        };
+        fixed.and_then(Option::as_ref).map(Counter::inc).is_some()
     }
 
     /// One object refused by `/validate`; `revision` is the `istio.io/rev` value it named.
@@ -657,7 +710,7 @@ impl Metrics {
             .names
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .revision_label(revision);
+            .value_label(revision);
         self.validation_denials
             .get_or_create(&ValidationLabels {
                 reason: reason.as_str(),
@@ -771,6 +824,16 @@ impl Metrics {
         }
         openmetrics_to_text(&out)
     }
+}
+
+/// A reason's series without a revision (`revision="unknown"` for `not-synced`), at zero.
+fn fixed_series(
+    family: &Family<ReasonLabels, Counter>,
+    reason: &'static str,
+    unknown: bool,
+) -> Counter {
+    let revision = if unknown { UNKNOWN } else { "" };
+    family.get_or_create_owned(&reason_labels(reason, (revision.to_owned(), String::new())))
 }
 
 fn reason_labels(reason: &'static str, (revision, tag): (String, String)) -> ReasonLabels {

@@ -420,3 +420,27 @@ fn a_tag_pointing_at_a_missing_revision_is_named_in_stale_denials() {
     assert_eq!(sample(&text, series), Some(1.0), "{text}");
     assert!(!text.contains("asm-1-22"), "{text}");
 }
+
+#[test]
+fn reason_tables_are_in_declaration_order() {
+    for (i, r) in SkipReason::ALL.iter().enumerate() {
+        assert_eq!(*r as usize, i, "{r:?}");
+    }
+    for (i, r) in DenyReason::ALL.iter().enumerate() {
+        assert_eq!(*r as usize, i, "{r:?}");
+    }
+}
+
+#[test]
+fn not_synced_denials_count_on_their_series_at_zero() {
+    let m = Metrics::new();
+    let series =
+        r#"revhook_injection_denials_total{reason="not-synced",revision="unknown",tag=""}"#;
+    assert_eq!(sample(&m.render(), series), Some(0.0));
+    m.injection(None, None, InjectOutcome::Denied(DenyReason::NotSynced));
+    let text = m.render();
+    assert_eq!(sample(&text, series), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "sidecar_injection_failure_total"), Some(1.0));
+    let not_synced = text.matches(r#"reason="not-synced""#).count();
+    assert_eq!(not_synced, 1, "one not-synced series: {text}");
+}
