@@ -2,7 +2,8 @@
 //!
 //! A [`Verdict`] says what happened in its `decision` (`inject:<rev>`, `deny:stale`, ...) but
 //! not which tag was used or which stale value was named; for the few outcomes whose series
-//! carry those, the decision is taken again (it reads labels and the table; no patch is built).
+//! carry those, the decision is taken again (it reads labels and the table; no patch is built,
+//! and an injection allocates nothing here).
 //! Once the handler hands its `Decision` out, this module reduces to the mapping tables.
 
 use std::sync::Arc;
@@ -31,13 +32,16 @@ impl Metrics {
         match webhook {
             Webhook::Inject => {
                 let outcome = inject_outcome(verdict, snapshot);
-                let (revision, tag) = if needs_decision(outcome) {
-                    selected(req, snapshot, policy, ns_labels)
-                } else {
-                    (None, None)
-                };
-                let outcome = refine(outcome, req, snapshot, revision.as_deref());
-                self.injection(revision.as_deref(), tag.as_deref(), outcome);
+                if !needs_decision(outcome) {
+                    return self.injection(None, None, outcome);
+                }
+                let counted = with_pod(req, |pod, namespace| {
+                    self.decided_injection(pod, namespace, outcome, snapshot, policy, ns_labels);
+                    Some(())
+                });
+                if counted.is_none() {
+                    self.injection(None, None, outcome);
+                }
             }
             Webhook::Validate => {
                 if let Some(reason) = validation_denial(verdict) {
@@ -45,6 +49,38 @@ impl Metrics {
                     self.validation_denied(reason, revision.as_deref());
                 }
             }
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts `outcome` with the revision and tag the pod selected, as the decision saw them
+    /// (borrowed from the snapshot: the usual injection allocates nothing here).
+    fn decided_injection(
+        &self,
+        pod: &PodIn<'_>,
+        namespace: &str,
+        outcome: InjectOutcome,
+        snapshot: &Snapshot,
+        policy: &Policy,
+        ns_labels: Option<&NamespaceLabels>,
+    ) {
+        let none = NamespaceLabels::default();
+        let ns = ns_labels
+            .or_else(|| snapshot.namespace(namespace))
+            .unwrap_or(&none);
+        let decided = decide::decide(pod, namespace, ns, &snapshot.table, policy);
+        match &decided.decision {
+            Decision::Inject { resolved, .. } => {
+                let revision = resolved.revision.name.as_str();
+                let outcome = refine(outcome, pod, snapshot, revision);
+                self.injection(Some(revision), resolved.via_tag, outcome);
+            }
+            Decision::Stale { stale, .. } => {
+                let (revision, tag) = stale_labels(stale, snapshot);
+                self.injection(revision, tag, outcome);
+            }
+            _ => self.injection(None, None, outcome),
         }
     }
 }
@@ -98,80 +134,56 @@ fn needs_decision(outcome: InjectOutcome) -> bool {
 /// A template error that is really an annotation the pod sets wrongly.
 fn refine(
     outcome: InjectOutcome,
-    req: &Decoded<'_>,
+    pod: &PodIn<'_>,
     snapshot: &Snapshot,
-    revision: Option<&str>,
+    revision: &str,
 ) -> InjectOutcome {
     if outcome != InjectOutcome::Denied(DenyReason::TemplateError) {
         return outcome;
     }
-    let bad_annotation = with_pod(req, |pod, _| {
-        let revision = snapshot.table.revision(revision?)?;
-        Some(crate::inject::overrides::parse(pod.meta(), revision).is_err())
-    });
-    if bad_annotation == Some(true) {
+    let bad_annotation = snapshot
+        .table
+        .revision(revision)
+        .is_some_and(|rev| crate::inject::overrides::parse(pod.meta(), rev).is_err());
+    if bad_annotation {
         InjectOutcome::Denied(DenyReason::InvalidAnnotation)
     } else {
         outcome
     }
 }
 
-/// The (revision, tag) the pod selected, as the decision saw them.
-fn selected(
-    req: &Decoded<'_>,
-    snapshot: &Snapshot,
-    policy: &Policy,
-    ns_labels: Option<&NamespaceLabels>,
-) -> (Option<String>, Option<String>) {
-    with_pod(req, |pod, namespace| {
-        let none = NamespaceLabels::default();
-        let ns = ns_labels
-            .or_else(|| snapshot.namespace(namespace))
-            .unwrap_or(&none);
-        let decided = decide::decide(pod, namespace, ns, &snapshot.table, policy);
-        Some(match decided.decision {
-            Decision::Inject { resolved, .. } => (
-                Some(resolved.revision.name.clone()),
-                resolved.via_tag.map(str::to_owned),
-            ),
-            Decision::Stale { stale, .. } => stale_labels(&stale, snapshot),
-            _ => (None, None),
-        })
-    })
-    .unwrap_or((None, None))
-}
-
 /// A stale value is a tag (pointing at a missing revision, or itself removed) or a revision.
-fn stale_labels(
-    stale: &crate::revisions::Stale,
+fn stale_labels<'s>(
+    stale: &'s crate::revisions::Stale,
     snapshot: &Snapshot,
-) -> (Option<String>, Option<String>) {
-    let requested = stale.requested.clone();
+) -> (Option<&'s str>, Option<&'s str>) {
+    let requested = stale.requested.as_str();
     match &stale.dangling_tag_target {
-        Some(target) => (Some(target.clone()), Some(requested)),
-        None if snapshot.table.tag_target(&requested).is_some() => (None, Some(requested)),
+        Some(target) => (Some(target.as_str()), Some(requested)),
+        None if snapshot.table.tag_target(requested).is_some() => (None, Some(requested)),
         None => (Some(requested), None),
     }
 }
 
 /// Runs `f` on the request's pod and namespace (the namespace as the injector takes it).
 fn with_pod<T>(req: &Decoded<'_>, f: impl FnOnce(&PodIn<'_>, &str) -> Option<T>) -> Option<T> {
-    let namespace = |request_ns: Option<&str>, pod: &PodIn<'_>| {
-        request_ns
-            .or(pod.meta().namespace.as_deref())
-            .unwrap_or("default")
-            .to_owned()
-    };
     match req {
         Decoded::Pod(r) => {
             let pod = r.object.as_ref()?;
-            f(pod, &namespace(r.namespace.as_deref(), pod))
+            f(pod, pod_namespace(r.namespace.as_deref(), pod))
         }
         Decoded::Any(r) => {
             let pod = PodIn::parse(r.object()?).ok()?;
-            f(&pod, &namespace(r.namespace.as_deref(), &pod))
+            f(&pod, pod_namespace(r.namespace.as_deref(), &pod))
         }
     }
+}
+
+/// The request's namespace, else the pod's own, else `default` (as the injector does).
+fn pod_namespace<'a>(request: Option<&'a str>, pod: &'a PodIn<'_>) -> &'a str {
+    request
+        .or(pod.meta().namespace.as_deref())
+        .unwrap_or("default")
 }
 
 /// The denial a verdict of `/validate` stands for, if it is one.
