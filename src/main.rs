@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
 use revhook::cabundle::CaBundleOptions;
 use revhook::check::{CheckOptions, ClusterObjects, Output, Platform, Severity};
@@ -57,6 +57,8 @@ enum Command {
     /// List, plan, set or remove revision tags (Istio's tag webhook configurations).
     #[command(subcommand)]
     Tags(TagsCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Subcommand, Debug)]
@@ -375,8 +377,29 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// The name kubectl runs a plugin by: `kubectl revhook ...` execs `kubectl-revhook`.
+const KUBECTL_PLUGIN: &str = "kubectl-revhook";
+
+/// The command line, named as it was invoked: as a kubectl plugin, usage and completions say
+/// `kubectl revhook` / `kubectl-revhook` instead of `revhook`.
+fn command() -> clap::Command {
+    let invoked = std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()));
+    let cmd = Cli::command();
+    if invoked.as_deref() == Some(KUBECTL_PLUGIN) {
+        cmd.name(KUBECTL_PLUGIN).bin_name("kubectl revhook")
+    } else {
+        cmd
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
@@ -385,6 +408,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(&args),
         Command::Inject(args) => inject(&args),
         Command::Tags(command) => tags(command),
+        Command::Completions { shell } => completions(shell),
     };
     match result {
         Ok(code) => code,
@@ -393,6 +417,14 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    let mut cmd = command();
+    // The script completes the executable's own name (`kubectl-revhook` for the plugin).
+    let name = cmd.get_name().to_owned();
+    clap_complete::generate(shell, &mut cmd, name, &mut std::io::stdout());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {

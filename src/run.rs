@@ -126,6 +126,7 @@ pub async fn start(
     let pair_bytes = tls::read_pair(&files.cert, &files.key)?;
     let certs = CertStore::new(tls::load_pair(&pair_bytes.0, &pair_bytes.1, "serving")?);
     let tls_config = Arc::new(tls::server_config(certs.clone())?);
+    metrics.serving_cert(&certs.current());
     health.set_certs_loaded();
 
     let source = sources::start(&opts.source, &health, &metrics, opts.reload_interval).await?;

@@ -31,7 +31,7 @@ use crate::core::policy::Policy;
 use crate::core::verdict::{Allow, Decision};
 use crate::handler::{self, Webhook};
 use crate::health::Health;
-use crate::metrics::Metrics;
+use crate::metrics::{DenyReason, InjectOutcome, Metrics};
 use crate::sources::SharedSnapshot;
 
 /// Bounds on what one client may cost.
@@ -378,10 +378,11 @@ fn get_only<B>(req: &Request<B>) -> Option<Reply> {
 }
 
 fn metrics_reply(app: &App) -> Reply {
+    app.metrics.observe_snapshot(&app.snapshot.load());
     let mut resp = Response::new(Full::new(Bytes::from(app.metrics.render())));
     resp.headers_mut().insert(
         CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     resp
 }
@@ -439,6 +440,10 @@ where
             name = %summary.name,
             "no verdict: the installed revisions and tags are not synced yet"
         );
+        if webhook == Webhook::Inject {
+            app.metrics
+                .injection(None, None, InjectOutcome::Denied(DenyReason::NotSynced));
+        }
         return fail(unavailable(
             "revhook has not synced the installed revisions and tags yet; no verdict before it has"
                 .into(),
@@ -475,6 +480,14 @@ where
     let elapsed = started.elapsed();
     app.metrics
         .request(path, handled.verdict.outcome(), elapsed);
+    app.metrics.admission(
+        webhook,
+        &req,
+        &handled.verdict,
+        &snapshot,
+        &app.policy,
+        looked_up.as_ref(),
+    );
     let summary = req.summary();
     if handled.verdict.decision == Decision::Allow(Allow::UnknownKind) {
         app.metrics.unknown_kind(summary.kind);

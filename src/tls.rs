@@ -349,6 +349,7 @@ impl Reloader {
                 Reload::Swapped => {
                     tracing::info!(cert = %self.files.cert.display(), "serving certificate reloaded");
                     metrics.cert_reload("ok");
+                    metrics.serving_cert(&store.current());
                 }
                 Reload::Rejected(error) => {
                     tracing::error!(%error, "new certificate rejected; still serving the previous one");

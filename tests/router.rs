@@ -170,3 +170,24 @@ async fn a_namespace_that_cannot_be_looked_up_gets_no_verdict() {
         "{status_body}"
     );
 }
+
+#[tokio::test]
+async fn pods_refused_a_verdict_before_sync_are_counted_as_not_synced() {
+    let app = app(false);
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/inject",
+        fixture("pod-create-prod-stable.json"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let metrics = app.metrics.render();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("revhook_injection_denials_total") && l.contains(r#"reason="not-synced""#)
+        })
+        .unwrap_or_else(|| panic!("no not-synced series: {metrics}"));
+    assert!(line.ends_with(" 1"), "{line}");
+}

@@ -258,7 +258,11 @@ async fn certificate_reload_keeps_open_connections_and_serves_the_new_cert() {
 
     let rotated = revhook::tls::generate_dev(&[], &[], 1, 2).expect("new certs");
     let before = server.app().metrics.render();
-    assert!(!before.contains(r#"revhook_cert_reloads_total{result="ok"}"#));
+    // Present from the start, and at zero: no reload yet.
+    assert!(
+        before.contains(r#"revhook_cert_reloads_total{result="ok"} 0"#),
+        "{before}"
+    );
     // A bad pair first: it is rejected and the old certificate keeps serving.
     std::fs::write(server.dir.path().join("tls.key"), "not a key").expect("write");
     tokio::time::sleep(Duration::from_millis(400)).await;
