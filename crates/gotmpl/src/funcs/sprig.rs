@@ -1,0 +1,422 @@
+//! The sprig (`Masterminds/sprig/v3`, `TxtFuncMap`) functions that Istio's stock templates
+//! call, plus a few common, cheap ones. Each follows sprig's Go code, including its
+//! quirks (nil operands skipped by `quote`/`join`, `default` on sprig's `empty`).
+
+use super::{
+    check_len, int_arg, is_empty, owned, str_arg, string, strval, want_args, want_at_least,
+    BuiltinFn, Ctx, V,
+};
+use crate::gofmt::quote as go_quote;
+use crate::json::to_json;
+use crate::value::{GoMap, MapElem, Value};
+
+pub(super) const TABLE: &[(&str, BuiltinFn)] = &[
+    ("default", default),
+    ("empty", empty),
+    ("coalesce", coalesce),
+    ("ternary", ternary),
+    ("quote", quote),
+    ("squote", squote),
+    ("cat", cat),
+    ("toString", to_string),
+    ("join", join),
+    ("splitList", split_list),
+    ("list", list),
+    ("append", append),
+    ("push", append),
+    ("first", first),
+    ("slice", slice),
+    ("last", last),
+    ("dict", dict),
+    ("hasKey", has_key),
+    ("indent", indent),
+    ("nindent", nindent),
+    ("trim", trim),
+    ("trimAll", trim_all),
+    ("trimPrefix", trim_prefix),
+    ("trimSuffix", trim_suffix),
+    ("trunc", trunc),
+    ("lower", lower),
+    ("upper", upper),
+    ("replace", replace),
+    ("hasPrefix", has_prefix),
+    ("hasSuffix", has_suffix),
+    ("contains", contains),
+    ("toJson", to_json_fn),
+    ("b64enc", b64enc),
+    ("b64dec", b64dec),
+];
+
+/// `default d given`: `given` unless it is empty (or absent), then `d`.
+fn default<'a>(_: &Ctx, mut args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_at_least(&args, 1)?;
+    if args.len() >= 2 && !is_empty(&args[1]) {
+        return Ok(args.swap_remove(1));
+    }
+    Ok(args.swap_remove(0))
+}
+
+fn empty<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(&args, 1)?;
+    owned(Value::Bool(is_empty(&args[0])))
+}
+
+fn coalesce<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    for a in args {
+        if !is_empty(&a) {
+            return Ok(a);
+        }
+    }
+    owned(Value::Nil)
+}
+
+/// `ternary vt vf cond`.
+fn ternary<'a>(_: &Ctx, mut args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(&args, 3)?;
+    let cond = match &*args[2] {
+        Value::Bool(b) => *b,
+        other => {
+            return Err(format!(
+                "wrong type for value; expected bool; got {}",
+                other.type_name()
+            ))
+        }
+    };
+    args.truncate(2);
+    Ok(args.swap_remove(if cond { 0 } else { 1 }))
+}
+
+fn quote<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    let parts: Vec<String> = args
+        .iter()
+        .filter(|a| !matches!(***a, Value::Nil))
+        .map(|a| go_quote(&strval(a)))
+        .collect();
+    string(parts.join(" "))
+}
+
+fn squote<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    let parts: Vec<String> = args
+        .iter()
+        .filter(|a| !matches!(***a, Value::Nil))
+        .map(|a| format!("'{}'", strval(a)))
+        .collect();
+    string(parts.join(" "))
+}
+
+fn cat<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    let parts: Vec<String> = args
+        .iter()
+        .filter(|a| !matches!(***a, Value::Nil))
+        .map(|a| strval(a))
+        .collect();
+    string(parts.join(" "))
+}
+
+fn to_string<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(&args, 1)?;
+    string(strval(&args[0]))
+}
+
+/// Sprig's `strslice`: the strings of a list (nil elements dropped), or the one value.
+fn strslice(v: &Value) -> Vec<String> {
+    match v {
+        Value::Nil => Vec::new(),
+        Value::List(items) => items
+            .iter()
+            .filter(|i| !matches!(i, Value::Nil))
+            .map(strval)
+            .collect(),
+        other => vec![strval(other)],
+    }
+}
+
+fn join<'a>(ctx: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(&args, 2)?;
+    let sep = str_arg(&args[0])?;
+    let s = strslice(&args[1]).join(sep);
+    check_len(ctx, s.len())?;
+    string(s)
+}
+
+fn split_list<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(&args, 2)?;
+    let sep = str_arg(&args[0])?;
+    let s = str_arg(&args[1])?;
+    let parts: Vec<Value> = if sep.is_empty() {
+        s.chars().map(|c| Value::String(c.to_string())).collect()
+    } else {
+        s.split(sep).map(Value::str).collect()
+    };
+    owned(Value::List(parts))
+}
+
+fn list<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    owned(Value::List(
+        args.into_iter().map(|a| a.into_owned()).collect(),
+    ))
+}
+
+/// `append list v`: a new list with `v` at the end.
+fn append<'a>(ctx: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(&args, 2)?;
+    let mut it = args.into_iter();
+    let (Some(l), Some(v)) = (it.next(), it.next()) else {
+        return Err("wrong number of args".into());
+    };
+    match l.into_owned() {
+        Value::List(mut items) => {
+            check_len(ctx, items.len() + 1)?;
+            items.push(v.into_owned());
+            owned(Value::List(items))
+        }
+        other => Err(format!("Cannot push on type {}", other.type_name())),
+    }
+}
+
+/// Sprig's `slice list [start [end]]`, which replaces Go's builtin: lists only, and an
+/// empty list gives nil.
+fn slice<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_at_least(&args, 1)?;
+    let items = match &*args[0] {
+        Value::List(items) => items,
+        other => {
+            return Err(format!(
+                "list should be type of slice or array but {}",
+                match other {
+                    Value::Map(_) => "map",
+                    Value::Struct(_) => "struct",
+                    Value::Nil => "invalid",
+                    Value::Bool(_) => "bool",
+                    Value::Int(_) => "int",
+                    Value::Float(_) => "float64",
+                    Value::String(_) => "string",
+                    Value::List(_) => "slice",
+                }
+            ))
+        }
+    };
+    if items.is_empty() {
+        return owned(Value::Nil);
+    }
+    let start = args.get(1).map(|v| int_arg(v)).transpose()?.unwrap_or(0);
+    let end = args
+        .get(2)
+        .map(|v| int_arg(v))
+        .transpose()?
+        .unwrap_or(items.len() as i64);
+    if start < 0 || end < start || end as usize > items.len() {
+        return Err(format!("slice bounds out of range [{start}:{end}]"));
+    }
+    owned(Value::List(items[start as usize..end as usize].to_vec()))
+}
+
+fn first<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(&args, 1)?;
+    match &*args[0] {
+        Value::List(items) => owned(items.first().cloned().unwrap_or(Value::Nil)),
+        Value::Nil => owned(Value::Nil),
+        other => Err(format!("Cannot find first on type {}", other.type_name())),
+    }
+}
+
+fn last<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(&args, 1)?;
+    match &*args[0] {
+        Value::List(items) => owned(items.last().cloned().unwrap_or(Value::Nil)),
+        Value::Nil => owned(Value::Nil),
+        other => Err(format!("Cannot find last on type {}", other.type_name())),
+    }
+}
+
+/// `dict k1 v1 k2 v2`: a `map[string]any` (an odd last key maps to "").
+fn dict<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    let mut m = GoMap::new(MapElem::Any);
+    let mut it = args.into_iter();
+    while let Some(k) = it.next() {
+        let v = it
+            .next()
+            .map_or(Value::String(String::new()), |v| v.into_owned());
+        m.entries.insert(strval(&k), v);
+    }
+    owned(Value::Map(m))
+}
+
+fn has_key<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(&args, 2)?;
+    let key = str_arg(&args[1])?;
+    match &*args[0] {
+        Value::Map(m) => owned(Value::Bool(m.entries.contains_key(key))),
+        Value::Nil => owned(Value::Bool(false)),
+        other => Err(format!(
+            "wrong type for value; expected map[string]interface {{}}; got {}",
+            other.type_name()
+        )),
+    }
+}
+
+/// Sprig's `indent`: every line, the first too, gets `n` spaces.
+pub(super) fn pad_lines(ctx: &Ctx, n: i64, s: &str, first: bool) -> Result<String, String> {
+    let n = n.max(0) as usize;
+    let lines = s.matches('\n').count() + 1;
+    check_len(ctx, s.len().saturating_add(n.saturating_mul(lines)))?;
+    let pad = " ".repeat(n);
+    let body = s.replace('\n', &format!("\n{pad}"));
+    Ok(if first { format!("{pad}{body}") } else { body })
+}
+
+fn indent<'a>(ctx: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(&args, 2)?;
+    string(pad_lines(
+        ctx,
+        int_arg(&args[0])?,
+        str_arg(&args[1])?,
+        true,
+    )?)
+}
+
+fn nindent<'a>(ctx: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(&args, 2)?;
+    let body = pad_lines(ctx, int_arg(&args[0])?, str_arg(&args[1])?, true)?;
+    string(format!("\n{body}"))
+}
+
+fn two_strs<'v>(args: &'v [V]) -> Result<(&'v str, &'v str), String> {
+    want_args(args, 2)?;
+    Ok((str_arg(&args[0])?, str_arg(&args[1])?))
+}
+
+fn trim<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(&args, 1)?;
+    string(str_arg(&args[0])?.trim().to_string())
+}
+
+/// `trimAll cutset s`: Go's `strings.Trim(s, cutset)`.
+fn trim_all<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    let (cutset, s) = two_strs(&args)?;
+    string(s.trim_matches(|c| cutset.contains(c)).to_string())
+}
+
+fn trim_prefix<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    let (p, s) = two_strs(&args)?;
+    string(s.strip_prefix(p).unwrap_or(s).to_string())
+}
+
+fn trim_suffix<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    let (p, s) = two_strs(&args)?;
+    string(s.strip_suffix(p).unwrap_or(s).to_string())
+}
+
+/// `trunc n s`: the first n bytes (or, for negative n, the last -n).
+fn trunc<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(&args, 2)?;
+    let c = int_arg(&args[0])?;
+    let s = str_arg(&args[1])?;
+    let len = s.len() as i64;
+    let (from, to) = if c < 0 && len + c > 0 {
+        ((len + c) as usize, s.len())
+    } else if c >= 0 && len > c {
+        (0, c as usize)
+    } else {
+        (0, s.len())
+    };
+    string(String::from_utf8_lossy(&s.as_bytes()[from..to]).into_owned())
+}
+
+fn lower<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(&args, 1)?;
+    string(str_arg(&args[0])?.to_lowercase())
+}
+
+fn upper<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(&args, 1)?;
+    string(str_arg(&args[0])?.to_uppercase())
+}
+
+/// `replace old new s`.
+fn replace<'a>(ctx: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(&args, 3)?;
+    let (old, new, s) = (str_arg(&args[0])?, str_arg(&args[1])?, str_arg(&args[2])?);
+    let count = if old.is_empty() {
+        s.chars().count() + 1
+    } else {
+        s.matches(old).count()
+    };
+    check_len(ctx, s.len().saturating_add(count.saturating_mul(new.len())))?;
+    string(s.replace(old, new))
+}
+
+fn has_prefix<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    let (p, s) = two_strs(&args)?;
+    owned(Value::Bool(s.starts_with(p)))
+}
+
+fn has_suffix<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    let (p, s) = two_strs(&args)?;
+    owned(Value::Bool(s.ends_with(p)))
+}
+
+/// `contains substr s` (sprig's and Istio's agree on the order).
+pub(super) fn contains<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    let (needle, haystack) = two_strs(&args)?;
+    owned(Value::Bool(haystack.contains(needle)))
+}
+
+fn to_json_fn<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(&args, 1)?;
+    string(to_json(&args[0]))
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn b64enc<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(&args, 1)?;
+    let bytes = str_arg(&args[0])?.as_bytes();
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    string(out)
+}
+
+/// `b64dec s`; like sprig, invalid input gives the decoder's error text as the result.
+fn b64dec<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(&args, 1)?;
+    let s = str_arg(&args[0])?;
+    match decode_b64(s) {
+        Some(bytes) => string(String::from_utf8_lossy(&bytes).into_owned()),
+        None => string("illegal base64 data at input byte 0".into()),
+    }
+}
+
+fn decode_b64(s: &str) -> Option<Vec<u8>> {
+    let body = s.trim_end_matches('=');
+    if !s.len().is_multiple_of(4) || s.len() - body.len() > 2 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in body.bytes() {
+        let v = B64.iter().position(|&b| b == c)? as u32;
+        acc = acc << 6 | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
