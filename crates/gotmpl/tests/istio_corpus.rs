@@ -1,0 +1,349 @@
+//! Every Istio version's stock injection templates, from `../shared/reference/istio-*/`
+//! (the read-only reference data beside the repository):
+//!
+//! * every `chart/files/*.yaml` parses with the Istio function set;
+//! * the sidecar and gateway templates of every version render over `inject/hello.yaml`'s
+//!   pod, that version's chart defaults and a default mesh config, into YAML with an
+//!   `istio-proxy` container;
+//! * for 1.22–1.24, whose tests committed the settings they rendered with
+//!   (`inputs/default.{template,values,mesh}.gen.yaml`), the `istio-proxy` container we
+//!   render matches the one in `hello.yaml.injected`, field by field (args, env, ports).
+//!
+//! Without `../shared` the test is skipped, except under `CI=true`, where that is a failure.
+
+use gotmpl::{from_json, istio, FuncMap, Template};
+use serde_json::{json, Value as J};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn reference_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference");
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but {} is missing",
+        dir.display()
+    );
+    eprintln!("{} missing: skipping the Istio corpus", dir.display());
+    None
+}
+
+/// The version folders that have chart templates, oldest first.
+fn versions(reference: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(reference)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("chart/files").is_dir())
+        .collect();
+    dirs.sort_by_key(|p| version_key(p));
+    dirs
+}
+
+fn version_key(p: &Path) -> (u32, u32) {
+    let name = p.file_name().unwrap().to_string_lossy().to_string();
+    let v = name.trim_start_matches("istio-");
+    let mut parts = v.split('.');
+    match (
+        parts.next().and_then(|s| s.parse().ok()),
+        parts.next().and_then(|s| s.parse().ok()),
+    ) {
+        (Some(a), Some(b)) => (a, b),
+        _ => (u32::MAX, 0),
+    }
+}
+
+fn yaml_file(path: &Path) -> J {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `mesh.DefaultProxyConfig()` as protobuf JSON (read from the versions' `mesh/mesh.go`).
+fn default_proxy_config() -> J {
+    json!({
+        "configPath": "./etc/istio/proxy",
+        "binaryPath": "/usr/local/bin/envoy",
+        "serviceCluster": "istio-proxy",
+        "drainDuration": "45s",
+        "discoveryAddress": "istiod.istio-system.svc:15012",
+        "proxyAdminPort": 15000,
+        "controlPlaneAuthPolicy": "MUTUAL_TLS",
+        "statNameLength": 189,
+        "statusPort": 15020,
+        "terminationDrainDuration": "5s"
+    })
+}
+
+/// The mesh config of a default install (what `default.mesh.gen.yaml` holds).
+fn default_mesh() -> J {
+    json!({
+        "defaultConfig": {"discoveryAddress": "istiod.istio-system.svc:15012"},
+        "defaultProviders": {"metrics": ["prometheus"]},
+        "enablePrometheusMerge": true,
+        "rootNamespace": "istio-system",
+        "trustDomain": "cluster.local"
+    })
+}
+
+/// The chart defaults: under `defaults:` (1.22–1.23) or `_internal_defaults_do_not_set:`.
+fn chart_values(version: &Path) -> J {
+    let v = yaml_file(&version.join("chart/values.yaml"));
+    let defaults = v
+        .get("_internal_defaults_do_not_set")
+        .or_else(|| v.get("defaults"))
+        .cloned()
+        .expect("values.yaml has no defaults section");
+    assert!(
+        defaults.get("global").is_some(),
+        "{}: no global values",
+        version.display()
+    );
+    defaults
+}
+
+/// The first Deployment of `inject/hello.yaml`.
+fn hello_deployment(version: &Path) -> J {
+    let text = std::fs::read_to_string(version.join("inject/hello.yaml")).unwrap();
+    serde_yaml::from_str(&text).unwrap()
+}
+
+/// `SidecarTemplateData` for the deployment's pod, as istiod builds it for kube-inject.
+fn template_data(deployment: &J, values: &J, mesh: &J) -> gotmpl::Value {
+    let mut proxy = default_proxy_config();
+    if let (Some(p), Some(J::Object(over))) = (proxy.as_object_mut(), mesh.get("defaultConfig")) {
+        p.extend(over.clone());
+    }
+    let mut mesh = mesh.clone();
+    mesh["defaultConfig"] = proxy.clone();
+    let global = &values["global"];
+    let image = |name: &str| {
+        format!(
+            "{}/{name}:{}",
+            global["hub"].as_str().unwrap_or(""),
+            global["tag"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| global["tag"].to_string())
+        )
+    };
+    let pod = &deployment["spec"]["template"];
+    let data = json!({
+        "typeMeta": {"kind": deployment["kind"], "apiVersion": deployment["apiVersion"]},
+        "deploymentMeta": {"name": deployment["metadata"]["name"], "namespace": ""},
+        "objectMeta": pod["metadata"],
+        "spec": pod["spec"],
+        "proxyConfig": proxy,
+        "meshConfig": mesh,
+        "values": values,
+        "revision": "default",
+        "proxyImage": image("proxyv2"),
+        "proxyInitImage": image("proxyv2"),
+        "proxyUID": 1337,
+        "proxyGID": 1337,
+        "nativeSidecars": false
+    });
+    from_json(&data, &istio::sidecar_template_data())
+}
+
+fn funcs() -> Arc<FuncMap> {
+    let mut f = FuncMap::istio();
+    f.set_proxy_config_defaults(from_json(&default_proxy_config(), &istio::proxy_config()));
+    Arc::new(f)
+}
+
+/// The `istio-proxy` container of a rendered pod patch (in containers or, for native
+/// sidecars, init containers).
+fn istio_proxy(spec: &J) -> Option<&J> {
+    ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| spec.get(k).and_then(J::as_array))
+        .flatten()
+        .find(|c| c["name"] == "istio-proxy")
+}
+
+fn render(funcs: &Arc<FuncMap>, src: &str, data: &gotmpl::Value) -> Result<J, String> {
+    let t = Template::parse("inject", src, funcs).map_err(|e| e.to_string())?;
+    let out = t.render(data).map_err(|e| e.to_string())?;
+    let doc: J = serde_yaml::from_str(&out).map_err(|e| format!("not YAML: {e}\n{out}"))?;
+    if istio_proxy(&doc["spec"]).is_none() {
+        return Err(format!("no istio-proxy container in:\n{out}"));
+    }
+    Ok(doc)
+}
+
+#[derive(Default)]
+struct Row {
+    parsed: usize,
+    files: usize,
+    executed: Vec<String>,
+    golden: Option<String>,
+}
+
+#[test]
+fn stock_templates_of_every_version() {
+    let Some(reference) = reference_dir() else {
+        return;
+    };
+    let funcs = funcs();
+    let versions = versions(&reference);
+    assert!(
+        versions.len() >= 10,
+        "found only {} versions",
+        versions.len()
+    );
+    let mut table: BTreeMap<(u32, u32), (String, Row)> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for version in &versions {
+        let name = version.file_name().unwrap().to_string_lossy().to_string();
+        let mut row = Row::default();
+        parse_all(&funcs, version, &mut row, &mut failures);
+        let data = template_data(
+            &hello_deployment(version),
+            &chart_values(version),
+            &default_mesh(),
+        );
+        for file in ["injection-template.yaml", "gateway-injection-template.yaml"] {
+            let src = std::fs::read_to_string(version.join("chart/files").join(file)).unwrap();
+            match render(&funcs, &src, &data) {
+                Ok(_) => row
+                    .executed
+                    .push(file.trim_end_matches(".yaml").to_string()),
+                Err(e) => failures.push(format!("{name} {file}: {e}")),
+            }
+        }
+        if version.join("inputs").is_dir() {
+            match compare_with_golden(&funcs, version) {
+                Ok(n) => row.golden = Some(format!("hello.yaml: {n} fields equal")),
+                Err(e) => failures.push(format!("{name} golden: {e}")),
+            }
+        }
+        table.insert(version_key(version), (name, row));
+    }
+    println!("| version | templates parsed | executed (hello pod) | golden |");
+    println!("|---|---|---|---|");
+    for (name, row) in table.values() {
+        println!(
+            "| {name} | {}/{} | {} | {} |",
+            row.parsed,
+            row.files,
+            row.executed.join(", "),
+            row.golden.as_deref().unwrap_or("-")
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+fn parse_all(funcs: &Arc<FuncMap>, version: &Path, row: &mut Row, failures: &mut Vec<String>) {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(version.join("chart/files"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 5,
+        "{}: only {} files",
+        version.display(),
+        files.len()
+    );
+    for f in files {
+        row.files += 1;
+        let src = std::fs::read_to_string(&f).unwrap();
+        match Template::parse("inject", &src, funcs) {
+            Ok(_) => row.parsed += 1,
+            Err(e) => failures.push(format!("{}: {e}", f.display())),
+        }
+    }
+}
+
+/// Renders hello.yaml with the settings Istio's own test used and compares the
+/// istio-proxy container with the golden one; returns how many fields were compared.
+/// istiod decodes the rendered YAML into `corev1.Pod` and encodes it again; a
+/// `resourceFieldRef`'s `divisor` (a Quantity, not `omitempty`) then comes out as `"0"`.
+/// Likewise a probe's zero `initialDelaySeconds` (`omitempty`) is dropped. The golden holds
+/// that re-encoded form, so ours gets the same treatment before comparing.
+fn as_go_reserializes(container: &mut J) {
+    if let Some(env) = container.get_mut("env").and_then(J::as_array_mut) {
+        for e in env {
+            if let Some(J::Object(r)) = e.pointer_mut("/valueFrom/resourceFieldRef") {
+                r.entry("divisor").or_insert(json!("0"));
+            }
+        }
+    }
+    for probe in ["readinessProbe", "startupProbe", "livenessProbe"] {
+        if let Some(J::Object(p)) = container.get_mut(probe) {
+            p.retain(|_, v| *v != json!(0));
+        }
+    }
+}
+
+fn compare_with_golden(funcs: &Arc<FuncMap>, version: &Path) -> Result<usize, String> {
+    let inputs = version.join("inputs");
+    let config = yaml_file(&inputs.join("default.template.gen.yaml"));
+    let src = config["templates"]["sidecar"]
+        .as_str()
+        .ok_or("no sidecar template")?;
+    let values = yaml_file(&inputs.join("default.values.gen.yaml"));
+    let mesh = yaml_file(&inputs.join("default.mesh.gen.yaml"));
+    let data = template_data(&hello_deployment(version), &values, &mesh);
+    let ours = render(funcs, src, &data)?;
+    let mut ours = istio_proxy(&ours["spec"]).ok_or("no istio-proxy")?.clone();
+    as_go_reserializes(&mut ours);
+    let ours = &ours;
+    let text = std::fs::read_to_string(version.join("inject/hello.yaml.injected")).unwrap();
+    let golden_doc = serde_yaml::Deserializer::from_str(&text)
+        .next()
+        .map(|d| <J as serde::Deserialize>::deserialize(d).map_err(|e| e.to_string()))
+        .ok_or("empty golden")??;
+    let golden =
+        istio_proxy(&golden_doc["spec"]["template"]["spec"]).ok_or("golden has no istio-proxy")?;
+    let mut compared = 0;
+    let mut diffs = Vec::new();
+    // Not `resources`: istiod re-encodes Quantities canonically ("2000m" → "2"), which is
+    // the merge pipeline's business, not the template engine's.
+    let fields = [
+        "args",
+        "env",
+        "ports",
+        "image",
+        "imagePullPolicy",
+        "readinessProbe",
+        "startupProbe",
+        "securityContext",
+        "volumeMounts",
+        "lifecycle",
+    ];
+    for field in fields {
+        let (o, g) = (&ours[field], &golden[field]);
+        match (o.as_array(), g.as_array()) {
+            (Some(oa), Some(ga)) => {
+                for (i, gi) in ga.iter().enumerate() {
+                    compared += 1;
+                    if oa.get(i) != Some(gi) {
+                        diffs.push(format!("{field}[{i}]: ours {:?}, golden {gi}", oa.get(i)));
+                    }
+                }
+                if oa.len() != ga.len() {
+                    diffs.push(format!(
+                        "{field}: {} entries, golden {}",
+                        oa.len(),
+                        ga.len()
+                    ));
+                }
+            }
+            _ => {
+                compared += 1;
+                if o != g {
+                    diffs.push(format!("{field}: ours {o}, golden {g}"));
+                }
+            }
+        }
+    }
+    if diffs.is_empty() {
+        Ok(compared)
+    } else {
+        Err(diffs.join("\n"))
+    }
+}
