@@ -55,8 +55,9 @@ pub(crate) struct Cmd {
 pub(crate) struct FieldName {
     pub go: Box<str>,
     pub json: Box<str>,
-    /// For `GetX` (a proto getter): the JSON key of `X`.
-    pub getter: Option<Box<str>>,
+    pub json_hash: u32,
+    /// For `GetX` (a proto getter): the JSON key of `X` and its hash.
+    pub getter: Option<(Box<str>, u32)>,
 }
 
 #[derive(Debug)]

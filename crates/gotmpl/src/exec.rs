@@ -51,6 +51,7 @@ pub(crate) struct State<'a> {
     limits: Limits,
     iterations: u64,
     depth: usize,
+    arg_pool: Vec<Vec<V<'a>>>,
 }
 
 impl<'a> State<'a> {
@@ -62,6 +63,7 @@ impl<'a> State<'a> {
             limits,
             iterations: 0,
             depth: 0,
+            arg_pool: Vec::new(),
         }
     }
 
@@ -307,6 +309,11 @@ impl<'a> State<'a> {
         result.map(|_| ())
     }
 
+    fn recycle(&mut self, mut values: Vec<V<'a>>) {
+        values.clear();
+        self.arg_pool.push(values);
+    }
+
     fn set_var(&mut self, name: &str, v: V<'a>) {
         if let Some(slot) = self.vars.iter_mut().rev().find(|(n, _)| *n == name) {
             slot.1 = v;
@@ -394,12 +401,14 @@ impl<'a> State<'a> {
         match v {
             Value::Map(m) => Ok(Cow::Borrowed(m.entries.get(&*f.go).unwrap_or(&NIL))),
             Value::Struct(s) => {
-                if let Some(found) = s.get(&f.json) {
+                if let Some(found) = s.get_hashed(&f.json, f.json_hash) {
                     return Ok(Cow::Borrowed(found));
                 }
                 match &f.getter {
                     // A proto getter: the field, or its zero (nil) when unset.
-                    Some(key) => Ok(Cow::Borrowed(s.get(key).unwrap_or(&NIL))),
+                    Some((key, hash)) => {
+                        Ok(Cow::Borrowed(s.get_hashed(key, *hash).unwrap_or(&NIL)))
+                    }
                     None if &*f.go == "String" => Ok(Cow::Owned(Value::String(sprint_one(v)))),
                     None => Ok(Cow::Borrowed(&NIL)),
                 }
@@ -417,7 +426,7 @@ impl<'a> State<'a> {
             Value::Struct(s) => {
                 let key = match (&f.getter, s.get(&f.json)) {
                     (_, Some(_)) | (None, None) => &f.json,
-                    (Some(k), None) => k,
+                    (Some((k, _)), None) => k,
                 };
                 if s.get(key).is_none() && &*f.go == "String" {
                     return Ok(Value::String(sprint_one(&Value::Struct(s))));
@@ -466,9 +475,16 @@ impl<'a> State<'a> {
             }
             Func::Builtin(_) | Func::User(_) => {}
         }
-        let mut values = Vec::with_capacity(args.len() + 1);
+        // Argument vectors are reused: a render makes hundreds of calls.
+        let mut values = self.arg_pool.pop().unwrap_or_default();
         for a in args {
-            values.push(self.eval_arg(dot, a, span)?);
+            match self.eval_arg(dot, a, span) {
+                Ok(v) => values.push(v),
+                Err(e) => {
+                    self.recycle(values);
+                    return Err(e);
+                }
+            }
         }
         if let Some(l) = last {
             values.push(l);
@@ -478,13 +494,14 @@ impl<'a> State<'a> {
             max_string: self.limits.max_output,
         };
         let result = match func {
-            Func::Builtin(f) => f(&ctx, values),
+            Func::Builtin(f) => f(&ctx, &mut values),
             Func::User(f) => {
                 let refs: Vec<&Value> = values.iter().map(|v| &**v).collect();
                 f(&refs).map(Cow::Owned)
             }
             Func::And | Func::Or => unreachable_and_or(),
         };
+        self.recycle(values);
         result.map_err(|msg| {
             self.error(
                 span,

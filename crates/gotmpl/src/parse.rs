@@ -5,7 +5,7 @@ use crate::ast::{Arg, Branch, Cmd, FieldName, List, Node, Pipe, Span};
 use crate::error::ParseError;
 use crate::funcs::FuncMap;
 use crate::lex::{lex, Kw, Tok, Token};
-use crate::value::{lower_camel, Value};
+use crate::value::{key_hash, lower_camel, Value};
 use std::collections::HashMap;
 
 /// Control structures and parentheses nested deeper than this are refused, so that neither
@@ -586,13 +586,19 @@ enum Item {
 }
 
 fn field_name(go: &str) -> FieldName {
+    let json = lower_camel(go);
     FieldName {
         go: go.into(),
-        json: lower_camel(go).into(),
+        json_hash: key_hash(&json),
+        json: json.into(),
         getter: go
             .strip_prefix("Get")
             .filter(|rest| !rest.is_empty())
-            .map(|rest| lower_camel(rest).into()),
+            .map(|rest| {
+                let key = lower_camel(rest);
+                let hash = key_hash(&key);
+                (key.into(), hash)
+            }),
     }
 }
 

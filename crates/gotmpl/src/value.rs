@@ -57,7 +57,9 @@ impl GoMap {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Field {
     /// The JSON key (lower-camel of the Go name).
-    pub key: Box<str>,
+    pub(crate) key: Box<str>,
+    /// `key_hash(key)`: lookups compare this first (they run hundreds of times a render).
+    pub(crate) hash: u32,
     pub value: Value,
     /// Whether the source JSON held the key: absent fields are zero values for the template
     /// but are left out of `structToJSON`, as Go's `omitempty` would leave them.
@@ -72,12 +74,38 @@ pub struct GoStruct {
     pub fields: Vec<Field>,
 }
 
+impl Field {
+    pub fn new(key: &str, value: Value, present: bool) -> Self {
+        Field {
+            key: key.into(),
+            hash: key_hash(key),
+            value,
+            present,
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// FNV-1a: a cheap hash of a field key, worked out once per key at build and parse time.
+pub(crate) fn key_hash(key: &str) -> u32 {
+    key.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    })
+}
+
 impl GoStruct {
     /// The field with this JSON key.
     pub fn get(&self, key: &str) -> Option<&Value> {
+        self.get_hashed(key, key_hash(key))
+    }
+
+    pub(crate) fn get_hashed(&self, key: &str, hash: u32) -> Option<&Value> {
         self.fields
             .iter()
-            .find(|f| &*f.key == key)
+            .find(|f| f.hash == hash && &*f.key == key)
             .map(|f| &f.value)
     }
 }
@@ -246,11 +274,7 @@ impl Schema {
                 fields: s
                     .fields
                     .iter()
-                    .map(|(k, f)| Field {
-                        key: k.as_str().into(),
-                        value: f.zero(),
-                        present: false,
-                    })
+                    .map(|(k, f)| Field::new(k.as_str(), f.zero(), false))
                     .collect(),
             }),
         }
@@ -313,25 +337,13 @@ fn struct_from_json(
         .fields
         .iter()
         .map(|(key, schema)| match obj.get(key) {
-            Some(v) => Field {
-                key: key.as_str().into(),
-                value: from_json(v, schema),
-                present: true,
-            },
-            None => Field {
-                key: key.as_str().into(),
-                value: schema.zero(),
-                present: false,
-            },
+            Some(v) => Field::new(key.as_str(), from_json(v, schema), true),
+            None => Field::new(key.as_str(), schema.zero(), false),
         })
         .collect();
     for (k, v) in obj {
         if !s.fields.iter().any(|(key, _)| key == k) {
-            fields.push(Field {
-                key: k.as_str().into(),
-                value: from_json(v, &Schema::Object),
-                present: true,
-            });
+            fields.push(Field::new(k.as_str(), from_json(v, &Schema::Object), true));
         }
     }
     GoStruct {
@@ -345,11 +357,7 @@ fn object_from_json(obj: &serde_json::Map<String, serde_json::Value>) -> GoStruc
         type_name: Arc::from("struct"),
         fields: obj
             .iter()
-            .map(|(k, v)| Field {
-                key: k.as_str().into(),
-                value: from_json(v, &Schema::Object),
-                present: true,
-            })
+            .map(|(k, v)| Field::new(k.as_str(), from_json(v, &Schema::Object), true))
             .collect(),
     }
 }

@@ -11,11 +11,16 @@
 //!
 //! Without `../shared` the test is skipped, except under `CI=true`, where that is a failure.
 
+mod support;
+
 use gotmpl::{from_json, istio, FuncMap, Template};
 use serde_json::{json, Value as J};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use support::{
+    chart_values, default_mesh, default_proxy_config, hello_deployment, template_data, yaml_file,
+};
 
 fn reference_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference");
@@ -53,98 +58,6 @@ fn version_key(p: &Path) -> (u32, u32) {
         (Some(a), Some(b)) => (a, b),
         _ => (u32::MAX, 0),
     }
-}
-
-fn yaml_file(path: &Path) -> J {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// `mesh.DefaultProxyConfig()` as protobuf JSON (read from the versions' `mesh/mesh.go`).
-fn default_proxy_config() -> J {
-    json!({
-        "configPath": "./etc/istio/proxy",
-        "binaryPath": "/usr/local/bin/envoy",
-        "serviceCluster": "istio-proxy",
-        "drainDuration": "45s",
-        "discoveryAddress": "istiod.istio-system.svc:15012",
-        "proxyAdminPort": 15000,
-        "controlPlaneAuthPolicy": "MUTUAL_TLS",
-        "statNameLength": 189,
-        "statusPort": 15020,
-        "terminationDrainDuration": "5s"
-    })
-}
-
-/// The mesh config of a default install (what `default.mesh.gen.yaml` holds).
-fn default_mesh() -> J {
-    json!({
-        "defaultConfig": {"discoveryAddress": "istiod.istio-system.svc:15012"},
-        "defaultProviders": {"metrics": ["prometheus"]},
-        "enablePrometheusMerge": true,
-        "rootNamespace": "istio-system",
-        "trustDomain": "cluster.local"
-    })
-}
-
-/// The chart defaults: under `defaults:` (1.22–1.23) or `_internal_defaults_do_not_set:`.
-fn chart_values(version: &Path) -> J {
-    let v = yaml_file(&version.join("chart/values.yaml"));
-    let defaults = v
-        .get("_internal_defaults_do_not_set")
-        .or_else(|| v.get("defaults"))
-        .cloned()
-        .expect("values.yaml has no defaults section");
-    assert!(
-        defaults.get("global").is_some(),
-        "{}: no global values",
-        version.display()
-    );
-    defaults
-}
-
-/// The first Deployment of `inject/hello.yaml`.
-fn hello_deployment(version: &Path) -> J {
-    let text = std::fs::read_to_string(version.join("inject/hello.yaml")).unwrap();
-    serde_yaml::from_str(&text).unwrap()
-}
-
-/// `SidecarTemplateData` for the deployment's pod, as istiod builds it for kube-inject.
-fn template_data(deployment: &J, values: &J, mesh: &J) -> gotmpl::Value {
-    let mut proxy = default_proxy_config();
-    if let (Some(p), Some(J::Object(over))) = (proxy.as_object_mut(), mesh.get("defaultConfig")) {
-        p.extend(over.clone());
-    }
-    let mut mesh = mesh.clone();
-    mesh["defaultConfig"] = proxy.clone();
-    let global = &values["global"];
-    let image = |name: &str| {
-        format!(
-            "{}/{name}:{}",
-            global["hub"].as_str().unwrap_or(""),
-            global["tag"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| global["tag"].to_string())
-        )
-    };
-    let pod = &deployment["spec"]["template"];
-    let data = json!({
-        "typeMeta": {"kind": deployment["kind"], "apiVersion": deployment["apiVersion"]},
-        "deploymentMeta": {"name": deployment["metadata"]["name"], "namespace": ""},
-        "objectMeta": pod["metadata"],
-        "spec": pod["spec"],
-        "proxyConfig": proxy,
-        "meshConfig": mesh,
-        "values": values,
-        "revision": "default",
-        "proxyImage": image("proxyv2"),
-        "proxyInitImage": image("proxyv2"),
-        "proxyUID": 1337,
-        "proxyGID": 1337,
-        "nativeSidecars": false
-    });
-    from_json(&data, &istio::sidecar_template_data())
 }
 
 fn funcs() -> Arc<FuncMap> {

@@ -25,12 +25,12 @@ pub(super) const TABLE: &[(&str, BuiltinFn)] = &[
     ("ge", ge),
 ];
 
-fn not<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn not<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 1)?;
     owned(Value::Bool(!args[0].is_true()))
 }
 
-fn len<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn len<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 1)?;
     let n = match &*args[0] {
         Value::String(s) => s.len(),
@@ -44,9 +44,9 @@ fn len<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
 
 /// `index x 1 "k"`: maps by key (a missing key is the element type's zero value), lists
 /// and strings by integer position.
-fn index<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn index<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_at_least(&args, 1)?;
-    let mut it = args.into_iter();
+    let mut it = args.drain(..);
     let mut item = it.next().unwrap_or(Cow::Owned(Value::Nil));
     for key in it {
         item = index_one(item, &key)?;
@@ -100,7 +100,7 @@ fn position(key: &Value, len: usize) -> Result<usize, String> {
 }
 
 /// `slice x 1 2`: `x[1:2]` of a string or list.
-fn slice<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn slice<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_at_least(&args, 1)?;
     if args.len() > 4 {
         return Err(format!("too many slice indexes: {}", args.len() - 1));
@@ -139,13 +139,13 @@ fn refs<'v>(args: &'v [V]) -> Vec<&'v Value> {
     args.iter().map(|a| &**a).collect()
 }
 
-fn print<'a>(ctx: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn print<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     let s = sprint(&refs(&args));
     check_len(ctx, s.len())?;
     string(s)
 }
 
-fn printf<'a>(ctx: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn printf<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_at_least(&args, 1)?;
     let format = super::str_arg(&args[0])?;
     let s = sprintf(format, &refs(&args[1..]));
@@ -153,7 +153,7 @@ fn printf<'a>(ctx: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
     string(s)
 }
 
-fn println<'a>(ctx: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn println<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     let s = sprintln(&refs(&args));
     check_len(ctx, s.len())?;
     string(s)
@@ -170,7 +170,7 @@ fn eval_args(args: &[V]) -> String {
     }
 }
 
-fn html<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn html<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     let s = eval_args(&args);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -187,7 +187,7 @@ fn html<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
     string(out)
 }
 
-fn js<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn js<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     let s = eval_args(&args);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -209,7 +209,7 @@ fn js<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
     string(out)
 }
 
-fn urlquery<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn urlquery<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     let s = eval_args(&args);
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -244,7 +244,7 @@ pub(crate) fn equal(a: &Value, b: &Value) -> Result<bool, String> {
     }
 }
 
-fn eq<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn eq<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     if args.len() < 2 {
         return Err("missing argument for comparison".into());
     }
@@ -256,7 +256,7 @@ fn eq<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
     owned(Value::Bool(false))
 }
 
-fn ne<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn ne<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 2)?;
     owned(Value::Bool(!equal(&args[0], &args[1])?))
 }
@@ -278,23 +278,23 @@ fn order(a: &Value, b: &Value) -> Result<Ordering, String> {
     }
 }
 
-fn compare<'a>(args: Vec<V<'a>>, ok: fn(Ordering) -> bool) -> Result<V<'a>, String> {
+fn compare<'a>(args: &mut Vec<V<'a>>, ok: fn(Ordering) -> bool) -> Result<V<'a>, String> {
     want_args(&args, 2)?;
     owned(Value::Bool(ok(order(&args[0], &args[1])?)))
 }
 
-fn lt<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn lt<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     compare(args, |o| o == Ordering::Less)
 }
 
-fn le<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn le<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     compare(args, |o| o != Ordering::Greater)
 }
 
-fn gt<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn gt<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     compare(args, |o| o == Ordering::Greater)
 }
 
-fn ge<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn ge<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     compare(args, |o| o != Ordering::Less)
 }

@@ -14,7 +14,7 @@ pub(crate) type V<'a> = Cow<'a, Value>;
 
 /// An engine function: takes its evaluated arguments (pipeline value last) and may hand one
 /// of them back without copying.
-pub(crate) type BuiltinFn = for<'a> fn(&Ctx, Vec<V<'a>>) -> Result<V<'a>, String>;
+pub(crate) type BuiltinFn = for<'a> fn(&Ctx, &mut Vec<V<'a>>) -> Result<V<'a>, String>;
 
 /// A caller-supplied function: arguments in, a value or an error message out.
 pub type UserFn = dyn Fn(&[&Value]) -> Result<Value, String> + Send + Sync;

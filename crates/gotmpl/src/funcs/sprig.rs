@@ -48,7 +48,7 @@ pub(super) const TABLE: &[(&str, BuiltinFn)] = &[
 ];
 
 /// `default d given`: `given` unless it is empty (or absent), then `d`.
-fn default<'a>(_: &Ctx, mut args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn default<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_at_least(&args, 1)?;
     if args.len() >= 2 && !is_empty(&args[1]) {
         return Ok(args.swap_remove(1));
@@ -56,13 +56,13 @@ fn default<'a>(_: &Ctx, mut args: Vec<V<'a>>) -> Result<V<'a>, String> {
     Ok(args.swap_remove(0))
 }
 
-fn empty<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn empty<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 1)?;
     owned(Value::Bool(is_empty(&args[0])))
 }
 
-fn coalesce<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
-    for a in args {
+fn coalesce<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    for a in args.drain(..) {
         if !is_empty(&a) {
             return Ok(a);
         }
@@ -71,7 +71,7 @@ fn coalesce<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
 }
 
 /// `ternary vt vf cond`.
-fn ternary<'a>(_: &Ctx, mut args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn ternary<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 3)?;
     let cond = match &*args[2] {
         Value::Bool(b) => *b,
@@ -86,7 +86,7 @@ fn ternary<'a>(_: &Ctx, mut args: Vec<V<'a>>) -> Result<V<'a>, String> {
     Ok(args.swap_remove(if cond { 0 } else { 1 }))
 }
 
-fn quote<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn quote<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     let parts: Vec<String> = args
         .iter()
         .filter(|a| !matches!(***a, Value::Nil))
@@ -95,7 +95,7 @@ fn quote<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
     string(parts.join(" "))
 }
 
-fn squote<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn squote<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     let parts: Vec<String> = args
         .iter()
         .filter(|a| !matches!(***a, Value::Nil))
@@ -104,7 +104,7 @@ fn squote<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
     string(parts.join(" "))
 }
 
-fn cat<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn cat<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     let parts: Vec<String> = args
         .iter()
         .filter(|a| !matches!(***a, Value::Nil))
@@ -113,7 +113,7 @@ fn cat<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
     string(parts.join(" "))
 }
 
-fn to_string<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn to_string<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 1)?;
     string(strval(&args[0]))
 }
@@ -131,7 +131,7 @@ fn strslice(v: &Value) -> Vec<String> {
     }
 }
 
-fn join<'a>(ctx: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn join<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 2)?;
     let sep = str_arg(&args[0])?;
     let s = strslice(&args[1]).join(sep);
@@ -139,7 +139,7 @@ fn join<'a>(ctx: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
     string(s)
 }
 
-fn split_list<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn split_list<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 2)?;
     let sep = str_arg(&args[0])?;
     let s = str_arg(&args[1])?;
@@ -151,16 +151,16 @@ fn split_list<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
     owned(Value::List(parts))
 }
 
-fn list<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn list<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     owned(Value::List(
-        args.into_iter().map(|a| a.into_owned()).collect(),
+        args.drain(..).map(|a| a.into_owned()).collect(),
     ))
 }
 
 /// `append list v`: a new list with `v` at the end.
-fn append<'a>(ctx: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn append<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 2)?;
-    let mut it = args.into_iter();
+    let mut it = args.drain(..);
     let (Some(l), Some(v)) = (it.next(), it.next()) else {
         return Err("wrong number of args".into());
     };
@@ -176,7 +176,7 @@ fn append<'a>(ctx: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
 
 /// Sprig's `slice list [start [end]]`, which replaces Go's builtin: lists only, and an
 /// empty list gives nil.
-fn slice<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn slice<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_at_least(&args, 1)?;
     let items = match &*args[0] {
         Value::List(items) => items,
@@ -211,7 +211,7 @@ fn slice<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
     owned(Value::List(items[start as usize..end as usize].to_vec()))
 }
 
-fn first<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn first<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 1)?;
     match &*args[0] {
         Value::List(items) => owned(items.first().cloned().unwrap_or(Value::Nil)),
@@ -220,7 +220,7 @@ fn first<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
     }
 }
 
-fn last<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn last<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 1)?;
     match &*args[0] {
         Value::List(items) => owned(items.last().cloned().unwrap_or(Value::Nil)),
@@ -230,9 +230,9 @@ fn last<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
 }
 
 /// `dict k1 v1 k2 v2`: a `map[string]any` (an odd last key maps to "").
-fn dict<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn dict<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     let mut m = GoMap::new(MapElem::Any);
-    let mut it = args.into_iter();
+    let mut it = args.drain(..);
     while let Some(k) = it.next() {
         let v = it
             .next()
@@ -242,7 +242,7 @@ fn dict<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
     owned(Value::Map(m))
 }
 
-fn has_key<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn has_key<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 2)?;
     let key = str_arg(&args[1])?;
     match &*args[0] {
@@ -265,7 +265,7 @@ pub(super) fn pad_lines(ctx: &Ctx, n: i64, s: &str, first: bool) -> Result<Strin
     Ok(if first { format!("{pad}{body}") } else { body })
 }
 
-fn indent<'a>(ctx: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn indent<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 2)?;
     string(pad_lines(
         ctx,
@@ -275,7 +275,7 @@ fn indent<'a>(ctx: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
     )?)
 }
 
-fn nindent<'a>(ctx: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn nindent<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 2)?;
     let body = pad_lines(ctx, int_arg(&args[0])?, str_arg(&args[1])?, true)?;
     string(format!("\n{body}"))
@@ -286,29 +286,29 @@ fn two_strs<'v>(args: &'v [V]) -> Result<(&'v str, &'v str), String> {
     Ok((str_arg(&args[0])?, str_arg(&args[1])?))
 }
 
-fn trim<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn trim<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 1)?;
     string(str_arg(&args[0])?.trim().to_string())
 }
 
 /// `trimAll cutset s`: Go's `strings.Trim(s, cutset)`.
-fn trim_all<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn trim_all<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     let (cutset, s) = two_strs(&args)?;
     string(s.trim_matches(|c| cutset.contains(c)).to_string())
 }
 
-fn trim_prefix<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn trim_prefix<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     let (p, s) = two_strs(&args)?;
     string(s.strip_prefix(p).unwrap_or(s).to_string())
 }
 
-fn trim_suffix<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn trim_suffix<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     let (p, s) = two_strs(&args)?;
     string(s.strip_suffix(p).unwrap_or(s).to_string())
 }
 
 /// `trunc n s`: the first n bytes (or, for negative n, the last -n).
-fn trunc<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn trunc<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 2)?;
     let c = int_arg(&args[0])?;
     let s = str_arg(&args[1])?;
@@ -323,18 +323,18 @@ fn trunc<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
     string(String::from_utf8_lossy(&s.as_bytes()[from..to]).into_owned())
 }
 
-fn lower<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn lower<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 1)?;
     string(str_arg(&args[0])?.to_lowercase())
 }
 
-fn upper<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn upper<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 1)?;
     string(str_arg(&args[0])?.to_uppercase())
 }
 
 /// `replace old new s`.
-fn replace<'a>(ctx: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn replace<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 3)?;
     let (old, new, s) = (str_arg(&args[0])?, str_arg(&args[1])?, str_arg(&args[2])?);
     let count = if old.is_empty() {
@@ -346,30 +346,30 @@ fn replace<'a>(ctx: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
     string(s.replace(old, new))
 }
 
-fn has_prefix<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn has_prefix<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     let (p, s) = two_strs(&args)?;
     owned(Value::Bool(s.starts_with(p)))
 }
 
-fn has_suffix<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn has_suffix<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     let (p, s) = two_strs(&args)?;
     owned(Value::Bool(s.ends_with(p)))
 }
 
 /// `contains substr s` (sprig's and Istio's agree on the order).
-pub(super) fn contains<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+pub(super) fn contains<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     let (needle, haystack) = two_strs(&args)?;
     owned(Value::Bool(haystack.contains(needle)))
 }
 
-fn to_json_fn<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn to_json_fn<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 1)?;
     string(to_json(&args[0]))
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-fn b64enc<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn b64enc<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 1)?;
     let bytes = str_arg(&args[0])?.as_bytes();
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
@@ -392,7 +392,7 @@ fn b64enc<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
 }
 
 /// `b64dec s`; like sprig, invalid input gives the decoder's error text as the result.
-fn b64dec<'a>(_: &Ctx, args: Vec<V<'a>>) -> Result<V<'a>, String> {
+fn b64dec<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(&args, 1)?;
     let s = str_arg(&args[0])?;
     match decode_b64(s) {
