@@ -1,5 +1,9 @@
 //! Go's predefined template functions.
 
+// Every function has the one `BuiltinFn` signature (`&mut Vec`, so that a function can
+// move an argument out and the executor can reuse the vector), even where a slice would do.
+#![allow(clippy::ptr_arg)]
+
 use super::{check_len, int_arg, owned, string, want_args, want_at_least, BuiltinFn, Ctx, V};
 use crate::gofmt::{sprint, sprintf, sprintln};
 use crate::value::Value;
@@ -26,12 +30,12 @@ pub(super) const TABLE: &[(&str, BuiltinFn)] = &[
 ];
 
 fn not<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     owned(Value::Bool(!args[0].is_true()))
 }
 
 fn len<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     let n = match &*args[0] {
         Value::String(s) => s.len(),
         Value::List(l) => l.len(),
@@ -45,7 +49,7 @@ fn len<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 /// `index x 1 "k"`: maps by key (a missing key is the element type's zero value), lists
 /// and strings by integer position.
 fn index<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_at_least(&args, 1)?;
+    want_at_least(args, 1)?;
     let mut it = args.drain(..);
     let mut item = it.next().unwrap_or(Cow::Owned(Value::Nil));
     for key in it {
@@ -101,7 +105,7 @@ fn position(key: &Value, len: usize) -> Result<usize, String> {
 
 /// `slice x 1 2`: `x[1:2]` of a string or list.
 fn slice<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_at_least(&args, 1)?;
+    want_at_least(args, 1)?;
     if args.len() > 4 {
         return Err(format!("too many slice indexes: {}", args.len() - 1));
     }
@@ -140,13 +144,13 @@ fn refs<'v>(args: &'v [V]) -> Vec<&'v Value> {
 }
 
 fn print<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    let s = sprint(&refs(&args));
+    let s = sprint(&refs(args));
     check_len(ctx, s.len())?;
     string(s)
 }
 
 fn printf<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_at_least(&args, 1)?;
+    want_at_least(args, 1)?;
     let format = super::str_arg(&args[0])?;
     let s = sprintf(format, &refs(&args[1..]));
     check_len(ctx, s.len())?;
@@ -154,7 +158,7 @@ fn printf<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 }
 
 fn println<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    let s = sprintln(&refs(&args));
+    let s = sprintln(&refs(args));
     check_len(ctx, s.len())?;
     string(s)
 }
@@ -171,7 +175,7 @@ fn eval_args(args: &[V]) -> String {
 }
 
 fn html<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    let s = eval_args(&args);
+    let s = eval_args(args);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -188,7 +192,7 @@ fn html<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 }
 
 fn js<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    let s = eval_args(&args);
+    let s = eval_args(args);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -210,7 +214,7 @@ fn js<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 }
 
 fn urlquery<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    let s = eval_args(&args);
+    let s = eval_args(args);
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
@@ -257,7 +261,7 @@ fn eq<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 }
 
 fn ne<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 2)?;
+    want_args(args, 2)?;
     owned(Value::Bool(!equal(&args[0], &args[1])?))
 }
 
@@ -279,7 +283,7 @@ fn order(a: &Value, b: &Value) -> Result<Ordering, String> {
 }
 
 fn compare<'a>(args: &mut Vec<V<'a>>, ok: fn(Ordering) -> bool) -> Result<V<'a>, String> {
-    want_args(&args, 2)?;
+    want_args(args, 2)?;
     owned(Value::Bool(ok(order(&args[0], &args[1])?)))
 }
 

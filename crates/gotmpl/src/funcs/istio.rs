@@ -1,6 +1,10 @@
 //! Istio's injection function map (`createInjectionFuncmap` in `pkg/kube/inject/template.go`,
 //! newest version), written from what each Go function does.
 
+// Every function has the one `BuiltinFn` signature (`&mut Vec`, so that a function can
+// move an argument out and the executor can reuse the vector), even where a slice would do.
+#![allow(clippy::ptr_arg)]
+
 use super::sprig::{contains, pad_lines};
 use super::{
     int_arg, owned, str_arg, str_map_arg, string, want_args, want_at_least, BuiltinFn, Ctx, V,
@@ -62,7 +66,7 @@ fn list_of(v: &Value) -> &[Value] {
 /// `formatDuration d`: Go's `time.Duration.String()` of a protobuf Duration, given as its
 /// JSON form (`"1.5s"`) or as `{seconds, nanos}`.
 fn format_duration<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     let nanos = match &*args[0] {
         Value::Nil => 0,
         Value::String(s) => {
@@ -151,7 +155,7 @@ fn frac(v: u128, prec: u32) -> String {
 }
 
 fn isset<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 2)?;
+    want_args(args, 2)?;
     let m = str_map_arg(&args[0])?;
     let key = str_arg(&args[1])?;
     owned(Value::Bool(m.is_some_and(|m| m.entries.contains_key(key))))
@@ -159,7 +163,7 @@ fn isset<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 
 /// `excludeInboundPort port list`: the comma list with `port` added unless present.
 fn exclude_inbound_port<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 2)?;
+    want_args(args, 2)?;
     let port = sprint_one(&args[0]).trim().to_string();
     let excluded = str_arg(&args[1])?;
     if port.is_empty() || port == "0" {
@@ -199,24 +203,24 @@ fn container_ports(containers: &Value, skip_proxy: bool) -> String {
 }
 
 fn include_inbound_ports<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     string(container_ports(&args[0], false))
 }
 
 fn application_ports<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     string(container_ports(&args[0], true))
 }
 
 fn identity_string<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     str_arg(&args[0])?;
     Ok(args.swap_remove(0))
 }
 
 /// `annotation meta name default`: the pod's annotation, else `fmt.Sprint(default)`.
 fn annotation<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 3)?;
+    want_args(args, 3)?;
     let name = str_arg(&args[1])?;
     let annotations = match &*args[0] {
         Value::Struct(_) => get(&args[0], "annotations"),
@@ -235,7 +239,7 @@ fn annotation<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 
 /// `valueOrDefault v d`: `d` when `v` is nil or the empty string.
 fn value_or_default<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 2)?;
+    want_args(args, 2)?;
     let use_default = match &*args[0] {
         Value::Nil => true,
         Value::String(s) => s.is_empty(),
@@ -245,7 +249,7 @@ fn value_or_default<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String>
 }
 
 fn to_json_str_map<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     match str_map_arg(&args[0])? {
         None => string("{}".into()),
         Some(_) => string(to_json(&args[0])),
@@ -254,7 +258,7 @@ fn to_json_str_map<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> 
 
 /// `fromJSON s`: the decoded value, or the string `{}` when `s` is not JSON.
 fn from_json<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     let s = str_arg(&args[0])?;
     match serde_json::from_str::<serde_json::Value>(s) {
         Ok(j) => owned(any_from_json(&j)),
@@ -263,7 +267,7 @@ fn from_json<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 }
 
 fn struct_to_json<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     match &*args[0] {
         Value::Nil => string("{}".into()),
         v => string(to_json(v)),
@@ -291,7 +295,7 @@ const CLEANED_FIELDS: &[&str] = &[
 /// `protoToJSON pc`: compact JSON of the proxy config without the fields that equal the
 /// defaults the caller registered (`FuncMap::set_proxy_config_defaults`).
 fn proto_to_json<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     let Value::Struct(pc) = &*args[0] else {
         return match &*args[0] {
             Value::Nil => string("{}".into()),
@@ -314,14 +318,14 @@ fn proto_to_json<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> 
 }
 
 fn to_yaml<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     // istiod logs a marshalling failure and renders "".
     string(crate::yaml::to_yaml(&args[0]).unwrap_or_default())
 }
 
 /// Istio's `indent n s`: every line but the first gets n spaces.
 fn indent<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 2)?;
+    want_args(args, 2)?;
     string(pad_lines(
         ctx,
         int_arg(&args[0])?,
@@ -332,20 +336,20 @@ fn indent<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 
 /// `directory p`: `path.Split`'s directory part, with its trailing slash.
 fn directory<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     let p = str_arg(&args[0])?;
     string(p.rfind('/').map_or(String::new(), |i| p[..=i].to_string()))
 }
 
 fn to_lower<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     string(str_arg(&args[0])?.to_lowercase())
 }
 
 /// `appendMultusNetwork existing network`: adds the Istio CNI network to a Multus
 /// networks annotation (a JSON list or a comma list) unless it is there.
 fn append_multus_network<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 2)?;
+    want_args(args, 2)?;
     let existing = str_arg(&args[0])?;
     let network = str_arg(&args[1])?;
     string(multus(existing, network))
@@ -385,7 +389,7 @@ fn multus(existing: &str, network: &str) -> String {
 
 /// `env key default`: the caller's value for key (see `FuncMap::set_env`), else default.
 fn env<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 2)?;
+    want_args(args, 2)?;
     let key = str_arg(&args[0])?;
     str_arg(&args[1])?;
     match ctx.funcs.env(key) {
@@ -403,7 +407,7 @@ fn str_map(entries: BTreeMap<String, Value>) -> Value {
 
 /// `omit dict keys...`: a copy of a string map without the keys.
 fn omit<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_at_least(&args, 1)?;
+    want_at_least(args, 1)?;
     let keys = args[1..]
         .iter()
         .map(|k| str_arg(k))
@@ -448,17 +452,17 @@ fn merged(args: &[V]) -> Result<Option<Value>, String> {
 
 /// `mergeMaps m1 m2 ...`: later maps win; no maps at all is nil.
 fn merge_maps<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    owned(merged(&args)?.unwrap_or(Value::Nil))
+    owned(merged(args)?.unwrap_or(Value::Nil))
 }
 
 fn to_json_map<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    string(to_json(&merged(&args)?.unwrap_or(Value::Nil)))
+    string(to_json(&merged(args)?.unwrap_or(Value::Nil)))
 }
 
 /// `omitNil v`: maps and lists with nil entries removed, recursively; a collection left
 /// empty by that becomes nil itself.
 fn omit_nil<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     if !has_nil(&args[0]) {
         return Ok(args.swap_remove(0));
     }
@@ -515,7 +519,7 @@ fn strip_nil(v: &Value) -> Value {
 /// OTEL_RESOURCE_ATTRIBUTES value when a tracing provider asks for OTel semantic
 /// conventions, else "".
 fn otel_resource_attributes<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 5)?;
+    want_args(args, 5)?;
     let (mesh, annotations, labels, containers) = (&*args[0], &*args[1], &*args[2], &*args[4]);
     let namespace = str_arg(&args[3])?;
     let enabled = get(mesh, "extensionProviders")

@@ -2,6 +2,10 @@
 //! call, plus a few common, cheap ones. Each follows sprig's Go code, including its
 //! quirks (nil operands skipped by `quote`/`join`, `default` on sprig's `empty`).
 
+// Every function has the one `BuiltinFn` signature (`&mut Vec`, so that a function can
+// move an argument out and the executor can reuse the vector), even where a slice would do.
+#![allow(clippy::ptr_arg)]
+
 use super::{
     check_len, int_arg, is_empty, owned, str_arg, string, strval, want_args, want_at_least,
     BuiltinFn, Ctx, V,
@@ -49,7 +53,7 @@ pub(super) const TABLE: &[(&str, BuiltinFn)] = &[
 
 /// `default d given`: `given` unless it is empty (or absent), then `d`.
 fn default<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_at_least(&args, 1)?;
+    want_at_least(args, 1)?;
     if args.len() >= 2 && !is_empty(&args[1]) {
         return Ok(args.swap_remove(1));
     }
@@ -57,7 +61,7 @@ fn default<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 }
 
 fn empty<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     owned(Value::Bool(is_empty(&args[0])))
 }
 
@@ -72,7 +76,7 @@ fn coalesce<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 
 /// `ternary vt vf cond`.
 fn ternary<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 3)?;
+    want_args(args, 3)?;
     let cond = match &*args[2] {
         Value::Bool(b) => *b,
         other => {
@@ -114,7 +118,7 @@ fn cat<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 }
 
 fn to_string<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     string(strval(&args[0]))
 }
 
@@ -132,7 +136,7 @@ fn strslice(v: &Value) -> Vec<String> {
 }
 
 fn join<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 2)?;
+    want_args(args, 2)?;
     let sep = str_arg(&args[0])?;
     let s = strslice(&args[1]).join(sep);
     check_len(ctx, s.len())?;
@@ -140,7 +144,7 @@ fn join<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 }
 
 fn split_list<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 2)?;
+    want_args(args, 2)?;
     let sep = str_arg(&args[0])?;
     let s = str_arg(&args[1])?;
     let parts: Vec<Value> = if sep.is_empty() {
@@ -159,7 +163,7 @@ fn list<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 
 /// `append list v`: a new list with `v` at the end.
 fn append<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 2)?;
+    want_args(args, 2)?;
     let mut it = args.drain(..);
     let (Some(l), Some(v)) = (it.next(), it.next()) else {
         return Err("wrong number of args".into());
@@ -177,7 +181,7 @@ fn append<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 /// Sprig's `slice list [start [end]]`, which replaces Go's builtin: lists only, and an
 /// empty list gives nil.
 fn slice<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_at_least(&args, 1)?;
+    want_at_least(args, 1)?;
     let items = match &*args[0] {
         Value::List(items) => items,
         other => {
@@ -212,7 +216,7 @@ fn slice<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 }
 
 fn first<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     match &*args[0] {
         Value::List(items) => owned(items.first().cloned().unwrap_or(Value::Nil)),
         Value::Nil => owned(Value::Nil),
@@ -221,7 +225,7 @@ fn first<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 }
 
 fn last<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     match &*args[0] {
         Value::List(items) => owned(items.last().cloned().unwrap_or(Value::Nil)),
         Value::Nil => owned(Value::Nil),
@@ -243,7 +247,7 @@ fn dict<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 }
 
 fn has_key<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 2)?;
+    want_args(args, 2)?;
     let key = str_arg(&args[1])?;
     match &*args[0] {
         Value::Map(m) => owned(Value::Bool(m.entries.contains_key(key))),
@@ -266,7 +270,7 @@ pub(super) fn pad_lines(ctx: &Ctx, n: i64, s: &str, first: bool) -> Result<Strin
 }
 
 fn indent<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 2)?;
+    want_args(args, 2)?;
     string(pad_lines(
         ctx,
         int_arg(&args[0])?,
@@ -276,7 +280,7 @@ fn indent<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 }
 
 fn nindent<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 2)?;
+    want_args(args, 2)?;
     let body = pad_lines(ctx, int_arg(&args[0])?, str_arg(&args[1])?, true)?;
     string(format!("\n{body}"))
 }
@@ -287,29 +291,29 @@ fn two_strs<'v>(args: &'v [V]) -> Result<(&'v str, &'v str), String> {
 }
 
 fn trim<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     string(str_arg(&args[0])?.trim().to_string())
 }
 
 /// `trimAll cutset s`: Go's `strings.Trim(s, cutset)`.
 fn trim_all<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    let (cutset, s) = two_strs(&args)?;
+    let (cutset, s) = two_strs(args)?;
     string(s.trim_matches(|c| cutset.contains(c)).to_string())
 }
 
 fn trim_prefix<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    let (p, s) = two_strs(&args)?;
+    let (p, s) = two_strs(args)?;
     string(s.strip_prefix(p).unwrap_or(s).to_string())
 }
 
 fn trim_suffix<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    let (p, s) = two_strs(&args)?;
+    let (p, s) = two_strs(args)?;
     string(s.strip_suffix(p).unwrap_or(s).to_string())
 }
 
 /// `trunc n s`: the first n bytes (or, for negative n, the last -n).
 fn trunc<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 2)?;
+    want_args(args, 2)?;
     let c = int_arg(&args[0])?;
     let s = str_arg(&args[1])?;
     let len = s.len() as i64;
@@ -324,18 +328,18 @@ fn trunc<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 }
 
 fn lower<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     string(str_arg(&args[0])?.to_lowercase())
 }
 
 fn upper<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     string(str_arg(&args[0])?.to_uppercase())
 }
 
 /// `replace old new s`.
 fn replace<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 3)?;
+    want_args(args, 3)?;
     let (old, new, s) = (str_arg(&args[0])?, str_arg(&args[1])?, str_arg(&args[2])?);
     let count = if old.is_empty() {
         s.chars().count() + 1
@@ -347,30 +351,30 @@ fn replace<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 }
 
 fn has_prefix<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    let (p, s) = two_strs(&args)?;
+    let (p, s) = two_strs(args)?;
     owned(Value::Bool(s.starts_with(p)))
 }
 
 fn has_suffix<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    let (p, s) = two_strs(&args)?;
+    let (p, s) = two_strs(args)?;
     owned(Value::Bool(s.ends_with(p)))
 }
 
 /// `contains substr s` (sprig's and Istio's agree on the order).
 pub(super) fn contains<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    let (needle, haystack) = two_strs(&args)?;
+    let (needle, haystack) = two_strs(args)?;
     owned(Value::Bool(haystack.contains(needle)))
 }
 
 fn to_json_fn<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     string(to_json(&args[0]))
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 fn b64enc<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     let bytes = str_arg(&args[0])?.as_bytes();
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
@@ -393,7 +397,7 @@ fn b64enc<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 
 /// `b64dec s`; like sprig, invalid input gives the decoder's error text as the result.
 fn b64dec<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
-    want_args(&args, 1)?;
+    want_args(args, 1)?;
     let s = str_arg(&args[0])?;
     match decode_b64(s) {
         Some(bytes) => string(String::from_utf8_lossy(&bytes).into_owned()),
