@@ -32,6 +32,7 @@ fn bench_render(c: &mut Criterion) {
             &support::hello_deployment(&dir),
             &support::chart_values(&dir),
             &support::default_mesh(),
+            false,
         );
         let t = Template::parse("inject", &src, &funcs).expect("stock template parses");
         let out = t.render(&data).expect("stock template renders");

@@ -61,7 +61,7 @@ pub fn hello_deployment(version: &Path) -> J {
 }
 
 /// `SidecarTemplateData` for the deployment's pod, as istiod builds it for kube-inject.
-pub fn template_data(deployment: &J, values: &J, mesh: &J) -> gotmpl::Value {
+pub fn template_data(deployment: &J, values: &J, mesh: &J, native_sidecars: bool) -> gotmpl::Value {
     let mut proxy = default_proxy_config();
     if let (Some(p), Some(J::Object(over))) = (proxy.as_object_mut(), mesh.get("defaultConfig")) {
         p.extend(over.clone());
@@ -93,7 +93,7 @@ pub fn template_data(deployment: &J, values: &J, mesh: &J) -> gotmpl::Value {
         "proxyInitImage": image("proxyv2"),
         "proxyUID": 1337,
         "proxyGID": 1337,
-        "nativeSidecars": false
+        "nativeSidecars": native_sidecars
     });
     from_json(&data, &istio::sidecar_template_data())
 }
