@@ -176,7 +176,7 @@ pub fn quote(s: &str) -> String {
             c if (c as u32) < 0x20 || c == '\u{7f}' => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
             }
-            c if c.is_control() => {
+            c if !is_go_printable(c) => {
                 if (c as u32) < 0x10000 {
                     let _ = write!(out, "\\u{:04x}", c as u32);
                 } else {
@@ -188,6 +188,22 @@ pub fn quote(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// Go's `unicode.IsPrint`, approximately: without Unicode tables we treat as unprintable the
+/// controls, the spaces other than U+0020, the format characters, private use and the
+/// non-characters that Go escapes in `%q`.
+fn is_go_printable(c: char) -> bool {
+    let u = c as u32;
+    !(c.is_control()
+        || matches!(u, 0xA0 | 0xAD | 0x1680 | 0x180E | 0x3000 | 0xFEFF)
+        || (0x2000..=0x200F).contains(&u)
+        || (0x2028..=0x202F).contains(&u)
+        || (0x205F..=0x206F).contains(&u)
+        || (0xFFF9..=0xFFFB).contains(&u)
+        || (0xE000..=0xF8FF).contains(&u)
+        || u >= 0xF0000
+        || (u & 0xFFFE) == 0xFFFE)
 }
 
 /// One parsed `%` directive.
