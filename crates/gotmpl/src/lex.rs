@@ -386,10 +386,8 @@ impl<'s> Lexer<'s> {
         }
         if let Some(c) = self.src[i..].chars().next() {
             if is_alnum(c) || c == '.' {
-                return self.err(
-                    start,
-                    format!("bad number syntax: {:?}", &self.src[start..=i]),
-                );
+                let text = format!("{}{c}", &self.src[start..i]);
+                return self.err(start, format!("bad number syntax: {text:?}"));
             }
         }
         self.pos = i;
