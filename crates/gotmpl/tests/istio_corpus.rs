@@ -2,9 +2,9 @@
 //! (the read-only reference data beside the repository):
 //!
 //! * every `chart/files/*.yaml` parses with the Istio function set;
-//! * the sidecar and gateway templates of every version render over `inject/hello.yaml`'s
-//!   pod, that version's chart defaults and a default mesh config, into YAML with an
-//!   `istio-proxy` container;
+//! * the sidecar, gateway, grpc-agent and grpc-simple templates of every version render over
+//!   `inject/hello.yaml`'s pod, that version's chart defaults and a default mesh config, into
+//!   YAML with an `istio-proxy` container (grpc-simple: its `grpc-bootstrap-init`);
 //! * for 1.22–1.24, whose tests committed the settings they rendered with
 //!   (`inputs/default.{template,values,mesh}.gen.yaml`), the `istio-proxy` container we
 //!   render matches the one in `hello.yaml.injected`, field by field (args, env, ports).
@@ -81,14 +81,32 @@ fn container<'j>(spec: &'j J, name: &str) -> Option<&'j J> {
 }
 
 fn render(funcs: &Arc<FuncMap>, src: &str, data: &gotmpl::Value) -> Result<J, String> {
+    render_expecting(funcs, src, data, "istio-proxy")
+}
+
+/// Renders, parses the output as YAML and checks it has the named container.
+fn render_expecting(
+    funcs: &Arc<FuncMap>,
+    src: &str,
+    data: &gotmpl::Value,
+    container_name: &str,
+) -> Result<J, String> {
     let t = Template::parse("inject", src, funcs).map_err(|e| e.to_string())?;
     let out = t.render(data).map_err(|e| e.to_string())?;
     let doc: J = serde_yaml::from_str(&out).map_err(|e| format!("not YAML: {e}\n{out}"))?;
-    if istio_proxy(&doc["spec"]).is_none() {
-        return Err(format!("no istio-proxy container in:\n{out}"));
+    if container(&doc["spec"], container_name).is_none() {
+        return Err(format!("no {container_name} container in:\n{out}"));
     }
     Ok(doc)
 }
+
+/// The templates that render over `SidecarTemplateData`, and a container each must give.
+const POD_TEMPLATES: &[(&str, &str)] = &[
+    ("injection-template.yaml", "istio-proxy"),
+    ("gateway-injection-template.yaml", "istio-proxy"),
+    ("grpc-agent.yaml", "istio-proxy"),
+    ("grpc-simple.yaml", "grpc-bootstrap-init"),
+];
 
 #[derive(Default)]
 struct Row {
@@ -122,9 +140,9 @@ fn stock_templates_of_every_version() {
             &default_mesh(),
             false,
         );
-        for file in ["injection-template.yaml", "gateway-injection-template.yaml"] {
+        for (file, container_name) in POD_TEMPLATES {
             let src = std::fs::read_to_string(version.join("chart/files").join(file)).unwrap();
-            match render(&funcs, &src, &data) {
+            match render_expecting(&funcs, &src, &data, container_name) {
                 Ok(_) => row
                     .executed
                     .push(file.trim_end_matches(".yaml").to_string()),
