@@ -66,12 +66,8 @@ fn funcs() -> Arc<FuncMap> {
     Arc::new(f)
 }
 
-/// The `istio-proxy` container of a rendered pod patch (in containers or, for native
-/// sidecars, init containers).
-fn istio_proxy(spec: &J) -> Option<&J> {
-    container(spec, "istio-proxy")
-}
-
+/// A container of a rendered pod patch by name (in containers or, for native sidecars,
+/// init containers).
 fn container<'j>(spec: &'j J, name: &str) -> Option<&'j J> {
     ["containers", "initContainers"]
         .iter()
