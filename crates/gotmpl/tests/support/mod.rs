@@ -68,17 +68,7 @@ pub fn template_data(deployment: &J, values: &J, mesh: &J, native_sidecars: bool
     }
     let mut mesh = mesh.clone();
     mesh["defaultConfig"] = proxy.clone();
-    let global = &values["global"];
-    let image = |name: &str| {
-        format!(
-            "{}/{name}:{}",
-            global["hub"].as_str().unwrap_or(""),
-            global["tag"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| global["tag"].to_string())
-        )
-    };
+    let image = proxy_image(&values["global"]);
     let pod = &deployment["spec"]["template"];
     let data = json!({
         "typeMeta": {"kind": deployment["kind"], "apiVersion": deployment["apiVersion"]},
@@ -89,11 +79,26 @@ pub fn template_data(deployment: &J, values: &J, mesh: &J, native_sidecars: bool
         "meshConfig": mesh,
         "values": values,
         "revision": "default",
-        "proxyImage": image("proxyv2"),
-        "proxyInitImage": image("proxyv2"),
+        "proxyImage": image,
+        "proxyInitImage": image,
         "proxyUID": 1337,
         "proxyGID": 1337,
         "nativeSidecars": native_sidecars
     });
     from_json(&data, &istio::sidecar_template_data())
+}
+
+/// istiod's `ProxyImage`: `hub/name:tag`, the name `global.proxy.image` or `proxyv2`
+/// (image variants are not modelled).
+pub fn proxy_image(global: &J) -> String {
+    let name = global["proxy"]["image"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("proxyv2");
+    let tag = match &global["tag"] {
+        J::String(s) => s.clone(),
+        J::Null => String::new(),
+        other => other.to_string(),
+    };
+    format!("{}/{name}:{tag}", global["hub"].as_str().unwrap_or(""))
 }
