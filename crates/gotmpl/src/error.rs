@@ -54,6 +54,8 @@ pub enum ExecErrorKind {
     IterationLimit(u64),
     #[error("template calls nested deeper than {0}")]
     DepthLimit(usize),
+    #[error("more than {0} units of work (values built or copied)")]
+    WorkLimit(u64),
 }
 
 /// A failed execution: where, in which construct, and why.

@@ -22,6 +22,9 @@ pub struct Limits {
     /// Nesting of `{{template}}` calls and control structures together (Go allows 100000
     /// template calls on its growable stacks; ours are fixed, so the default is lower).
     pub max_depth: usize,
+    /// Values built by functions and copied out of variables, counted in elements (and
+    /// string bytes / 16). Bounds loops such as `$l = append $l x` that are quadratic.
+    pub max_work: u64,
 }
 
 impl Default for Limits {
@@ -30,6 +33,7 @@ impl Default for Limits {
             max_output: 16 << 20,
             max_iterations: 1_000_000,
             max_depth: 256,
+            max_work: 50_000_000,
         }
     }
 }
@@ -51,6 +55,7 @@ pub(crate) struct State<'a> {
     limits: Limits,
     iterations: u64,
     depth: usize,
+    work: u64,
     arg_pool: Vec<Vec<V<'a>>>,
 }
 
@@ -63,6 +68,7 @@ impl<'a> State<'a> {
             limits,
             iterations: 0,
             depth: 0,
+            work: 0,
             arg_pool: Vec::new(),
         }
     }
@@ -107,6 +113,22 @@ impl<'a> State<'a> {
                 self.write(span, &s)
             }
         }
+    }
+
+    fn charge(&mut self, span: Span, units: u64) -> R<()> {
+        self.work = self.work.saturating_add(units);
+        if self.work > self.limits.max_work {
+            return Err(self.error(span, ExecErrorKind::WorkLimit(self.limits.max_work)));
+        }
+        Ok(())
+    }
+
+    /// A copy of a value: free when borrowed, charged by size when it is an owned result.
+    fn copy(&mut self, v: &V<'a>, span: Span) -> R<V<'a>> {
+        if let Cow::Owned(o) = v {
+            self.charge(span, deep_weight(o))?;
+        }
+        Ok(v.clone())
     }
 
     fn enter(&mut self, span: Span) -> R<()> {
@@ -269,8 +291,8 @@ impl<'a> State<'a> {
         }
         let decl = &b.pipe.decl;
         let values: [Option<V<'a>>; 2] = match decl.len() {
-            1 => [Some(item.clone()), None],
-            2 => [Some(key), Some(item.clone())],
+            1 => [Some(self.copy(&item, b.pipe.span)?), None],
+            2 => [Some(key), Some(self.copy(&item, b.pipe.span)?)],
             _ => [None, None],
         };
         for (name, v) in decl.iter().zip(values) {
@@ -320,9 +342,14 @@ impl<'a> State<'a> {
         }
     }
 
-    fn var(&self, name: &str, span: Span) -> R<V<'a>> {
-        match self.vars.iter().rev().find(|(n, _)| *n == name) {
-            Some((_, v)) => Ok(v.clone()),
+    fn var(&mut self, name: &str, span: Span) -> R<V<'a>> {
+        let found = self.vars.iter().rev().find(|(n, _)| *n == name);
+        match found.map(|(_, v)| v.clone()) {
+            Some(Cow::Borrowed(b)) => Ok(Cow::Borrowed(b)),
+            Some(owned) => {
+                self.charge(span, deep_weight(&owned))?;
+                Ok(owned)
+            }
             None => Err(self.invalid(span, format!("undefined variable: {name}"))),
         }
     }
@@ -331,10 +358,11 @@ impl<'a> State<'a> {
     fn eval_pipeline(&mut self, dot: &V<'a>, pipe: &'a Pipe) -> R<V<'a>> {
         let v = self.eval_pipeline_raw(dot, pipe)?;
         for name in &pipe.decl {
+            let copy = self.copy(&v, pipe.span)?;
             if pipe.assign {
-                self.set_var(name, v.clone());
+                self.set_var(name, copy);
             } else {
-                self.vars.push((name, v.clone()));
+                self.vars.push((name, copy));
             }
         }
         Ok(v)
@@ -370,7 +398,7 @@ impl<'a> State<'a> {
 
     fn eval_arg(&mut self, dot: &V<'a>, arg: &'a Arg, span: Span) -> R<V<'a>> {
         match arg {
-            Arg::Dot => Ok(dot.clone()),
+            Arg::Dot => self.copy(dot, span),
             Arg::Nil => Ok(Cow::Borrowed(&NIL)),
             Arg::Lit(v) => Ok(Cow::Borrowed(v)),
             Arg::Field(fields) => self.fields(dot.clone(), fields, span),
@@ -502,6 +530,9 @@ impl<'a> State<'a> {
             Func::And | Func::Or => unreachable_and_or(),
         };
         self.recycle(values);
+        if let Ok(v) = &result {
+            self.charge(span, shallow_weight(v))?;
+        }
         result.map_err(|msg| {
             self.error(
                 span,
@@ -554,3 +585,26 @@ fn unreachable_and_or() -> Result<V<'static>, String> {
 }
 
 pub(crate) static NIL: Value = Value::Nil;
+
+/// The work a function result stands for: its elements, or its bytes / 16.
+fn shallow_weight(v: &Value) -> u64 {
+    1 + match v {
+        Value::String(s) => s.len() as u64 / 16,
+        Value::List(l) => l.len() as u64,
+        Value::Map(m) => m.entries.len() as u64,
+        Value::Struct(s) => s.fields.len() as u64,
+        _ => 0,
+    }
+}
+
+/// The work copying a value takes: every element at every level (values are at most
+/// `funcs::MAX_VALUE_DEPTH` deep, so the recursion is bounded).
+fn deep_weight(v: &Value) -> u64 {
+    1 + match v {
+        Value::String(s) => s.len() as u64 / 16,
+        Value::List(l) => l.iter().map(deep_weight).sum(),
+        Value::Map(m) => m.entries.values().map(deep_weight).sum(),
+        Value::Struct(s) => s.fields.iter().map(|f| deep_weight(&f.value)).sum(),
+        _ => 0,
+    }
+}

@@ -250,3 +250,30 @@ fn schema_any_keeps_json_numbers_as_float64() {
     assert!(e.contains("incompatible types for comparison"), "{e}");
     assert_eq!(render("{{ eq .a 1.0 }}", &v).unwrap(), "true");
 }
+
+#[test]
+fn quadratic_append_loops_run_out_of_work_budget() {
+    // Each append copies the list: 1e6 iterations would copy 5e11 elements.
+    let src = "{{ $x := list }}{{ range 1000000 }}{{ $x = append $x 1 }}{{ end }}{{ len $x }}";
+    let t = Template::parse("t", src, &funcs()).unwrap();
+    let limits = Limits {
+        max_work: 2_000_000,
+        ..Limits::default()
+    };
+    let e = t.render_with(&Value::Nil, limits).unwrap_err();
+    assert_eq!(e.kind, ExecErrorKind::WorkLimit(2_000_000));
+    // The same loop, short, is fine.
+    let t = Template::parse("t", &src.replace("1000000", "1000"), &funcs()).unwrap();
+    assert_eq!(t.render(&Value::Nil).unwrap(), "1000");
+}
+
+#[test]
+fn values_cannot_nest_without_bound() {
+    let src = "{{ $x := list }}{{ range 100000 }}{{ $x = list $x }}{{ end }}x";
+    let t = Template::parse("t", src, &funcs()).unwrap();
+    let e = t.render(&Value::Nil).unwrap_err();
+    assert!(
+        e.to_string().contains("value nested deeper than 256"),
+        "{e}"
+    );
+}

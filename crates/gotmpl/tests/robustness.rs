@@ -67,6 +67,7 @@ fn mutated_templates_never_panic() {
         max_output: 1 << 16,
         max_iterations: 10_000,
         max_depth: 64,
+        max_work: 1_000_000,
     };
     let mut rng = Lcg(0x5eed);
     let (mut parsed, mut rendered, mut total) = (0, 0, 0);

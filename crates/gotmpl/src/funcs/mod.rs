@@ -203,6 +203,33 @@ pub(crate) fn string(s: String) -> Result<V<'static>, String> {
     Ok(Cow::Owned(Value::String(s)))
 }
 
+/// Lists and maps built by functions may nest at most this deep, so that copying, printing
+/// and dropping them cannot exhaust the stack (JSON input is at most 128 deep).
+pub(crate) const MAX_VALUE_DEPTH: usize = 256;
+
+/// Whether `v` nests deeper than `limit` (looks no deeper than that).
+pub(crate) fn deeper_than(v: &Value, limit: usize) -> bool {
+    if limit == 0 {
+        return matches!(v, Value::List(_) | Value::Map(_) | Value::Struct(_));
+    }
+    match v {
+        Value::List(l) => l.iter().any(|i| deeper_than(i, limit - 1)),
+        Value::Map(m) => m.entries.values().any(|i| deeper_than(i, limit - 1)),
+        Value::Struct(s) => s.fields.iter().any(|f| deeper_than(&f.value, limit - 1)),
+        _ => false,
+    }
+}
+
+/// Refuses a collection built from `items` if it would nest too deep.
+pub(crate) fn check_depth<'v>(items: impl IntoIterator<Item = &'v Value>) -> Result<(), String> {
+    for i in items {
+        if deeper_than(i, MAX_VALUE_DEPTH - 1) {
+            return Err(format!("value nested deeper than {MAX_VALUE_DEPTH}"));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn check_len(ctx: &Ctx, len: usize) -> Result<(), String> {
     if len > ctx.max_string {
         return Err(format!(

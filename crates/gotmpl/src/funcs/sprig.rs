@@ -7,8 +7,8 @@
 #![allow(clippy::ptr_arg)]
 
 use super::{
-    check_len, int_arg, is_empty, owned, str_arg, string, strval, want_args, want_at_least,
-    BuiltinFn, Ctx, V,
+    check_depth, check_len, int_arg, is_empty, owned, str_arg, string, strval, want_args,
+    want_at_least, BuiltinFn, Ctx, V,
 };
 use crate::gofmt::quote as go_quote;
 use crate::json::to_json;
@@ -156,6 +156,7 @@ fn split_list<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 }
 
 fn list<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    check_depth(args.iter().map(|a| &**a))?;
     owned(Value::List(
         args.drain(..).map(|a| a.into_owned()).collect(),
     ))
@@ -171,6 +172,7 @@ fn append<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     match l.into_owned() {
         Value::List(mut items) => {
             check_len(ctx, items.len() + 1)?;
+            check_depth([&*v])?;
             items.push(v.into_owned());
             owned(Value::List(items))
         }
@@ -235,6 +237,7 @@ fn last<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 
 /// `dict k1 v1 k2 v2`: a `map[string]any` (an odd last key maps to "").
 fn dict<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    check_depth(args.iter().map(|a| &**a))?;
     let mut m = GoMap::new(MapElem::Any);
     let mut it = args.drain(..);
     while let Some(k) = it.next() {
