@@ -532,6 +532,10 @@ impl<'a> State<'a> {
         self.recycle(values);
         if let Ok(v) = &result {
             self.charge(span, shallow_weight(v))?;
+            // Whatever the function, its result is no bigger than the output may be.
+            if matches!(&**v, Value::String(s) if s.len() > self.limits.max_output) {
+                return Err(self.error(span, ExecErrorKind::OutputLimit(self.limits.max_output)));
+            }
         }
         result.map_err(|msg| {
             self.error(

@@ -277,3 +277,16 @@ fn values_cannot_nest_without_bound() {
         "{e}"
     );
 }
+
+#[test]
+fn self_escaping_strings_stop_at_the_output_limit() {
+    // Each toJson doubles the backslashes: unbounded, this grows exponentially.
+    let src = r#"{{ $x := "\"" }}{{ range 200 }}{{ $x = toJson $x }}{{ end }}{{ len $x }}"#;
+    let t = Template::parse("t", src, &funcs()).unwrap();
+    let limits = Limits {
+        max_output: 1 << 20,
+        ..Limits::default()
+    };
+    let e = t.render_with(&Value::Nil, limits).unwrap_err();
+    assert_eq!(e.kind, ExecErrorKind::OutputLimit(1 << 20));
+}
