@@ -359,9 +359,12 @@ impl<'s, 'f> Parser<'s, 'f> {
     fn block(&mut self, pos: u32) -> PResult<Node> {
         let name = self.template_name("block clause")?;
         let pipe = self.pipeline("block clause", Tok::RightDelim)?;
+        // A block's body is a template of its own: only `$`, and no enclosing range.
         let saved = std::mem::replace(&mut self.vars, vec!["$".into()]);
+        let saved_range = std::mem::replace(&mut self.range_depth, 0);
         let listed = self.item_list();
         self.vars = saved;
+        self.range_depth = saved_range;
         let (list, (ending, t)) = listed?;
         if let Ending::Else = ending {
             return self.unexpected(&t, "block clause");
