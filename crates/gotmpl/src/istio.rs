@@ -147,6 +147,43 @@ pub fn pod_spec() -> Schema {
     )
 }
 
+/// `networking.ClientTLSSettings` (the tracer's `tlsSettings`): its strings are declared, so
+/// `GetCaCertificates` of a message without one is `""` as in Go.
+fn client_tls_settings() -> Schema {
+    Schema::structure(
+        "*v1alpha3.ClientTLSSettings",
+        vec![
+            ("Mode", Schema::Enum("DISABLE".into())),
+            ("ClientCertificate", s()),
+            ("PrivateKey", s()),
+            ("CaCertificates", s()),
+            ("CredentialName", s()),
+            ("SubjectAltNames", strings()),
+            ("Sni", s()),
+            ("InsecureSkipVerify", Schema::Object),
+            ("CaCrl", s()),
+        ],
+    )
+}
+
+/// `meshconfig.Tracing`.
+fn tracing() -> Schema {
+    Schema::structure(
+        "*v1alpha1.Tracing",
+        vec![
+            ("Zipkin", Schema::Object),
+            ("Lightstep", Schema::Object),
+            ("Datadog", Schema::Object),
+            ("Stackdriver", Schema::Object),
+            ("OpenCensusAgent", Schema::Object),
+            ("CustomTags", Schema::Object),
+            ("MaxPathTagLength", Schema::Object),
+            ("Sampling", Schema::Float),
+            ("TlsSettings", Schema::ptr(client_tls_settings())),
+        ],
+    )
+}
+
 /// `meshconfig.ProxyConfig` (a pointer in the template data), in protobuf declaration
 /// order so that `protoToJSON` writes fields in the order istiod's does.
 pub fn proxy_config() -> Schema {
@@ -164,7 +201,7 @@ pub fn proxy_config() -> Schema {
         ("ProxyBootstrapTemplatePath", s()),
         // An enum: protobuf JSON gives its name; the zero value is REDIRECT.
         ("InterceptionMode", Schema::Enum("REDIRECT".into())),
-        ("Tracing", Schema::Object),
+        ("Tracing", Schema::ptr(tracing())),
         ("EnvoyAccessLogService", Schema::Object),
         ("EnvoyMetricsService", Schema::Object),
         ("ProxyMetadata", string_map()),

@@ -184,6 +184,16 @@ fn a_getter_on_an_unset_message_is_nil_not_an_error() {
 }
 
 #[test]
+fn getters_of_declared_proto_fields_give_their_zero_value() {
+    let d = from_json(
+        &json!({"proxyConfig": {"tracing": {"tlsSettings": {"mode": "SIMPLE"}}}}),
+        &istio::sidecar_template_data(),
+    );
+    let src = "[{{ directory .ProxyConfig.GetTracing.GetTlsSettings.GetCaCertificates }}]";
+    assert_eq!(render(src, &d).unwrap(), "[]");
+}
+
+#[test]
 fn field_of_a_scalar_is_an_error() {
     let e = render("{{ .ObjectMeta.Name.Foo }}", &pod_data()).unwrap_err();
     assert!(e.contains("can't evaluate field Foo in type string"), "{e}");
