@@ -33,7 +33,6 @@ fn go_agrees_with_every_expected_output() {
         .args(["run", "."])
         .arg(&cases)
         .current_dir(root.join("tests/go-oracle"))
-        .env("GOFLAGS", "-mod=mod")
         .output()
         .expect("run go");
     assert!(
