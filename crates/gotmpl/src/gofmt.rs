@@ -306,6 +306,11 @@ fn bad_verb(verb: char, v: &Value) -> String {
 }
 
 fn format_one(verb: char, spec: &Spec, v: &Value) -> String {
+    if verb != 'v' {
+        if let Some(s) = format_elements(verb, v) {
+            return s;
+        }
+    }
     match (verb, v) {
         ('v', Value::Float(f)) if spec.prec.is_some() => format_float_verb('g', spec, *f),
         ('v', _) => with_sign(
@@ -314,8 +319,8 @@ fn format_one(verb: char, spec: &Spec, v: &Value) -> String {
             matches!(v, Value::Int(_) | Value::Float(_)),
         ),
         ('s', Value::String(s)) => truncate(s, spec.prec),
-        ('s', Value::List(_) | Value::Map(_) | Value::Struct(_)) => sprint_one(v),
         ('q', Value::String(s)) => quote(s),
+        ('q', Value::Int(i)) => quote_rune(*i),
         ('t', Value::Bool(b)) => b.to_string(),
         ('d', Value::Int(i)) => with_sign(i.to_string(), spec, true),
         ('x', Value::Int(i)) => format!("{}{:x}", if *i < 0 { "-" } else { "" }, i.unsigned_abs()),
@@ -327,6 +332,47 @@ fn format_one(verb: char, spec: &Spec, v: &Value) -> String {
         ('X', Value::String(s)) => s.bytes().map(|b| format!("{b:02X}")).collect(),
         ('f' | 'F' | 'e' | 'E' | 'g' | 'G', Value::Float(f)) => format_float_verb(verb, spec, *f),
         _ => bad_verb(verb, v),
+    }
+}
+
+/// Go applies a verb other than `%v` to each element of a list, map or struct:
+/// `%s` of `[1 2]` is `[%!s(int=1) %!s(int=2)]`, `%d` of it `[1 2]`.
+fn format_elements(verb: char, v: &Value) -> Option<String> {
+    let plain = Spec::default();
+    let one = |e: &Value| format_one(verb, &plain, e);
+    Some(match v {
+        Value::List(items) => {
+            format!("[{}]", items.iter().map(one).collect::<Vec<_>>().join(" "))
+        }
+        Value::Map(m) => {
+            let parts: Vec<String> = m
+                .entries
+                .iter()
+                .map(|(k, e)| format!("{}:{}", one(&Value::String(k.clone())), one(e)))
+                .collect();
+            format!("map[{}]", parts.join(" "))
+        }
+        Value::Struct(st) => {
+            let parts: Vec<String> = st.fields.iter().map(|f| one(&f.value)).collect();
+            format!("{{{}}}", parts.join(" "))
+        }
+        _ => return None,
+    })
+}
+
+/// Go's `strconv.QuoteRune` (`%q` of an integer).
+fn quote_rune(i: i64) -> String {
+    let c = u32::try_from(i)
+        .ok()
+        .and_then(char::from_u32)
+        .unwrap_or('\u{fffd}');
+    match c {
+        '\'' => "'\\''".to_string(),
+        '"' => "'\"'".to_string(),
+        c => {
+            let q = quote(&c.to_string());
+            format!("'{}'", &q[1..q.len() - 1])
+        }
     }
 }
 
