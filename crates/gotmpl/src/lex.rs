@@ -448,6 +448,7 @@ impl<'s> Lexer<'s> {
         }
         match chars.next() {
             Some((off, '\'')) => self.pos = start + 1 + off + 1,
+            Some((_, c)) if c != '\n' => return self.err(start, "malformed character constant"),
             _ => return self.err(start, "unterminated character constant"),
         }
         let code = buf.chars().next().map(|c| c as i64).unwrap_or(0);

@@ -634,13 +634,25 @@ fn parse_number(text: &str) -> Option<Arg> {
     if let Some(i) = int {
         return Some(Arg::Lit(Value::Int(if neg { -i } else { i })));
     }
-    if lower.starts_with("0x") {
-        return None;
+    if let Some(hex) = lower.strip_prefix("0x") {
+        let f = parse_hex_float(hex)?;
+        return Some(Arg::Lit(Value::Float(if neg { -f } else { f })));
     }
-    let f: f64 = lower.parse().ok()?;
+    let f: f64 = lower.parse().ok().filter(|f: &f64| f.is_finite())?;
     if !lower.contains(['.', 'e']) {
         // An integer literal too large for int64: Go rejects it too.
         return None;
     }
     Some(Arg::Lit(Value::Float(if neg { -f } else { f })))
+}
+
+/// `1.8p-2` (after `0x`): hex mantissa, binary exponent.
+fn parse_hex_float(hex: &str) -> Option<f64> {
+    let (mant, exp) = hex.split_once('p')?;
+    let exp: i32 = exp.parse().ok()?;
+    let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
+    let digits = format!("{int}{frac}");
+    let m = u64::from_str_radix(&digits, 16).ok()? as f64;
+    let f = m * 2f64.powi(exp - 4 * frac.len() as i32);
+    f.is_finite().then_some(f)
 }

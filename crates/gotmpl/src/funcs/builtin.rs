@@ -163,14 +163,23 @@ fn println<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     string(s)
 }
 
-/// The one string Go's escapers work on: a lone string as it is, else `fmt.Sprint`.
+/// The one string Go's escapers work on: a lone string as it is, else `fmt.Sprint` of the
+/// operands, a nil operand printing as `<no value>`.
 fn eval_args(args: &[V]) -> String {
+    static NO_VALUE: Value = Value::Nil;
+    let no_value = Value::String("<no value>".into());
     match args {
         [one] => match &**one {
             Value::String(s) => s.clone(),
-            other => sprint(&[other]),
+            other => sprint(&[if *other == NO_VALUE { &no_value } else { other }]),
         },
-        many => sprint(&refs(many)),
+        many => {
+            let operands: Vec<&Value> = many
+                .iter()
+                .map(|a| if **a == NO_VALUE { &no_value } else { &**a })
+                .collect();
+            sprint(&operands)
+        }
     }
 }
 
