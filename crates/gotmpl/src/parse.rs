@@ -157,6 +157,7 @@ impl<'s, 'f> Parser<'s, 'f> {
 
     /// `{{define "name"}} list {{end}}`: a fresh variable scope with only `$`.
     fn definition(&mut self) -> PResult<()> {
+        let pos = self.toks[self.i.saturating_sub(1)].start;
         let name = self.template_name("define clause")?;
         self.expect_right_delim("define clause")?;
         let saved = std::mem::replace(&mut self.vars, vec!["$".into()]);
@@ -165,20 +166,26 @@ impl<'s, 'f> Parser<'s, 'f> {
         if let (Ending::Else, t) = ending {
             return self.unexpected(&t, "define clause");
         }
-        self.add_definition(name, list);
-        Ok(())
+        self.add_definition(name, list, pos)
     }
 
-    fn add_definition(&mut self, name: String, list: List) {
-        // Go keeps an earlier non-empty definition over a later empty one.
-        let empty = list
-            .0
-            .iter()
-            .all(|n| matches!(n, Node::Text(t) if t.trim().is_empty()));
-        if empty && self.defs.contains_key(&name) {
-            return;
+    /// Go's rule: an empty definition never replaces one; two non-empty ones are an error.
+    fn add_definition(&mut self, name: String, list: List, pos: u32) -> PResult<()> {
+        let is_empty = |l: &List| {
+            l.0.iter()
+                .all(|n| matches!(n, Node::Text(t) if t.trim().is_empty()))
+        };
+        match self.defs.get(&name) {
+            Some(old) if !is_empty(old) && is_empty(&list) => Ok(()),
+            Some(old) if !is_empty(old) => self.err(
+                pos,
+                format!("template: multiple definition of template {name:?}"),
+            ),
+            _ => {
+                self.defs.insert(name, list);
+                Ok(())
+            }
         }
-        self.defs.insert(name, list);
     }
 
     fn template_name(&mut self, context: &str) -> PResult<String> {
@@ -369,7 +376,7 @@ impl<'s, 'f> Parser<'s, 'f> {
         if let Ending::Else = ending {
             return self.unexpected(&t, "block clause");
         }
-        self.add_definition(name.clone(), list);
+        self.add_definition(name.clone(), list, pos)?;
         Ok(Node::Template {
             name: name.into(),
             pipe: Some(pipe),
