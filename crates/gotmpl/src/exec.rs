@@ -108,9 +108,16 @@ impl<'a> State<'a> {
         match v {
             Value::String(s) => self.write(span, s),
             other => {
-                let mut s = String::new();
-                write_value(&mut s, other, NilAs::NoValue);
-                self.write(span, &s)
+                // Straight into the output; a value too big to print is caught after.
+                let before = self.out.len();
+                write_value(&mut self.out, other, NilAs::NoValue);
+                if self.out.len() > self.limits.max_output {
+                    self.out.truncate(before);
+                    return Err(
+                        self.error(span, ExecErrorKind::OutputLimit(self.limits.max_output))
+                    );
+                }
+                Ok(())
             }
         }
     }

@@ -300,3 +300,15 @@ fn self_escaping_strings_stop_at_the_output_limit() {
     let e = t.render_with(&Value::Nil, limits).unwrap_err();
     assert_eq!(e.kind, ExecErrorKind::OutputLimit(1 << 20));
 }
+
+#[test]
+fn printing_a_big_value_stops_at_the_output_limit() {
+    let t = Template::parse("t", "é{{ .l }}", &funcs()).unwrap();
+    let data = any(json!({"l": vec!["é"; 1000]}));
+    let limits = Limits {
+        max_output: 101,
+        ..Limits::default()
+    };
+    let e = t.render_with(&data, limits).unwrap_err();
+    assert_eq!(e.kind, ExecErrorKind::OutputLimit(101));
+}
