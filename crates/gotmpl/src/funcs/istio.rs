@@ -10,7 +10,7 @@ use super::{
     int_arg, owned, str_arg, str_map_arg, string, want_args, want_at_least, BuiltinFn, Ctx, V,
 };
 use crate::gofmt::sprint_one;
-use crate::json::to_json;
+use crate::json::{to_json, write_json, write_json_string};
 use crate::value::{any_from_json, GoMap, MapElem, Value};
 use std::collections::BTreeMap;
 
@@ -303,18 +303,26 @@ fn proto_to_json<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> 
         };
     };
     let defaults = ctx.funcs.proxy_config_defaults();
-    let mut cleaned = pc.clone();
-    for f in cleaned.fields.iter_mut().filter(|f| f.present) {
-        let is_default = CLEANED_FIELDS.contains(&&*f.key)
+    let dropped = |f: &crate::value::Field| {
+        let is_default = CLEANED_FIELDS.contains(&f.key())
             && defaults
-                .and_then(|d| get(d, &f.key))
+                .and_then(|d| get(d, f.key()))
                 .is_some_and(|d| *d == f.value);
-        let empty_metadata = &*f.key == "proxyMetadata" && !f.value.is_true();
-        if is_default || empty_metadata {
-            f.present = false;
+        let empty_metadata = f.key() == "proxyMetadata" && !f.value.is_true();
+        is_default || empty_metadata
+    };
+    // Written field by field rather than from a cleaned copy: this runs once per pod.
+    let mut out = String::from("{");
+    for f in pc.fields.iter().filter(|f| f.present && !dropped(f)) {
+        if out.len() > 1 {
+            out.push(',');
         }
+        write_json_string(&mut out, f.key());
+        out.push(':');
+        write_json(&mut out, &f.value);
     }
-    string(to_json(&Value::Struct(cleaned)))
+    out.push('}');
+    string(out)
 }
 
 fn to_yaml<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
