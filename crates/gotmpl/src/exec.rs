@@ -205,86 +205,69 @@ impl<'a> State<'a> {
 
     fn walk_range(&mut self, dot: &V<'a>, b: &'a Branch) -> R<Flow> {
         let v = self.eval_pipeline_raw(dot, &b.pipe)?;
-        let span = b.pipe.span;
-        let mut ran = false;
         // The declared variables exist (Go pushes them) before the first iteration.
         if !b.pipe.assign {
             for name in &b.pipe.decl {
                 self.vars.push((name, Cow::Borrowed(&NIL)));
             }
         }
-        match v {
+        let index = |i: usize| Cow::Owned(Value::Int(i as i64));
+        let key = |k: String| Cow::Owned(Value::String(k));
+        let ran = match v {
             Cow::Borrowed(Value::List(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    ran = true;
-                    let key = Cow::Owned(Value::Int(i as i64));
-                    if self.iteration(b, key, Cow::Borrowed(item))? == Flow::Break {
-                        break;
-                    }
-                }
+                let pairs = items.iter().enumerate();
+                self.iterate(b, pairs.map(|(i, x)| (index(i), Cow::Borrowed(x))))?
             }
             Cow::Owned(Value::List(items)) => {
-                for (i, item) in items.into_iter().enumerate() {
-                    ran = true;
-                    let key = Cow::Owned(Value::Int(i as i64));
-                    if self.iteration(b, key, Cow::Owned(item))? == Flow::Break {
-                        break;
-                    }
-                }
+                let pairs = items.into_iter().enumerate();
+                self.iterate(b, pairs.map(|(i, x)| (index(i), Cow::Owned(x))))?
             }
             Cow::Borrowed(Value::Map(m)) => {
-                for (k, item) in &m.entries {
-                    ran = true;
-                    let key = Cow::Owned(Value::String(k.clone()));
-                    if self.iteration(b, key, Cow::Borrowed(item))? == Flow::Break {
-                        break;
-                    }
-                }
+                let pairs = m.entries.iter();
+                self.iterate(b, pairs.map(|(k, x)| (key(k.clone()), Cow::Borrowed(x))))?
             }
             Cow::Owned(Value::Map(m)) => {
-                for (k, item) in m.entries {
-                    ran = true;
-                    if self.iteration(b, Cow::Owned(Value::String(k)), Cow::Owned(item))?
-                        == Flow::Break
-                    {
-                        break;
-                    }
-                }
+                let pairs = m.entries.into_iter();
+                self.iterate(b, pairs.map(|(k, x)| (key(k), Cow::Owned(x))))?
             }
-            other => {
-                match *other {
-                    Value::Int(n) => {
-                        if b.pipe.decl.len() > 1 {
-                            return Err(self.invalid(
-                                span,
-                                "can't use two variables to range over an integer",
-                            ));
-                        }
-                        for i in 0..n.max(0) {
-                            ran = true;
-                            let item: V<'a> = Cow::Owned(Value::Int(i));
-                            if self.iteration(b, item.clone(), item)? == Flow::Break {
-                                break;
-                            }
-                        }
-                    }
-                    // Ranging over nil runs nothing (the else branch), as in Go.
-                    Value::Nil => {}
-                    _ => {
-                        return Err(self.invalid(
-                            span,
-                            format!("range can't iterate over {}", sprint_one(&other)),
-                        ))
-                    }
-                }
+            other => self.range_scalar(b, &other)?,
+        };
+        match &b.else_list {
+            Some(else_list) if !ran => self.walk(dot, else_list),
+            _ => Ok(Flow::Normal),
+        }
+    }
+
+    /// Runs the body for each (key, element); whether it ran at all.
+    fn iterate(&mut self, b: &'a Branch, pairs: impl Iterator<Item = (V<'a>, V<'a>)>) -> R<bool> {
+        let mut ran = false;
+        for (key, item) in pairs {
+            ran = true;
+            if self.iteration(b, key, item)? == Flow::Break {
+                break;
             }
         }
-        if !ran {
-            if let Some(else_list) = &b.else_list {
-                return self.walk(dot, else_list);
+        Ok(ran)
+    }
+
+    /// `range` over an integer (0..n, Go 1.22) or nil (nothing); anything else is an error.
+    fn range_scalar(&mut self, b: &'a Branch, v: &Value) -> R<bool> {
+        match *v {
+            Value::Int(n) => {
+                if b.pipe.decl.len() > 1 {
+                    let msg = "can't use two variables to range over an integer";
+                    return Err(self.invalid(b.pipe.span, msg));
+                }
+                let ints =
+                    (0..n.max(0)).map(|i| (Cow::Owned(Value::Int(i)), Cow::Owned(Value::Int(i))));
+                self.iterate(b, ints)
             }
+            Value::Nil => Ok(false),
+            _ => Err(self.invalid(
+                b.pipe.span,
+                format!("range can't iterate over {}", sprint_one(v)),
+            )),
         }
-        Ok(Flow::Normal)
     }
 
     /// One pass of a range body: set `$i, $v`, walk with dot = the element.
