@@ -49,6 +49,28 @@ pub(super) const TABLE: &[(&str, BuiltinFn)] = &[
     ("toJson", to_json_fn),
     ("b64enc", b64enc),
     ("b64dec", b64dec),
+    ("add", add),
+    ("add1", add1),
+    ("sub", sub),
+    ("mul", mul),
+    ("div", div),
+    ("mod", modulo),
+    ("max", max),
+    ("min", min),
+    ("int", to_int),
+    ("int64", to_int),
+    ("float64", to_float64),
+    ("atoi", atoi),
+    ("has", has),
+    ("keys", keys),
+    ("sortAlpha", sort_alpha),
+    ("uniq", uniq),
+    ("compact", compact),
+    ("until", until),
+    ("repeat", repeat),
+    ("nospace", nospace),
+    ("toStrings", to_strings),
+    ("fail", fail),
 ];
 
 /// `default d given`: `given` unless it is empty (or absent), then `d`.
@@ -426,4 +448,230 @@ fn decode_b64(s: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// `cast.ToInt64`, as sprig's arithmetic converts every operand: floats truncate, strings
+/// parse (`"0x10"`, `"3.0"`), bools are 0/1, anything else 0.
+fn cast_int(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        Value::Float(f) => *f as i64,
+        Value::Bool(b) => *b as i64,
+        Value::String(s) => parse_int_like_cast(s).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn parse_int_like_cast(s: &str) -> Option<i64> {
+    // cast trims a zero decimal part ("3.0" → "3") before strconv.ParseInt(s, 0, 0).
+    let s = match s.split_once('.') {
+        Some((int, frac)) if !frac.is_empty() && frac.bytes().all(|b| b == b'0') => int,
+        _ => s,
+    };
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let lower = body.to_ascii_lowercase();
+    let v = if let Some(h) = lower.strip_prefix("0x") {
+        i64::from_str_radix(h, 16).ok()?
+    } else if let Some(b) = lower.strip_prefix("0b") {
+        i64::from_str_radix(b, 2).ok()?
+    } else if let Some(o) = lower.strip_prefix("0o") {
+        i64::from_str_radix(o, 8).ok()?
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        i64::from_str_radix(&lower[1..], 8).ok()?
+    } else {
+        lower.parse().ok()?
+    };
+    Some(if neg { -v } else { v })
+}
+
+fn cast_float(v: &Value) -> f64 {
+    match v {
+        Value::Int(i) => *i as f64,
+        Value::Float(f) => *f,
+        Value::Bool(b) => *b as i64 as f64,
+        Value::String(s) => s.parse().unwrap_or(0.0),
+        _ => 0.0,
+    }
+}
+
+fn int_result<'a>(i: i64) -> Result<V<'a>, String> {
+    owned(Value::Int(i))
+}
+
+fn add<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    int_result(
+        args.iter()
+            .fold(0i64, |acc, a| acc.wrapping_add(cast_int(a))),
+    )
+}
+
+fn add1<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(args, 1)?;
+    int_result(cast_int(&args[0]).wrapping_add(1))
+}
+
+fn two_ints(args: &[V]) -> Result<(i64, i64), String> {
+    want_args(args, 2)?;
+    Ok((cast_int(&args[0]), cast_int(&args[1])))
+}
+
+fn sub<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    let (a, b) = two_ints(args)?;
+    int_result(a.wrapping_sub(b))
+}
+
+fn mul<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_at_least(args, 1)?;
+    int_result(
+        args.iter()
+            .fold(1i64, |acc, a| acc.wrapping_mul(cast_int(a))),
+    )
+}
+
+fn div<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    let (a, b) = two_ints(args)?;
+    match a.checked_div(b) {
+        Some(q) => int_result(q),
+        None => Err("runtime error: integer divide by zero".into()),
+    }
+}
+
+fn modulo<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    let (a, b) = two_ints(args)?;
+    match a.checked_rem(b) {
+        Some(r) => int_result(r),
+        None => Err("runtime error: integer divide by zero".into()),
+    }
+}
+
+fn max<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_at_least(args, 1)?;
+    int_result(args.iter().map(|a| cast_int(a)).max().unwrap_or(0))
+}
+
+fn min<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_at_least(args, 1)?;
+    int_result(args.iter().map(|a| cast_int(a)).min().unwrap_or(0))
+}
+
+fn to_int<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(args, 1)?;
+    int_result(cast_int(&args[0]))
+}
+
+fn to_float64<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(args, 1)?;
+    owned(Value::Float(cast_float(&args[0])))
+}
+
+/// `atoi s`: `strconv.Atoi`, 0 when it fails.
+fn atoi<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(args, 1)?;
+    int_result(str_arg(&args[0])?.parse().unwrap_or(0))
+}
+
+/// `has needle list`.
+fn has<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(args, 2)?;
+    let found = match &*args[1] {
+        Value::List(items) => items.iter().any(|i| *i == *args[0]),
+        Value::Nil => false,
+        other => return Err(format!("Cannot find has on type {}", other.type_name())),
+    };
+    owned(Value::Bool(found))
+}
+
+/// `keys m...`: the keys of the maps (sorted here; Go's map order is random, so templates
+/// sort them with `sortAlpha` anyway).
+fn keys<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    let mut out = Vec::new();
+    for a in args.iter() {
+        match &**a {
+            Value::Map(m) => out.extend(m.entries.keys().map(|k| Value::String(k.clone()))),
+            other => {
+                return Err(format!(
+                    "wrong type for value; expected map[string]interface {{}}; got {}",
+                    other.type_name()
+                ))
+            }
+        }
+    }
+    owned(Value::List(out))
+}
+
+fn sort_alpha<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(args, 1)?;
+    let mut strs = match &*args[0] {
+        Value::List(_) => strslice(&args[0]),
+        other => vec![strval(other)],
+    };
+    strs.sort();
+    owned(Value::List(strs.into_iter().map(Value::String).collect()))
+}
+
+fn list_arg<'v>(v: &'v Value, func: &str) -> Result<&'v [Value], String> {
+    match v {
+        Value::List(items) => Ok(items),
+        other => Err(format!("Cannot {func} on type {}", other.type_name())),
+    }
+}
+
+fn uniq<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(args, 1)?;
+    let mut out: Vec<Value> = Vec::new();
+    for i in list_arg(&args[0], "find uniq")? {
+        if !out.contains(i) {
+            out.push(i.clone());
+        }
+    }
+    owned(Value::List(out))
+}
+
+fn compact<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(args, 1)?;
+    let items = list_arg(&args[0], "compact")?;
+    owned(Value::List(
+        items.iter().filter(|i| !is_empty(i)).cloned().collect(),
+    ))
+}
+
+fn until<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(args, 1)?;
+    let n = int_arg(&args[0])?;
+    check_len(ctx, n.max(0) as usize)?;
+    owned(Value::List((0..n.max(0)).map(Value::Int).collect()))
+}
+
+fn repeat<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(args, 2)?;
+    let n = int_arg(&args[0])?.max(0) as usize;
+    let s = str_arg(&args[1])?;
+    check_len(ctx, s.len().saturating_mul(n))?;
+    string(s.repeat(n))
+}
+
+fn nospace<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(args, 1)?;
+    string(
+        str_arg(&args[0])?
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect(),
+    )
+}
+
+fn to_strings<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(args, 1)?;
+    owned(Value::List(
+        strslice(&args[0]).into_iter().map(Value::String).collect(),
+    ))
+}
+
+/// `fail msg`: the render fails with `msg`.
+fn fail<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+    want_args(args, 1)?;
+    Err(str_arg(&args[0])?.to_string())
 }
