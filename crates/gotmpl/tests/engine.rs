@@ -312,3 +312,14 @@ fn printing_a_big_value_stops_at_the_output_limit() {
     let e = t.render_with(&data, limits).unwrap_err();
     assert_eq!(e.kind, ExecErrorKind::OutputLimit(101));
 }
+
+#[test]
+fn functions_cannot_build_huge_lists() {
+    for src in [
+        "{{ until 100000000 }}",
+        r#"{{ splitList "," (repeat 2000000 ",") }}"#,
+    ] {
+        let e = render(src, &Value::Nil).unwrap_err();
+        assert!(e.contains("exceeds the limit of 1000000"), "{src}: {e}");
+    }
+}

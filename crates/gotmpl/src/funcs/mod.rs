@@ -230,6 +230,19 @@ pub(crate) fn check_depth<'v>(items: impl IntoIterator<Item = &'v Value>) -> Res
     Ok(())
 }
 
+/// No function builds a list longer than this (a list costs far more memory per element
+/// than a string does per byte).
+pub(crate) const MAX_LIST_LEN: usize = 1_000_000;
+
+pub(crate) fn check_list_len(len: usize) -> Result<(), String> {
+    if len > MAX_LIST_LEN {
+        return Err(format!(
+            "list of {len} elements exceeds the limit of {MAX_LIST_LEN}"
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_len(ctx: &Ctx, len: usize) -> Result<(), String> {
     if len > ctx.max_string {
         return Err(format!(

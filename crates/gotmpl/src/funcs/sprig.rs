@@ -7,8 +7,8 @@
 #![allow(clippy::ptr_arg)]
 
 use super::{
-    check_depth, check_len, int_arg, is_empty, owned, str_arg, string, strval, want_args,
-    want_at_least, BuiltinFn, Ctx, V,
+    check_depth, check_len, check_list_len, int_arg, is_empty, owned, str_arg, string, strval,
+    want_args, want_at_least, BuiltinFn, Ctx, V,
 };
 use crate::gofmt::quote as go_quote;
 use crate::json::to_json;
@@ -169,6 +169,12 @@ fn split_list<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(args, 2)?;
     let sep = str_arg(&args[0])?;
     let s = str_arg(&args[1])?;
+    let count = if sep.is_empty() {
+        s.chars().count()
+    } else {
+        s.matches(sep).count() + 1
+    };
+    check_list_len(count)?;
     let parts: Vec<Value> = if sep.is_empty() {
         s.chars().map(|c| Value::String(c.to_string())).collect()
     } else {
@@ -185,7 +191,7 @@ fn list<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 }
 
 /// `append list v`: a new list with `v` at the end.
-fn append<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+fn append<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(args, 2)?;
     let mut it = args.drain(..);
     let (Some(l), Some(v)) = (it.next(), it.next()) else {
@@ -193,7 +199,7 @@ fn append<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     };
     match l.into_owned() {
         Value::List(mut items) => {
-            check_len(ctx, items.len() + 1)?;
+            check_list_len(items.len() + 1)?;
             check_depth([&*v])?;
             items.push(v.into_owned());
             owned(Value::List(items))
@@ -638,10 +644,10 @@ fn compact<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     ))
 }
 
-fn until<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+fn until<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(args, 1)?;
     let n = int_arg(&args[0])?;
-    check_len(ctx, n.max(0) as usize)?;
+    check_list_len(n.max(0) as usize)?;
     owned(Value::List((0..n.max(0)).map(Value::Int).collect()))
 }
 
