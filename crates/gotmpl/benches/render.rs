@@ -29,6 +29,7 @@ fn bench_render(c: &mut Criterion) {
             continue;
         };
         let data = support::template_data(
+            support::minor_of(&dir),
             &support::hello_deployment(&dir),
             &support::chart_values(&dir),
             &support::default_mesh(),

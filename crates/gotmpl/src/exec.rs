@@ -422,6 +422,9 @@ impl<'a> State<'a> {
                 if let Some(found) = s.get_hashed(&f.json, f.json_hash) {
                     return Ok(Cow::Borrowed(found));
                 }
+                if s.strict {
+                    return Err(self.no_field(f, &s.type_name, span));
+                }
                 match &f.getter {
                     // A proto getter: the field, or its zero (nil) when unset.
                     Some((key, hash)) => {
@@ -441,6 +444,9 @@ impl<'a> State<'a> {
     fn field_of_owned(&self, v: Value, f: &FieldName, span: Span) -> R<Value> {
         match v {
             Value::Map(mut m) => Ok(m.entries.remove(&*f.go).unwrap_or(Value::Nil)),
+            Value::Struct(s) if s.strict && s.get(&f.json).is_none() => {
+                Err(self.no_field(f, &s.type_name, span))
+            }
             Value::Struct(s) => {
                 let key = match (&f.getter, s.get(&f.json)) {
                     (_, Some(_)) | (None, None) => &f.json,
@@ -457,6 +463,16 @@ impl<'a> State<'a> {
             Value::Nil => Ok(Value::Nil),
             scalar => self.scalar_method(&scalar, f, span),
         }
+    }
+
+    fn no_field(&self, f: &FieldName, type_name: &str, span: Span) -> ExecError {
+        self.error(
+            span,
+            ExecErrorKind::Field {
+                field: f.go.to_string(),
+                type_name: type_name.to_string(),
+            },
+        )
     }
 
     /// Scalars have no fields; the methods Istio's templates call on them are `String`

@@ -242,35 +242,48 @@ pub fn mesh_config() -> Schema {
     ))
 }
 
-/// istiod's `SidecarTemplateData`.
+/// istiod's `SidecarTemplateData`, newest form (master).
 pub fn sidecar_template_data() -> Schema {
-    Schema::structure(
-        "*inject.SidecarTemplateData",
-        vec![
-            (
-                "TypeMeta",
-                Schema::structure("v1.TypeMeta", vec![("Kind", s()), ("APIVersion", s())]),
-            ),
-            (
-                "DeploymentMeta",
-                Schema::structure(
-                    "types.NamespacedName",
-                    vec![("Namespace", s()), ("Name", s())],
-                ),
-            ),
-            ("ObjectMeta", object_meta()),
-            ("Spec", pod_spec()),
-            ("ProxyConfig", proxy_config()),
-            ("MeshConfig", mesh_config()),
-            ("Values", Schema::map(Schema::Any)),
-            ("Revision", s()),
-            ("NativeSidecars", Schema::Bool),
-            ("ProxyImage", s()),
-            ("ProxyInitImage", s()),
-            ("ProxyUID", Schema::Int),
-            ("ProxyGID", Schema::Int),
-            ("InboundTrafficPolicyMode", s()),
-            ("CompliancePolicy", s()),
-        ],
+    sidecar_template_data_for(u32::MAX)
+}
+
+/// `SidecarTemplateData` as Istio 1.`minor` has it (`u32::MAX` for master): `NativeSidecars`
+/// exists from 1.27 and `ProxyInitImage` only after 1.30, and a template naming a field its
+/// revision lacks fails as it does in that istiod.
+pub fn sidecar_template_data_for(minor: u32) -> Schema {
+    let mut fields = vec![
+        ("TypeMeta", type_meta()),
+        ("DeploymentMeta", namespaced_name()),
+        ("ObjectMeta", object_meta()),
+        ("Spec", pod_spec()),
+        ("ProxyConfig", proxy_config()),
+        ("MeshConfig", mesh_config()),
+        ("Values", Schema::map(Schema::Any)),
+        ("Revision", s()),
+    ];
+    if minor >= 27 {
+        fields.push(("NativeSidecars", Schema::Bool));
+    }
+    fields.push(("ProxyImage", s()));
+    if minor > 30 {
+        fields.push(("ProxyInitImage", s()));
+    }
+    fields.extend([
+        ("ProxyUID", Schema::Int),
+        ("ProxyGID", Schema::Int),
+        ("InboundTrafficPolicyMode", s()),
+        ("CompliancePolicy", s()),
+    ]);
+    Schema::strict_structure("*inject.SidecarTemplateData", fields)
+}
+
+fn type_meta() -> Schema {
+    Schema::strict_structure("v1.TypeMeta", vec![("Kind", s()), ("APIVersion", s())])
+}
+
+fn namespaced_name() -> Schema {
+    Schema::strict_structure(
+        "types.NamespacedName",
+        vec![("Namespace", s()), ("Name", s())],
     )
 }

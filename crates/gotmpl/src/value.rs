@@ -72,6 +72,9 @@ pub struct Field {
 pub struct GoStruct {
     pub type_name: Arc<str>,
     pub fields: Vec<Field>,
+    /// A field it does not have is an error (`can't evaluate field X`), as in Go, rather than
+    /// nil. Set for structs whose every field is declared (see `Schema::strict_structure`).
+    pub strict: bool,
 }
 
 impl Field {
@@ -232,17 +235,32 @@ pub enum Schema {
 pub struct StructSchema {
     pub name: Arc<str>,
     pub fields: Vec<(String, Schema)>,
+    /// Every field is declared: others in the JSON are dropped (as `encoding/json` drops
+    /// unknown keys) and naming one in a template is an error.
+    pub strict: bool,
 }
 
 impl Schema {
     /// A struct schema from `(GoName, schema)` pairs; JSON keys are lower-camel of the names.
+    /// Fields not declared are still read from the JSON (as [`Schema::Object`]), and one
+    /// that is absent is nil: for large types (Kubernetes, protobuf) declared in part.
     pub fn structure(name: &str, fields: Vec<(&str, Schema)>) -> Schema {
+        Self::struct_schema(name, fields, false)
+    }
+
+    /// A struct whose fields are all declared: a template naming another fails as in Go.
+    pub fn strict_structure(name: &str, fields: Vec<(&str, Schema)>) -> Schema {
+        Self::struct_schema(name, fields, true)
+    }
+
+    fn struct_schema(name: &str, fields: Vec<(&str, Schema)>, strict: bool) -> Schema {
         Schema::Struct(Arc::new(StructSchema {
             name: Arc::from(name),
             fields: fields
                 .into_iter()
                 .map(|(n, s)| (lower_camel(n), s))
                 .collect(),
+            strict,
         }))
     }
 
@@ -276,6 +294,7 @@ impl Schema {
                     .iter()
                     .map(|(k, f)| Field::new(k.as_str(), f.zero(), false))
                     .collect(),
+                strict: s.strict,
             }),
         }
     }
@@ -341,14 +360,17 @@ fn struct_from_json(
             None => Field::new(key.as_str(), schema.zero(), false),
         })
         .collect();
-    for (k, v) in obj {
-        if !s.fields.iter().any(|(key, _)| key == k) {
-            fields.push(Field::new(k.as_str(), from_json(v, &Schema::Object), true));
+    if !s.strict {
+        for (k, v) in obj {
+            if !s.fields.iter().any(|(key, _)| key == k) {
+                fields.push(Field::new(k.as_str(), from_json(v, &Schema::Object), true));
+            }
         }
     }
     GoStruct {
         type_name: s.name.clone(),
         fields,
+        strict: s.strict,
     }
 }
 
@@ -359,6 +381,7 @@ fn object_from_json(obj: &serde_json::Map<String, serde_json::Value>) -> GoStruc
             .iter()
             .map(|(k, v)| Field::new(k.as_str(), from_json(v, &Schema::Object), true))
             .collect(),
+        strict: false,
     }
 }
 

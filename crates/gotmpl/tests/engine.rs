@@ -323,3 +323,25 @@ fn functions_cannot_build_huge_lists() {
         assert!(e.contains("exceeds the limit of 1000000"), "{src}: {e}");
     }
 }
+
+#[test]
+fn template_data_has_the_fields_of_its_istio_version() {
+    let json = json!({"nativeSidecars": true, "proxyInitImage": "init:1"});
+    let old = from_json(&json, &istio::sidecar_template_data_for(26));
+    let e = render("{{ .NativeSidecars }}", &old).unwrap_err();
+    assert!(
+        e.contains("can't evaluate field NativeSidecars in type *inject.SidecarTemplateData"),
+        "{e}"
+    );
+    let v1_27 = from_json(&json, &istio::sidecar_template_data_for(27));
+    assert_eq!(render("{{ .NativeSidecars }}", &v1_27).unwrap(), "true");
+    assert!(render("{{ .ProxyInitImage }}", &v1_27).is_err());
+    let master = from_json(&json, &istio::sidecar_template_data());
+    assert_eq!(render("{{ .ProxyInitImage }}", &master).unwrap(), "init:1");
+    assert!(render("{{ .TypeMeta.Bogus }}", &master).is_err());
+    // Kubernetes and protobuf types are declared in part: other fields read as they come.
+    assert_eq!(
+        render("[{{ .Spec.NotAField }}]", &master).unwrap(),
+        "[<no value>]"
+    );
+}

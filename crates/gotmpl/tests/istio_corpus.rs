@@ -19,7 +19,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use support::{
-    chart_values, default_mesh, default_proxy_config, hello_deployment, template_data, yaml_file,
+    chart_values, default_mesh, default_proxy_config, hello_deployment, minor_of, template_data,
+    yaml_file,
 };
 
 fn reference_dir() -> Option<PathBuf> {
@@ -131,6 +132,7 @@ fn stock_templates_of_every_version() {
         let mut row = Row::default();
         parse_all(&funcs, version, &mut row, &mut failures);
         let data = template_data(
+            minor_of(version),
             &hello_deployment(version),
             &chart_values(version),
             &default_mesh(),
@@ -227,7 +229,13 @@ fn compare_with_golden(funcs: &Arc<FuncMap>, version: &Path) -> Result<usize, St
         .ok_or("no sidecar template")?;
     let values = yaml_file(&inputs.join("default.values.gen.yaml"));
     let mesh = yaml_file(&inputs.join("default.mesh.gen.yaml"));
-    let data = template_data(&hello_deployment(version), &values, &mesh, false);
+    let data = template_data(
+        minor_of(version),
+        &hello_deployment(version),
+        &values,
+        &mesh,
+        false,
+    );
     compare_rendered(funcs, version, src, &data)
 }
 
@@ -239,7 +247,13 @@ fn compare_with_chart_defaults(funcs: &Arc<FuncMap>, version: &Path) -> Result<u
     let values = chart_values(version);
     let text = std::fs::read_to_string(version.join("inject/hello.yaml.injected")).unwrap();
     let native = text.contains(r#""initContainers":["istio-init","istio-proxy"]"#);
-    let data = template_data(&hello_deployment(version), &values, &default_mesh(), native);
+    let data = template_data(
+        minor_of(version),
+        &hello_deployment(version),
+        &values,
+        &default_mesh(),
+        native,
+    );
     compare_rendered(funcs, version, &src, &data)
 }
 
@@ -480,7 +494,7 @@ fn goldens_rendered_with_their_committed_settings() {
                     || serde_json::to_string(&golden["metadata"]["annotations"])
                         .unwrap_or_default()
                         .contains(r#"\"initContainers\":[\"istio-init\",\"istio-proxy\"]"#);
-            let data = template_data(&workload, &values, &mesh, native);
+            let data = template_data(minor_of(version), &workload, &values, &mesh, native);
             let label = format!("{name} #{} {} → {}", case.number, case.input, case.golden);
             let rendered = match Template::parse("inject", src, &funcs)
                 .map_err(|e| e.to_string())

@@ -61,7 +61,14 @@ pub fn hello_deployment(version: &Path) -> J {
 }
 
 /// `SidecarTemplateData` for the deployment's pod, as istiod builds it for kube-inject.
-pub fn template_data(deployment: &J, values: &J, mesh: &J, native_sidecars: bool) -> gotmpl::Value {
+/// `SidecarTemplateData` of Istio 1.`minor` (`u32::MAX`: master) for a workload.
+pub fn template_data(
+    minor: u32,
+    deployment: &J,
+    values: &J,
+    mesh: &J,
+    native_sidecars: bool,
+) -> gotmpl::Value {
     let mut proxy = default_proxy_config();
     if let (Some(p), Some(J::Object(over))) = (proxy.as_object_mut(), mesh.get("defaultConfig")) {
         p.extend(over.clone());
@@ -85,7 +92,7 @@ pub fn template_data(deployment: &J, values: &J, mesh: &J, native_sidecars: bool
         "proxyGID": 1337,
         "nativeSidecars": native_sidecars
     });
-    from_json(&data, &istio::sidecar_template_data())
+    from_json(&data, &istio::sidecar_template_data_for(minor))
 }
 
 /// istiod's `ProxyImage`: `hub/name:tag`, the name `global.proxy.image` or `proxyv2`
@@ -101,4 +108,17 @@ pub fn proxy_image(global: &J) -> String {
         other => other.to_string(),
     };
     format!("{}/{name}:{tag}", global["hub"].as_str().unwrap_or(""))
+}
+
+/// The minor version of an `istio-1.NN.0` folder; `u32::MAX` for `istio-master`.
+pub fn minor_of(version: &Path) -> u32 {
+    let name = version
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    name.trim_start_matches("istio-1.")
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(u32::MAX)
 }
