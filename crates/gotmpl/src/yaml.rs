@@ -4,51 +4,57 @@
 //! swapped for another crate without touching the rest.
 
 use crate::value::Value;
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 /// The YAML document for `v`, ending in a newline (`null\n` for nil).
 pub fn to_yaml(v: &Value) -> Result<String, String> {
-    serde_yaml::to_string(&to_yaml_value(v)).map_err(|e| e.to_string())
+    serde_yaml::to_string(&AsYaml(v)).map_err(|e| e.to_string())
 }
 
-fn to_yaml_value(v: &Value) -> serde_yaml::Value {
-    use serde_yaml::Value as Y;
-    match v {
-        Value::Nil => Y::Null,
-        Value::Bool(b) => Y::Bool(*b),
-        Value::Int(i) => Y::Number((*i).into()),
-        Value::Float(f) => float_to_yaml(*f),
-        Value::String(s) => Y::String(s.clone()),
-        Value::List(items) => Y::Sequence(items.iter().map(to_yaml_value).collect()),
-        Value::Map(m) => Y::Mapping(
-            m.entries
-                .iter()
-                .map(|(k, v)| (Y::String(k.clone()), to_yaml_value(v)))
-                .collect(),
-        ),
-        Value::Struct(s) => {
-            let mut fields: Vec<(&str, &Value)> = s
-                .fields
-                .iter()
-                .filter(|f| f.present)
-                .map(|f| (&*f.key, &f.value))
-                .collect();
-            fields.sort_by(|a, b| a.0.cmp(b.0));
-            Y::Mapping(
-                fields
-                    .into_iter()
-                    .map(|(k, v)| (Y::String(k.to_string()), to_yaml_value(v)))
-                    .collect(),
-            )
+/// Serializes a value straight into the emitter (no intermediate YAML tree), with what
+/// the JSON round trip of `sigs.k8s.io/yaml` does: mapping keys sorted, integral numbers
+/// as integers, struct fields as their source JSON held them.
+struct AsYaml<'v>(&'v Value);
+
+impl Serialize for AsYaml<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Nil => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(i) => s.serialize_i64(*i),
+            // JSON writes 2.0 as `2`, which YAML reads back as an integer.
+            Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => s.serialize_i64(*f as i64),
+            Value::Float(f) => s.serialize_f64(*f),
+            Value::String(x) => s.serialize_str(x),
+            Value::List(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for i in items {
+                    seq.serialize_element(&AsYaml(i))?;
+                }
+                seq.end()
+            }
+            Value::Map(m) => {
+                let mut map = s.serialize_map(Some(m.entries.len()))?;
+                for (k, v) in &m.entries {
+                    map.serialize_entry(k, &AsYaml(v))?;
+                }
+                map.end()
+            }
+            Value::Struct(st) => {
+                let mut fields: Vec<(&str, &Value)> = st
+                    .fields
+                    .iter()
+                    .filter(|f| f.present)
+                    .map(|f| (f.key(), &f.value))
+                    .collect();
+                fields.sort_by(|a, b| a.0.cmp(b.0));
+                let mut map = s.serialize_map(Some(fields.len()))?;
+                for (k, v) in fields {
+                    map.serialize_entry(k, &AsYaml(v))?;
+                }
+                map.end()
+            }
         }
-    }
-}
-
-fn float_to_yaml(f: f64) -> serde_yaml::Value {
-    // JSON writes 2.0 as `2`, which YAML reads back as an integer.
-    if f.fract() == 0.0 && f.abs() < 9.0e15 {
-        serde_yaml::Value::Number((f as i64).into())
-    } else {
-        serde_yaml::Value::Number(f.into())
     }
 }
 
