@@ -8,6 +8,8 @@ WORKDIR /src
 # (a release build does not compile them); the library and binary are stubs.
 COPY Cargo.toml Cargo.lock ./
 COPY benches ./benches
+# The workspace's template engine crate (the manifest lists it as a member).
+COPY crates ./crates
 RUN mkdir -p src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
