@@ -281,6 +281,56 @@ pub fn raw_container(
         .unwrap_or(serde_json::Value::Null))
 }
 
+/// Kubernetes' own bounds on object metadata (apimachinery's validation): larger values
+/// would be refused by the API server after admission anyway, and refusing them first keeps
+/// every step of judging a pod small.
+pub const MAX_NAME_LEN: usize = 253;
+pub const MAX_LABEL_VALUE_LEN: usize = 63;
+/// A qualified key: a DNS-subdomain prefix, `/`, and a 63-character name.
+pub const MAX_LABEL_KEY_LEN: usize = 253 + 1 + 63;
+pub const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
+
+/// What in the metadata is larger than Kubernetes allows, if anything.
+pub fn oversized(meta: &MetaIn<'_>) -> Option<String> {
+    for (field, value) in [
+        ("metadata.name", &meta.name),
+        ("metadata.generateName", &meta.generate_name),
+        ("metadata.namespace", &meta.namespace),
+    ] {
+        let len = value.as_deref().map_or(0, str::len);
+        if len > MAX_NAME_LEN {
+            return Some(format!(
+                "{field} is {len} bytes; Kubernetes allows at most {MAX_NAME_LEN}"
+            ));
+        }
+    }
+    for (key, value) in meta.labels.iter().flat_map(|m| m.0.iter()) {
+        if key.len() > MAX_LABEL_KEY_LEN {
+            return Some(format!(
+                "a label key is {} bytes; Kubernetes allows at most {MAX_LABEL_KEY_LEN}",
+                key.len()
+            ));
+        }
+        let len = value.get().len();
+        if len > MAX_LABEL_VALUE_LEN {
+            return Some(format!(
+                "label {key:.63} has a value of {len} bytes; Kubernetes allows at most {MAX_LABEL_VALUE_LEN}"
+            ));
+        }
+    }
+    let annotations: usize = meta
+        .annotations
+        .iter()
+        .flat_map(|m| m.0.iter())
+        .map(|(k, v)| k.len() + v.get().len())
+        .sum();
+    (annotations > MAX_ANNOTATIONS_BYTES).then(|| {
+        format!(
+            "annotations total {annotations} bytes; Kubernetes allows at most {MAX_ANNOTATIONS_BYTES}"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,5 +373,38 @@ mod tests {
         assert!(PodIn::parse(r#"{"metadata":{"labels":{"a":1}}}"#).is_err());
         assert!(PodIn::parse(r#"{"spec":{"hostNetwork":"yes"}}"#).is_err());
         assert!(PodIn::parse(r#"{"spec":{"containers":[{"image":"no-name"}]}}"#).is_err());
+    }
+
+    #[test]
+    fn metadata_larger_than_kubernetes_allows_is_named() {
+        let pod = |meta: serde_json::Value| serde_json::json!({"metadata": meta}).to_string();
+        let ok = pod(
+            serde_json::json!({"name": "p", "labels": {"app": "x"}, "annotations": {"a": "b"}}),
+        );
+        assert_eq!(oversized(PodIn::parse(&ok).expect("pod").meta()), None);
+        let cases = [
+            (
+                serde_json::json!({"name": "n".repeat(254)}),
+                "metadata.name is 254 bytes",
+            ),
+            (
+                serde_json::json!({"labels": {"istio.io/rev": "r".repeat(64)}}),
+                "label istio.io/rev has a value of 64 bytes",
+            ),
+            (
+                serde_json::json!({"labels": {"k".repeat(318): "v"}}),
+                "a label key is 318 bytes",
+            ),
+            (
+                serde_json::json!({"annotations": {"a": "x".repeat(256 * 1024)}}),
+                "annotations total 262145 bytes",
+            ),
+        ];
+        for (meta, want) in cases {
+            let raw = pod(meta);
+            let parsed = PodIn::parse(&raw).expect("pod");
+            let got = oversized(parsed.meta()).unwrap_or_default();
+            assert!(got.starts_with(want), "{got:?} vs {want:?}");
+        }
     }
 }

@@ -14,6 +14,9 @@ pub struct Status {
     pub message: String,
 }
 
+/// The most warning lines one response carries.
+pub const MAX_WARNINGS: usize = 12;
+
 /// What a rule decided for one request, before it is put on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
@@ -84,6 +87,8 @@ pub enum Failure {
     NoObject,
     Patch,
     NoSidecar,
+    /// Metadata larger than Kubernetes allows.
+    Oversized,
 }
 
 impl Skip {
@@ -142,12 +147,14 @@ impl Failure {
             Failure::NoObject => "no-object",
             Failure::Patch => "patch",
             Failure::NoSidecar => "no-sidecar",
+            Failure::Oversized => "oversized",
         }
     }
 
     fn status(self) -> (u16, &'static str) {
         match self {
             Failure::NoSidecar => (500, "InternalError"),
+            Failure::Oversized => (422, "Invalid"),
             Failure::BadPod | Failure::BadObject | Failure::NoObject | Failure::Patch => {
                 (400, "BadRequest")
             }
@@ -226,11 +233,39 @@ impl Verdict {
         }
     }
 
+    /// Adds warnings, each split to fit the API server's 120 characters, at most
+    /// [`MAX_WARNINGS`] lines in all: the API server shows few, and a hostile value must not
+    /// turn into thousands. What is left out is counted in the last line.
     pub fn with_warnings(mut self, warnings: Vec<String>) -> Self {
+        let mut left_out = self.warnings_left_out();
         for w in warnings {
-            self.warnings.extend(fit_warning(&w));
+            for line in fit_warning(&w) {
+                if self.warnings.len() < MAX_WARNINGS - 1 {
+                    self.warnings.push(line);
+                } else {
+                    left_out += 1;
+                }
+            }
+        }
+        if left_out > 0 {
+            self.warnings.truncate(MAX_WARNINGS - 1);
+            self.warnings
+                .push(format!("{left_out} more warning line(s) left out"));
         }
         self
+    }
+
+    /// The count in a previous "left out" line, which is then dropped to be written anew.
+    fn warnings_left_out(&mut self) -> usize {
+        let count = self
+            .warnings
+            .last()
+            .and_then(|w| w.strip_suffix(" more warning line(s) left out"))
+            .and_then(|n| n.parse().ok());
+        if count.is_some() {
+            self.warnings.pop();
+        }
+        count.unwrap_or(0)
     }
 
     /// Short outcome label for metrics: allowed, patched, denied.
@@ -324,5 +359,27 @@ mod tests {
         let v = Verdict::fail(Failure::NoSidecar, "x".into());
         assert_eq!(v.status.map(|s| s.code), Some(500));
         assert!(!v.allowed);
+    }
+
+    #[test]
+    fn warnings_are_capped_and_say_how_many_were_left_out() {
+        let v = Verdict::allow(Allow::Warn).with_warnings(vec!["w ".repeat(60 * 30)]);
+        assert_eq!(v.warnings.len(), MAX_WARNINGS);
+        let last = v.warnings.last().expect("last");
+        assert!(last.ends_with("more warning line(s) left out"), "{last}");
+        // A second batch adds to the count instead of a second summary line.
+        let first_count: usize = last
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("n");
+        let v = v.with_warnings(vec!["one more".into()]);
+        assert_eq!(v.warnings.len(), MAX_WARNINGS);
+        assert_eq!(
+            v.warnings.last().map(String::as_str),
+            Some(format!("{} more warning line(s) left out", first_count + 1).as_str())
+        );
+        let few = Verdict::allow(Allow::Warn).with_warnings(vec!["a".into(), "b".into()]);
+        assert_eq!(few.warnings, ["a", "b"]);
     }
 }

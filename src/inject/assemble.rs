@@ -2,6 +2,7 @@
 //! containers and the proxy placed, volumes and metadata added, in one pass into one buffer.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use crate::core::json::push_json_str;
 use crate::core::labels;
@@ -36,7 +37,7 @@ pub fn build_patch(
         .containers()
         .iter()
         .enumerate()
-        .filter(|(i, c)| c.name != PROXY_NAME && !removed.containers.contains(i))
+        .filter(|(i, c)| c.name != PROXY_NAME && !is_removed(&removed.containers, i))
         .map(|(i, c)| (shifted(i, &removed.containers), c))
         .collect();
     let probes = rewrite_probes(&app, &ov, &mut w);
@@ -71,7 +72,7 @@ pub fn build_patch(
     let proxy_overrides = proxy_field_overrides(&ov, sidecar);
     let custom = pod
         .container_index(PROXY_NAME)
-        .filter(|i| !removed.containers.contains(i));
+        .filter(|i| !is_removed(&removed.containers, i));
     let native = sidecar.revision.native_sidecar;
     // Merged with a custom container, or placed among the init containers (native sidecar),
     // the proxy is needed as a value of its own; otherwise it is written straight into the
@@ -152,9 +153,15 @@ fn env_entry(name: &str, value: &str) -> String {
     out
 }
 
-/// An index in the original array, once the removed indices before it are gone.
+/// An index in the original array, once the removed indices before it are gone (`removed`
+/// is sorted: a binary search, not a count per index).
 fn shifted(index: usize, removed: &[usize]) -> usize {
-    index - removed.iter().filter(|r| **r < index).count()
+    index - removed.partition_point(|r| *r < index)
+}
+
+/// Whether a re-injection removed `index` (`removed` is sorted).
+fn is_removed(removed: &[usize], index: &usize) -> bool {
+    removed.binary_search(index).is_ok()
 }
 
 /// Rewrites app probes onto the agent; returns `ISTIO_KUBE_APP_PROBERS` when any was.
@@ -272,7 +279,7 @@ fn init_container_json<'s>(
         .init_containers()
         .iter()
         .position(|c| c.name == sidecar.init_name)
-        .filter(|i| !removed.init_containers.contains(i));
+        .filter(|i| !is_removed(&removed.init_containers, i));
     if let Some(index) = custom {
         json = Cow::Owned(merge_custom(&json, raw, "initContainers", index)?);
     }
@@ -325,7 +332,7 @@ fn add_init_containers(
     }
 }
 
-/// Indices (in the original arrays) removed by a re-injection.
+/// Indices (in the original arrays, ascending) removed by a re-injection.
 #[derive(Debug, Default)]
 struct Removed {
     containers: Vec<usize>,
@@ -356,11 +363,13 @@ fn remove_previous_injection(
         .annotation(labels::SIDECAR_STATUS)
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or_default();
+    // A set of the names, not a search per entry: a hostile status annotation may list
+    // tens of thousands (the indices come out sorted, which `Removed` relies on).
     let indices = |names: &Option<Vec<String>>, have: Vec<&str>| -> Vec<usize> {
-        let names = names.as_deref().unwrap_or_default();
+        let names: HashSet<&str> = names.iter().flatten().map(String::as_str).collect();
         have.iter()
             .enumerate()
-            .filter(|(_, n)| names.iter().any(|x| x == *n))
+            .filter(|(_, n)| names.contains(*n))
             .map(|(i, _)| i)
             .collect()
     };
@@ -409,7 +418,7 @@ fn add_volumes(
         .volumes()
         .iter()
         .enumerate()
-        .filter(|(i, _)| !removed.volumes.contains(i))
+        .filter(|(i, _)| !is_removed(&removed.volumes, i))
         .map(|(_, v)| v.name.as_ref())
         .collect();
     let mut at = 0;

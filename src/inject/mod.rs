@@ -15,7 +15,7 @@ mod workload;
 
 use crate::core::labels::NamespaceLabels;
 use crate::core::messages;
-use crate::core::pod::PodIn;
+use crate::core::pod::{self, PodIn};
 use crate::core::policy::{Mode, OnStale, Policy};
 use crate::core::request::{GroupVersionKind, PodRequestIn, RequestIn};
 use crate::core::sidecar::{self, PROXY_NAME};
@@ -164,6 +164,9 @@ fn has_custom_containers(pod: &PodIn<'_>) -> bool {
 /// Reviews one parsed pod: the webhook's paths, offline `revhook inject` and the golden tests
 /// all end here.
 pub fn review_pod(target: &Target<'_, '_>, snapshot: &Snapshot, policy: &Policy) -> Verdict {
+    if let Some(problem) = pod::oversized(target.pod.meta()) {
+        return Verdict::fail(Failure::Oversized, format!("pod refused: {problem}"));
+    }
     let no_labels = NamespaceLabels::default();
     let ns_labels = target
         .ns_labels

@@ -441,3 +441,47 @@ fn multus_cni_revisions_add_the_istio_cni_network_in_the_existing_form() {
     );
     assert_eq!(names(&out, "initContainers"), vec!["istio-validation"]);
 }
+
+#[test]
+fn metadata_larger_than_kubernetes_allows_is_refused_before_any_rule_runs() {
+    // A 3 MB stale istio.io/rev used to take seconds and return 25,003 warnings.
+    let mut pod = deployment_pod();
+    pod["metadata"]["labels"]["istio.io/rev"] = json!("x".repeat(3_000_000));
+    let (v, _) = inject(&pod, "shop");
+    assert_eq!(
+        v.decision,
+        Decision::Fail(crate::core::verdict::Failure::Oversized)
+    );
+    let status = v.status.expect("status");
+    assert_eq!(status.code, 422);
+    assert!(
+        status
+            .message
+            .contains("label istio.io/rev has a value of 3000000 bytes"),
+        "{}",
+        status.message
+    );
+    assert!(v.warnings.len() <= crate::core::verdict::MAX_WARNINGS);
+}
+
+#[test]
+fn reinjection_removes_every_listed_container_at_any_count() {
+    let mut pod = deployment_pod();
+    let old: Vec<String> = (0..3_000).map(|i| format!("old-{i}")).collect();
+    let status =
+        json!({"revision": "asm-1-23", "containers": old, "initContainers": [], "volumes": []});
+    pod["metadata"]["annotations"] = json!({"sidecar.istio.io/status": status.to_string()});
+    let containers = pod["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers");
+    containers.extend(old.iter().map(|n| json!({"name": n, "image": "i"})));
+    let (v, out) = inject(&pod, "shop");
+    assert_eq!(v.decision, Decision::Inject("asm-1-22".into()));
+    let left = names(&out, "containers");
+    assert!(
+        left.iter().all(|n| !n.starts_with("old-")),
+        "{}",
+        left.len()
+    );
+    assert!(left.contains(&"istio-proxy".to_owned()), "{left:?}");
+}

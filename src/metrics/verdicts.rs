@@ -100,7 +100,7 @@ pub fn inject_outcome(verdict: &Verdict, snapshot: &Snapshot) -> InjectOutcome {
         }
         verdict::Decision::Deny(Deny::Stale) => InjectOutcome::Denied(DenyReason::Stale),
         verdict::Decision::Deny(Deny::Conflict) => InjectOutcome::Denied(DenyReason::Conflict),
-        verdict::Decision::Fail(Failure::BadPod | Failure::NoObject) => {
+        verdict::Decision::Fail(Failure::BadPod | Failure::NoObject | Failure::Oversized) => {
             InjectOutcome::Denied(DenyReason::InvalidPod)
         }
         verdict::Decision::Fail(Failure::Patch | Failure::NoSidecar) => {
@@ -195,7 +195,7 @@ pub fn validation_denial(verdict: &Verdict) -> Option<ValidationDenial> {
         verdict::Decision::Deny(Deny::InvalidLabel) => ValidationDenial::InvalidLabel,
         verdict::Decision::Deny(Deny::Conflict) => ValidationDenial::Conflict,
         verdict::Decision::Deny(Deny::Tag) => ValidationDenial::Tag,
-        verdict::Decision::Fail(Failure::BadObject | Failure::NoObject) => {
+        verdict::Decision::Fail(Failure::BadObject | Failure::NoObject | Failure::Oversized) => {
             ValidationDenial::InvalidObject
         }
         _ => ValidationDenial::Other,
