@@ -179,7 +179,13 @@ fn namespace_labels(meta: &MetaIn<'_>) -> NamespaceLabels {
 }
 
 /// What is wrong with a namespace's injection labels, as a denial.
-fn namespace_problem(name: &str, labels: &NamespaceLabels, snapshot: &Snapshot) -> Option<Verdict> {
+/// `creating`: the namespace does not exist yet, so the fix cannot be a relabel.
+fn namespace_problem(
+    name: &str,
+    labels: &NamespaceLabels,
+    snapshot: &Snapshot,
+    creating: bool,
+) -> Option<Verdict> {
     if labels.has_conflict() {
         return Some(Verdict::deny(Deny::Conflict,format!(
                 "namespace {name:?} would have both istio-injection={} and istio.io/rev={}: the control plane that injects would be ambiguous (Istio lets istio-injection win silently). Keep one: kubectl label namespace {name} istio-injection-",
@@ -196,7 +202,14 @@ fn namespace_problem(name: &str, labels: &NamespaceLabels, snapshot: &Snapshot) 
         if let Err(stale) = snapshot.table.resolve(rev) {
             return Some(Verdict::deny(
                 Deny::Stale,
-                stale_message(&stale, &Selector::NamespaceRev(name.to_owned())),
+                stale_message(
+                    &stale,
+                    &if creating {
+                        Selector::NewNamespace(name.to_owned())
+                    } else {
+                        Selector::NamespaceRev(name.to_owned())
+                    },
+                ),
             ));
         }
     }
@@ -208,7 +221,7 @@ fn namespace(ns: &ObjectIn<'_>, old: Option<&ObjectIn<'_>>, snapshot: &Snapshot)
     let now = namespace_labels(&ns.metadata);
     let before = old.map(|o| namespace_labels(&o.metadata));
     let changed = before.as_ref().is_none_or(|b| *b != now);
-    if let Some(problem) = namespace_problem(name, &now, snapshot) {
+    if let Some(problem) = namespace_problem(name, &now, snapshot, old.is_none()) {
         if changed {
             return problem;
         }

@@ -120,6 +120,8 @@ pub struct Stale {
 #[derive(Debug, PartialEq, Eq)]
 struct Inventory {
     installed: Vec<String>,
+    /// Every installed revision and tag, for "did you mean".
+    names: Vec<String>,
     /// "installed: a, b; tags: t -> a"
     text: String,
     suggestion: Option<String>,
@@ -141,8 +143,10 @@ impl Inventory {
             list(installed.clone()),
             list(tag_list)
         );
+        let names = revisions.keys().chain(tags.keys()).cloned().collect();
         Inventory {
             installed,
+            names,
             text,
             suggestion: suggested_target(revisions, tags),
         }
@@ -165,14 +169,49 @@ impl Stale {
         self.inventory.suggestion.as_deref()
     }
 
+    /// An installed revision or tag one or two edits away from the value (a typo such as
+    /// `prod-stabel`), when there is exactly one closest.
+    pub fn did_you_mean(&self) -> Option<&str> {
+        if self.dangling_tag_target.is_some() || self.requested.len() > 63 {
+            return None;
+        }
+        let mut best: Option<(usize, &str)> = None;
+        let mut tie = false;
+        for name in &self.inventory.names {
+            let d = edit_distance(&self.requested, name);
+            if d == 0 || d > 2 || d * 2 >= name.len() {
+                continue;
+            }
+            match best {
+                Some((b, _)) if d > b => {}
+                Some((b, _)) if d == b => tie = true,
+                _ => {
+                    best = Some((d, name));
+                    tie = false;
+                }
+            }
+        }
+        best.filter(|_| !tie).map(|(_, n)| n)
+    }
+
+    /// Where the fix should point: the name the value was probably meant to be, else the
+    /// table's suggestion.
+    pub fn fix_target(&self) -> Option<&str> {
+        self.did_you_mean().or_else(|| self.suggestion())
+    }
+
     /// Why the value is stale, without the subject ("revision \"x\", which is not installed").
     pub fn what(&self) -> String {
-        match &self.dangling_tag_target {
-            Some(target) => format!(
+        match (&self.dangling_tag_target, self.did_you_mean()) {
+            (Some(target), _) => format!(
                 "tag \"{}\", which points at revision \"{target}\" that is not installed",
                 self.requested
             ),
-            None => format!("revision \"{}\", which is not installed", self.requested),
+            (None, Some(close)) => format!(
+                "revision \"{}\", which is not installed (did you mean \"{close}\"?)",
+                self.requested
+            ),
+            (None, None) => format!("revision \"{}\", which is not installed", self.requested),
         }
     }
 }
@@ -403,6 +442,22 @@ pub fn check_label_value(name: &str) -> Result<(), TableError> {
     }
 }
 
+/// Levenshtein distance over bytes (label values are ASCII), in one row of memory.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,5 +595,25 @@ mod tests {
         );
         assert_eq!(minor_version("default"), None);
         assert_eq!(minor_version("canary"), None);
+    }
+
+    #[test]
+    fn a_typo_of_a_tag_or_revision_is_named() {
+        let t = table();
+        let stale = t.resolve("prod-stabel").expect_err("stale");
+        assert_eq!(stale.did_you_mean(), Some("prod-stable"));
+        assert_eq!(stale.fix_target(), Some("prod-stable"));
+        assert!(
+            stale.what().contains("(did you mean \"prod-stable\"?)"),
+            "{}",
+            stale.what()
+        );
+        // Two edits from both asm-1-22 and asm-1-23: no single guess.
+        let tie = t.resolve("asm-1-19").expect_err("stale");
+        assert_eq!(tie.did_you_mean(), None);
+        let none = t.resolve("retired-long-ago").expect_err("stale");
+        assert_eq!(none.did_you_mean(), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "ab"), 2);
     }
 }

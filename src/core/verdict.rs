@@ -287,29 +287,81 @@ fn fit_warning(message: &str) -> Vec<String> {
     }
     let mut out = Vec::new();
     let mut current = String::new();
-    for word in message.split(' ') {
-        let extra = if current.is_empty() { 0 } else { 1 };
+    for unit in units(message) {
+        let len = unit.chars().count();
+        let extra = usize::from(!current.is_empty());
         let boundary = current.ends_with(';') || current.ends_with('.');
-        let too_long = current.chars().count() + extra + word.chars().count() > MAX;
+        let too_long = current.chars().count() + extra + len > MAX;
         if !current.is_empty() && (too_long || (boundary && current.chars().count() > MAX / 2)) {
             out.push(std::mem::take(&mut current));
+        }
+        if len > MAX {
+            // A command or word longer than a line: words, then characters, as a last resort.
+            for word in unit.split(' ') {
+                push_words(&mut out, &mut current, word, MAX);
+            }
+            continue;
         }
         if !current.is_empty() {
             current.push(' ');
         }
-        // A single word longer than MAX is cut, not dropped.
-        let mut w = word;
-        while w.chars().count() > MAX {
-            let cut = w.char_indices().nth(MAX).map_or(w.len(), |(i, _)| i);
-            out.push(w[..cut].to_owned());
-            w = &w[cut..];
-        }
-        current.push_str(w);
+        current.push_str(unit);
     }
     if !current.is_empty() {
         out.push(current);
     }
     out
+}
+
+/// The pieces a warning may be split between: words, except that a command (`kubectl ...`,
+/// `istioctl ...`) stays whole up to the punctuation or `or`/`&&` that ends it, so that no
+/// line holds half a command a person would copy.
+fn units(message: &str) -> Vec<&str> {
+    let words: Vec<(usize, &str)> = message
+        .split(' ')
+        .scan(0, |at, w| {
+            let start = *at;
+            *at += w.len() + 1;
+            Some((start, w))
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let (start, word) = words[i];
+        let command = matches!(word.trim_start_matches('('), "kubectl" | "istioctl");
+        let mut end = i;
+        if command {
+            while end + 1 < words.len()
+                && !words[end].1.ends_with([';', ',', ')', '.'])
+                && !matches!(words[end + 1].1, "or" | "&&")
+            {
+                end += 1;
+            }
+        }
+        let (last_start, last) = words[end];
+        out.push(&message[start..last_start + last.len()]);
+        i = end + 1;
+    }
+    out
+}
+
+/// Appends one word to the line being built, cutting a word longer than a line.
+fn push_words(out: &mut Vec<String>, current: &mut String, word: &str, max: usize) {
+    let extra = usize::from(!current.is_empty());
+    if !current.is_empty() && current.chars().count() + extra + word.chars().count() > max {
+        out.push(std::mem::take(current));
+    }
+    if !current.is_empty() {
+        current.push(' ');
+    }
+    let mut w = word;
+    while w.chars().count() > max {
+        let cut = w.char_indices().nth(max).map_or(w.len(), |(i, _)| i);
+        out.push(w[..cut].to_owned());
+        w = &w[cut..];
+    }
+    current.push_str(w);
 }
 
 #[cfg(test)]
@@ -381,5 +433,41 @@ mod tests {
         );
         let few = Verdict::allow(Allow::Warn).with_warnings(vec!["a".into(), "b".into()]);
         assert_eq!(few.warnings, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_command_is_never_split_across_warning_lines() {
+        // Packed by words alone, this line would break after "kubectl rollout".
+        let msg = &("x ".repeat(52) + "kubectl rollout restart deployment -n shop");
+        let parts = fit_warning(msg);
+        assert!(parts.len() > 1, "{parts:?}");
+        assert!(parts.iter().all(|p| p.chars().count() <= 120), "{parts:?}");
+        assert!(
+            parts.iter().any(
+                |p| p.ends_with("kubectl rollout restart deployment -n shop")
+                    && p.contains("kubectl rollout restart deployment -n shop")
+            ),
+            "{parts:?}"
+        );
+        assert!(
+            parts.iter().all(|p| !p.ends_with("kubectl rollout")),
+            "{parts:?}"
+        );
+        assert_eq!(parts.join(" "), *msg);
+        let two = "x ".repeat(40)
+            + "Point the default tag (istioctl tag set default --revision asm-1-23) or relabel with: kubectl label namespace shop istio-injection- istio.io/rev=asm-1-23";
+        let parts = fit_warning(&two);
+        assert!(
+            parts.iter().any(|p| p
+                .contains("kubectl label namespace shop istio-injection- istio.io/rev=asm-1-23")),
+            "{parts:?}"
+        );
+        assert!(
+            parts
+                .iter()
+                .any(|p| p.contains("(istioctl tag set default --revision asm-1-23)")),
+            "{parts:?}"
+        );
+        assert_eq!(parts.join(" "), two);
     }
 }
