@@ -40,6 +40,23 @@ impl<'a> LazyStr<'a> {
     }
 }
 
+impl LazyStr<'_> {
+    /// The length of the literal's text as sent, escapes included: never shorter than the
+    /// value, so a bound that holds for it holds for the value, without unescaping anything.
+    fn escaped_len(&self) -> usize {
+        self.raw.len().saturating_sub(2)
+    }
+
+    /// The value's length when it is longer than `limit` (unescaped only then).
+    pub fn len_over(&self, limit: usize) -> Option<usize> {
+        if self.escaped_len() <= limit {
+            return None;
+        }
+        let len = self.get().len();
+        (len > limit).then_some(len)
+    }
+}
+
 impl PartialEq for LazyStr<'_> {
     fn eq(&self, other: &Self) -> bool {
         self.get() == other.get()
@@ -311,19 +328,20 @@ pub fn oversized(meta: &MetaIn<'_>) -> Option<String> {
                 key.len()
             ));
         }
-        let len = value.get().len();
-        if len > MAX_LABEL_VALUE_LEN {
+        if let Some(len) = value.len_over(MAX_LABEL_VALUE_LEN) {
             return Some(format!(
                 "label {key:.63} has a value of {len} bytes; Kubernetes allows at most {MAX_LABEL_VALUE_LEN}"
             ));
         }
     }
-    let annotations: usize = meta
-        .annotations
-        .iter()
-        .flat_map(|m| m.0.iter())
-        .map(|(k, v)| k.len() + v.get().len())
-        .sum();
+    let entries = || meta.annotations.iter().flat_map(|m| m.0.iter());
+    // The escaped lengths bound the total from above: values are unescaped (large
+    // `last-applied-configuration` ones especially) only when that bound is exceeded.
+    let bound: usize = entries().map(|(k, v)| k.len() + v.escaped_len()).sum();
+    if bound <= MAX_ANNOTATIONS_BYTES {
+        return None;
+    }
+    let annotations: usize = entries().map(|(k, v)| k.len() + v.get().len()).sum();
     (annotations > MAX_ANNOTATIONS_BYTES).then(|| {
         format!(
             "annotations total {annotations} bytes; Kubernetes allows at most {MAX_ANNOTATIONS_BYTES}"
@@ -406,5 +424,25 @@ mod tests {
             let got = oversized(parsed.meta()).unwrap_or_default();
             assert!(got.starts_with(want), "{got:?} vs {want:?}");
         }
+    }
+
+    #[test]
+    fn sizes_are_checked_without_unescaping_what_fits() {
+        // An escaped last-applied-configuration well under the limit stays raw.
+        let big = "{\\\"a\\\":1}".repeat(2_000);
+        let raw = format!(
+            r#"{{"metadata":{{"annotations":{{"kubectl.kubernetes.io/last-applied-configuration":"{big}"}}}}}}"#
+        );
+        let pod = PodIn::parse(&raw).expect("pod");
+        assert_eq!(oversized(pod.meta()), None);
+        let annotations = pod.meta().annotations.as_ref().expect("annotations");
+        assert!(
+            annotations.0[0].1.decoded.get().is_none(),
+            "unescaped for nothing"
+        );
+        // A label whose escapes make it long on the wire but 40 bytes as a value is fine.
+        let escaped = "\\u0041".repeat(40);
+        let raw = format!(r#"{{"metadata":{{"labels":{{"app":"{escaped}"}}}}}}"#);
+        assert_eq!(oversized(PodIn::parse(&raw).expect("pod").meta()), None);
     }
 }
