@@ -145,22 +145,7 @@ fn spawn_serve(dir: &std::path::Path) -> (std::process::Child, std::net::SocketA
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if v["fields"]["message"] == "listening" {
-                    let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_owned());
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("server logged its address")
-        .parse()
-        .expect("addr");
+    let addr = listening(child.stderr.take().expect("stderr")).addr;
     (child, addr)
 }
 

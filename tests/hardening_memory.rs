@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use hyper::StatusCode;
-use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
 /// The server's peak RSS must stay under this (the Deployment's limit is 256 Mi; the default
@@ -62,23 +60,7 @@ fn serve() -> Served {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn revhook serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Keeps reading stderr for the server's whole life, so its logging never blocks.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if v["fields"]["message"] == "listening" {
-                    let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_owned());
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("server logged its address")
-        .parse()
-        .expect("addr");
+    let addr = listening(child.stderr.take().expect("stderr")).addr;
     let ca = std::fs::read_to_string(dir.path().join("ca.crt")).expect("dev CA");
     Served {
         child,

@@ -9,11 +9,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{connect, fixture, Proto};
@@ -68,7 +67,8 @@ impl Served {
             .spawn()
             .expect("start revhook serve");
         let stderr = child.stderr.take().expect("stderr");
-        let (addr, admin) = listening(stderr);
+        let at = common::listening(stderr);
+        let (addr, admin) = (at.addr, at.admin.expect("admin address"));
         let ca = std::fs::read_to_string(dir.path().join("certs/ca.crt")).expect("dev CA");
         Served {
             child,
@@ -112,35 +112,6 @@ impl Served {
             .expect("TLS connect");
         common::admission_response(&client.post(path, fixture(review)).await)
     }
-}
-
-/// Reads the server's log until its `listening` line: (webhook address, admin address).
-fn listening(stderr: std::process::ChildStderr) -> (SocketAddr, SocketAddr) {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let Ok(log) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            let fields = &log["fields"];
-            if fields["message"] == "listening" {
-                let addr = fields["addr"].as_str().unwrap_or_default().to_owned();
-                let admin = fields["admin"].as_str().unwrap_or_default().to_owned();
-                let _ = tx.send((addr, admin));
-            }
-        }
-    });
-    let (addr, admin) = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("revhook serve logged `listening`");
-    let admin = admin
-        .strip_prefix("Some(")
-        .and_then(|a| a.strip_suffix(')'))
-        .unwrap_or_else(|| panic!("admin address in {admin:?}"));
-    (
-        addr.parse().expect("webhook address"),
-        admin.parse().expect("admin address"),
-    )
 }
 
 /// The value of one sample line, by its exact series text.

@@ -371,3 +371,46 @@ pub fn proxy_image(pod: &Value) -> Option<String> {
         .as_str()
         .map(str::to_owned)
 }
+
+/// Where a `revhook --log-format json serve` child listens, read from its `listening` log line.
+#[derive(Debug, Clone, Copy)]
+pub struct Listening {
+    pub addr: SocketAddr,
+    /// `--admin-listen`, when the child was given one.
+    pub admin: Option<SocketAddr>,
+}
+
+/// Reads the child's stderr until its `listening` line, and keeps reading it for the child's
+/// whole life so its logging never blocks on a full pipe.
+pub fn listening(stderr: std::process::ChildStderr) -> Listening {
+    use std::io::BufRead as _;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let Ok(log) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            let fields = &log["fields"];
+            if fields["message"] == "listening" {
+                let addr = fields["addr"].as_str().unwrap_or_default().to_owned();
+                let admin = fields["admin"].as_str().unwrap_or_default().to_owned();
+                let _ = tx.send((addr, admin));
+            }
+        }
+    });
+    let (addr, admin) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("revhook serve logged `listening`");
+    // The admin address is logged as Rust's Debug of an Option.
+    let admin = admin
+        .strip_prefix("Some(")
+        .and_then(|a| a.strip_suffix(')'))
+        .map(|a| a.parse().expect("admin address"));
+    Listening {
+        addr: addr.parse().expect("webhook address"),
+        admin,
+    }
+}
