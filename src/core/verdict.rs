@@ -24,7 +24,10 @@ pub struct Verdict {
     pub status: Option<Status>,
     /// A JSON Patch document (a JSON array), not yet base64-encoded.
     pub patch: Option<String>,
+    /// At most [`MAX_WARNINGS`] lines, a last one counting `warnings_left_out` included.
     pub warnings: Vec<String>,
+    /// Warning lines beyond the cap, counted rather than sent.
+    pub warnings_left_out: usize,
     pub decision: Decision,
 }
 
@@ -185,6 +188,7 @@ impl Verdict {
             status: None,
             patch: None,
             warnings: Vec::new(),
+            warnings_left_out: 0,
             decision,
         }
     }
@@ -229,6 +233,7 @@ impl Verdict {
             }),
             patch: None,
             warnings: Vec::new(),
+            warnings_left_out: 0,
             decision,
         }
     }
@@ -237,35 +242,24 @@ impl Verdict {
     /// [`MAX_WARNINGS`] lines in all: the API server shows few, and a hostile value must not
     /// turn into thousands. What is left out is counted in the last line.
     pub fn with_warnings(mut self, warnings: Vec<String>) -> Self {
-        let mut left_out = self.warnings_left_out();
-        for w in warnings {
-            for line in fit_warning(&w) {
-                if self.warnings.len() < MAX_WARNINGS - 1 {
-                    self.warnings.push(line);
-                } else {
-                    left_out += 1;
-                }
-            }
-        }
-        if left_out > 0 {
-            self.warnings.truncate(MAX_WARNINGS - 1);
-            self.warnings
-                .push(format!("{left_out} more warning line(s) left out"));
-        }
-        self
-    }
-
-    /// The count in a previous "left out" line, which is then dropped to be written anew.
-    fn warnings_left_out(&mut self) -> usize {
-        let count = self
-            .warnings
-            .last()
-            .and_then(|w| w.strip_suffix(" more warning line(s) left out"))
-            .and_then(|n| n.parse().ok());
-        if count.is_some() {
+        let had_summary = self.warnings_left_out > 0;
+        if had_summary {
             self.warnings.pop();
         }
-        count.unwrap_or(0)
+        for line in warnings.iter().flat_map(|w| fit_warning(w)) {
+            if self.warnings.len() < MAX_WARNINGS - 1 {
+                self.warnings.push(line);
+            } else {
+                self.warnings_left_out += 1;
+            }
+        }
+        if self.warnings_left_out > 0 {
+            self.warnings.push(format!(
+                "{} more warning line(s) left out",
+                self.warnings_left_out
+            ));
+        }
+        self
     }
 
     /// Short outcome label for metrics: allowed, patched, denied.
