@@ -458,7 +458,7 @@ impl<'a> State<'a> {
                 Ok(s.fields
                     .into_iter()
                     .find(|fd| *fd.key == **key)
-                    .map_or(Value::Nil, |fd| fd.value))
+                    .map_or(Value::Nil, |fd| fd.value.into_value()))
             }
             Value::Nil => Ok(Value::Nil),
             scalar => self.scalar_method(&scalar, f, span),

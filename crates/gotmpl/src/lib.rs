@@ -31,7 +31,7 @@ pub use exec::Limits;
 pub use funcs::{FuncMap, UserFn};
 pub use json::to_json;
 pub use value::{
-    any_from_json, from_json, lower_camel, Field, GoMap, GoStruct, MapElem, Schema, StructSchema,
+    any_from_json, from_json, lower_camel, Field, FieldValue, GoMap, GoStruct, MapElem, Schema, StructSchema,
     Value,
 };
 pub use yaml::to_yaml;

@@ -53,6 +53,42 @@ impl GoMap {
     }
 }
 
+/// A field's value, owned by the struct or shared with other renders: the parts of a
+/// template's data that do not change from one render to the next (a revision's values and
+/// mesh config) are built once and shared, so a render does not copy them.
+#[derive(Debug, Clone)]
+pub enum FieldValue {
+    Own(Value),
+    Shared(Arc<Value>),
+}
+
+impl std::ops::Deref for FieldValue {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        match self {
+            FieldValue::Own(v) => v,
+            FieldValue::Shared(v) => v,
+        }
+    }
+}
+
+impl PartialEq for FieldValue {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl FieldValue {
+    /// The value, copied out of a shared one only when it is shared.
+    pub fn into_value(self) -> Value {
+        match self {
+            FieldValue::Own(v) => v,
+            FieldValue::Shared(v) => Arc::unwrap_or_clone(v),
+        }
+    }
+}
+
 /// One field of a struct-like object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Field {
@@ -60,7 +96,7 @@ pub struct Field {
     pub(crate) key: Box<str>,
     /// `key_hash(key)`: lookups compare this first (they run hundreds of times a render).
     pub(crate) hash: u32,
-    pub value: Value,
+    pub value: FieldValue,
     /// Whether the source JSON held the key: absent fields are zero values for the template
     /// but are left out of `structToJSON`, as Go's `omitempty` would leave them.
     pub present: bool,
@@ -82,7 +118,17 @@ impl Field {
         Field {
             key: key.into(),
             hash: key_hash(key),
-            value,
+            value: FieldValue::Own(value),
+            present,
+        }
+    }
+
+    /// A field whose value is shared with other structs (built once, read by many renders).
+    pub fn shared(key: &str, value: Arc<Value>, present: bool) -> Self {
+        Field {
+            key: key.into(),
+            hash: key_hash(key),
+            value: FieldValue::Shared(value),
             present,
         }
     }
@@ -109,7 +155,7 @@ impl GoStruct {
         self.fields
             .iter()
             .find(|f| f.hash == hash && &*f.key == key)
-            .map(|f| &f.value)
+            .map(|f| &*f.value)
     }
 }
 
@@ -444,6 +490,26 @@ mod tests {
         );
         assert_eq!(st.get("tracing"), Some(&Value::Nil));
         assert!(matches!(st.get("extra"), Some(Value::Struct(_))));
+    }
+
+    #[test]
+    fn shared_fields_read_like_owned_ones() {
+        let values = Arc::new(any_from_json(&json!({"global": {"hub": "h"}})));
+        let st = GoStruct {
+            type_name: Arc::from("T"),
+            fields: vec![
+                Field::shared("values", Arc::clone(&values), true),
+                Field::new("revision", Value::str("r"), true),
+            ],
+            strict: true,
+        };
+        assert_eq!(st.get("values"), Some(&*values));
+        assert_eq!(st.get("revision"), Some(&Value::str("r")));
+        assert_eq!(
+            Field::shared("v", Arc::clone(&values), true),
+            Field::new("v", (*values).clone(), true)
+        );
+        assert_eq!(Arc::strong_count(&values), 2);
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl Serialize for AsYaml<'_> {
                     .fields
                     .iter()
                     .filter(|f| f.present)
-                    .map(|f| (f.key(), &f.value))
+                    .map(|f| (f.key(), &*f.value))
                     .collect();
                 fields.sort_by(|a, b| a.0.cmp(b.0));
                 let mut map = s.serialize_map(Some(fields.len()))?;

@@ -307,7 +307,7 @@ fn proto_to_json<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> 
         let is_default = CLEANED_FIELDS.contains(&f.key())
             && defaults
                 .and_then(|d| get(d, f.key()))
-                .is_some_and(|d| *d == f.value);
+                .is_some_and(|d| *d == *f.value);
         let empty_metadata = f.key() == "proxyMetadata" && !f.value.is_true();
         is_default || empty_metadata
     };
