@@ -5,16 +5,20 @@
 //! tokio, hyper or clap; `tests/architecture.rs` fails the build's tests if a file here
 //! imports one of them.
 
+pub mod injector;
 pub mod json;
 pub mod labels;
 pub mod lookup;
 pub mod mapping;
+pub mod mesh;
 pub mod messages;
 pub mod pod;
 pub mod policy;
 pub mod request;
 pub mod revisions;
+pub mod selector;
 pub mod sidecar;
 pub mod snapshot;
 pub mod verdict;
 pub mod webhooks;
+pub mod yaml;

@@ -31,8 +31,8 @@ pub use exec::Limits;
 pub use funcs::{FuncMap, UserFn};
 pub use json::to_json;
 pub use value::{
-    any_from_json, from_json, lower_camel, Field, FieldValue, GoMap, GoStruct, MapElem, Schema, StructSchema,
-    Value,
+    any_from_json, from_json, lower_camel, Field, FieldValue, GoMap, GoStruct, MapElem, Schema,
+    StructSchema, Value,
 };
 pub use yaml::to_yaml;
 

@@ -1,0 +1,464 @@
+//! A revision's injector, as its istiod holds it: the injector ConfigMap's `config` (policy,
+//! selectors, templates, aliases) with every template parsed once, its `values`, its mesh
+//! config, and the settings istiod takes from its environment (native sidecars, the Istio
+//! version whose rules apply).
+//!
+//! Built once per snapshot; shared by every request that resolves to the revision. A revision
+//! whose injector cannot be built is kept with the reason ([`InjectorProblem`]) so that pods
+//! selecting it are refused with that reason instead of being injected with a guess.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use gotmpl::{FuncMap, Template};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::mesh::{self, MeshError};
+use super::selector::{LabelSelector, SelectorError};
+use super::yaml::{self, YamlError};
+
+/// The template istiod runs when the config names none.
+pub const SIDECAR_TEMPLATE: &str = "sidecar";
+
+/// istiod's `policy`: whether pods that say nothing are injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InjectionPolicy {
+    #[default]
+    Enabled,
+    Disabled,
+}
+
+/// An Istio minor version (`1.27` is `IstioVersion(27)`); rules that changed between
+/// versions (how `sidecar.istio.io/inject` is read, native sidecars) follow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IstioVersion(pub u32);
+
+impl IstioVersion {
+    /// The newest rules, for a revision whose version cannot be told.
+    pub const NEWEST: IstioVersion = IstioVersion(u32::MAX);
+
+    /// `1.23`, `1.23.2`, `1.23.2-distroless`, `1.23.2-asm.1`, `asm-1-23`, `1-23-2`: the minor.
+    pub fn parse(text: &str) -> Option<IstioVersion> {
+        let text = text.trim();
+        let text = text.strip_prefix("asm-").unwrap_or(text);
+        let text = text.strip_prefix('v').unwrap_or(text);
+        let mut parts = text.split(['.', '-']);
+        let major = parts.next()?;
+        let minor: String = parts
+            .next()?
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if major != "1" || minor.is_empty() {
+            return None;
+        }
+        minor.parse().ok().map(IstioVersion)
+    }
+}
+
+impl fmt::Display for IstioVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == IstioVersion::NEWEST {
+            f.write_str("newest")
+        } else {
+            write!(f, "1.{}", self.0)
+        }
+    }
+}
+
+/// The injector ConfigMap's `config` key, as istiod's `Config` reads it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InjectorConfig {
+    #[serde(default)]
+    pub policy: InjectionPolicy,
+    #[serde(default)]
+    pub default_templates: Vec<String>,
+    #[serde(default, rename = "templates")]
+    pub raw_templates: BTreeMap<String, String>,
+    #[serde(default)]
+    pub aliases: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub never_inject_selector: Vec<LabelSelector>,
+    #[serde(default)]
+    pub always_inject_selector: Vec<LabelSelector>,
+    #[serde(default)]
+    pub injected_annotations: BTreeMap<String, String>,
+}
+
+impl InjectorConfig {
+    /// Parses the `config` text; `defaultTemplates` defaults to `[sidecar]` as in istiod.
+    pub fn parse(text: &str) -> Result<InjectorConfig, InjectorProblem> {
+        let value = yaml::parse(text).map_err(InjectorProblem::ConfigYaml)?;
+        let value = if value.is_null() {
+            Value::Object(Default::default())
+        } else {
+            value
+        };
+        let mut config: InjectorConfig = serde_json::from_value(value)
+            .map_err(|e| InjectorProblem::ConfigShape(e.to_string()))?;
+        if config.default_templates.is_empty() {
+            config.default_templates = vec![SIDECAR_TEMPLATE.to_owned()];
+        }
+        for s in config
+            .never_inject_selector
+            .iter()
+            .chain(&config.always_inject_selector)
+        {
+            s.validate().map_err(InjectorProblem::Selector)?;
+        }
+        Ok(config)
+    }
+
+    /// The templates to run for a pod: its `inject.istio.io/templates` (comma-separated), else
+    /// the defaults; each name expanded through `aliases` once (not recursively).
+    pub fn templates_for(&self, annotation: Option<&str>) -> Vec<String> {
+        let names: Vec<String> = match annotation {
+            Some(list) => list.split(',').map(|n| n.trim().to_owned()).collect(),
+            None => self.default_templates.clone(),
+        };
+        names
+            .into_iter()
+            .flat_map(|n| match self.aliases.get(&n) {
+                Some(expanded) => expanded.clone(),
+                None => vec![n],
+            })
+            .collect()
+    }
+}
+
+/// Why a revision's injector cannot be used. Pods selecting the revision are refused with it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InjectorProblem {
+    #[error("injector config is not YAML: {0}")]
+    ConfigYaml(YamlError),
+    #[error("injector config: {0}")]
+    ConfigShape(String),
+    #[error("injector config selector: {0}")]
+    Selector(SelectorError),
+    #[error("injector values are not JSON: {0}")]
+    Values(String),
+    #[error("mesh config: {0}")]
+    Mesh(String),
+    #[error("injection template {name:?} cannot be parsed: {error}")]
+    TemplateParse { name: String, error: String },
+    #[error("injection template {name:?} cannot be executed: {error}")]
+    TemplateRun { name: String, error: String },
+    #[error("default template {0:?} is not in the injector config")]
+    MissingDefaultTemplate(String),
+}
+
+impl From<YamlError> for InjectorProblem {
+    fn from(e: YamlError) -> Self {
+        InjectorProblem::ConfigYaml(e)
+    }
+}
+
+impl From<MeshError> for InjectorProblem {
+    fn from(e: MeshError) -> Self {
+        InjectorProblem::Mesh(e.to_string())
+    }
+}
+
+/// What a revision's injector is built from.
+#[derive(Debug, Clone)]
+pub struct InjectorSource {
+    /// The ConfigMap's `config` text.
+    pub config: String,
+    /// The ConfigMap's `values` text (JSON).
+    pub values: String,
+    /// Mesh config YAML texts, applied in order over Istio's defaults (the `istio[-<rev>]`
+    /// ConfigMap's `mesh`, then AKS's `istio-shared-configmap-<rev>`).
+    pub mesh: Vec<String>,
+    /// Whether the proxy runs as a Kubernetes native sidecar when the pod does not say.
+    pub native_sidecars: bool,
+    /// The Istio version whose rules apply; `None`: from `values.global.tag`, else the newest.
+    pub version: Option<IstioVersion>,
+}
+
+/// A revision's injector, ready to render pods.
+pub struct Injector {
+    pub config: InjectorConfig,
+    templates: HashMap<String, Template>,
+    /// The values as JSON (what `ProxyImage` and the post-processing read).
+    pub values: Value,
+    /// The values as the templates see them (`map[string]any`), built once.
+    pub values_tmpl: Arc<gotmpl::Value>,
+    /// The mesh config (protobuf JSON), defaults applied.
+    pub mesh: Value,
+    pub mesh_tmpl: Arc<gotmpl::Value>,
+    /// `mesh.defaultConfig` as the templates see it, for pods without a proxy config annotation.
+    pub proxy_config_tmpl: Arc<gotmpl::Value>,
+    pub native_sidecars: bool,
+    pub version: IstioVersion,
+    funcs: Arc<FuncMap>,
+}
+
+impl fmt::Debug for Injector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&String> = self.templates.keys().collect();
+        names.sort();
+        f.debug_struct("Injector")
+            .field("templates", &names)
+            .field("default_templates", &self.config.default_templates)
+            .field("native_sidecars", &self.native_sidecars)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+impl Injector {
+    /// Parses the config, values and mesh config and every template; the first problem
+    /// makes the injector unusable (istiod, too, refuses a config with a template it cannot
+    /// parse).
+    pub fn build(source: &InjectorSource) -> Result<Injector, InjectorProblem> {
+        let config = InjectorConfig::parse(&source.config)?;
+        let values = parse_values(&source.values)?;
+        let mut mesh = mesh::default_mesh_config();
+        for layer in &source.mesh {
+            mesh = mesh::apply_mesh_config(layer, &mesh)?;
+        }
+        let version = source
+            .version
+            .or_else(|| tag_version(&values))
+            .unwrap_or(IstioVersion::NEWEST);
+        let funcs = Arc::new(func_map(&values, source.native_sidecars));
+        let templates = parse_templates(&config, &funcs)?;
+        for name in &config.default_templates {
+            if !templates.contains_key(name) && !config.aliases.contains_key(name) {
+                return Err(InjectorProblem::MissingDefaultTemplate(name.clone()));
+            }
+        }
+        let proxy_config = mesh["defaultConfig"].clone();
+        Ok(Injector {
+            values_tmpl: Arc::new(gotmpl::from_json(
+                &values,
+                &gotmpl::Schema::map(gotmpl::Schema::Any),
+            )),
+            mesh_tmpl: Arc::new(gotmpl::from_json(&mesh, &gotmpl::istio::mesh_config())),
+            proxy_config_tmpl: Arc::new(proxy_config_value(&proxy_config)),
+            config,
+            templates,
+            values,
+            mesh,
+            native_sidecars: source.native_sidecars,
+            version,
+            funcs,
+        })
+    }
+
+    /// A parsed template by name.
+    pub fn template(&self, name: &str) -> Option<&Template> {
+        self.templates.get(name)
+    }
+
+    /// The names of the templates, sorted (for messages).
+    pub fn template_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.templates.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// `mesh.defaultConfig` with a pod's `proxy.istio.io/config` applied, as the templates see it.
+    pub fn proxy_config_with(&self, annotation: &str) -> Result<gotmpl::Value, MeshError> {
+        let merged = mesh::merge_proxy_config(annotation, &self.mesh["defaultConfig"])?;
+        Ok(proxy_config_value(&merged))
+    }
+
+    /// The status port agents listen on (`defaultConfig.statusPort`, 15020 by default).
+    pub fn status_port(&self) -> i64 {
+        self.mesh["defaultConfig"]["statusPort"]
+            .as_i64()
+            .unwrap_or(15020)
+    }
+
+    pub fn funcs(&self) -> &Arc<FuncMap> {
+        &self.funcs
+    }
+}
+
+fn proxy_config_value(pc: &Value) -> gotmpl::Value {
+    gotmpl::from_json(pc, &gotmpl::istio::proxy_config())
+}
+
+fn parse_values(text: &str) -> Result<Value, InjectorProblem> {
+    if text.trim().is_empty() {
+        return Ok(Value::Object(Default::default()));
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(InjectorProblem::Values("not a JSON object".into())),
+        Err(e) => Err(InjectorProblem::Values(e.to_string())),
+    }
+}
+
+/// The version `values.global.tag` names, when it names one.
+fn tag_version(values: &Value) -> Option<IstioVersion> {
+    match &values["global"]["tag"] {
+        Value::String(s) => IstioVersion::parse(s),
+        Value::Number(n) => IstioVersion::parse(&n.to_string()),
+        _ => None,
+    }
+}
+
+/// The functions a revision's templates run with: Istio's, with `env` reading the revision's
+/// istiod environment (its `values.pilot.env`, plus the native sidecar switch templates
+/// before 1.27 read from there) and `protoToJSON` leaving out Istio's proxy config defaults.
+fn func_map(values: &Value, native_sidecars: bool) -> FuncMap {
+    let mut env: HashMap<String, String> = values["pilot"]["env"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    let text = match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), text)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    env.insert("ENABLE_NATIVE_SIDECARS".into(), native_sidecars.to_string());
+    let mut funcs = FuncMap::istio();
+    funcs.set_env(env);
+    funcs.set_proxy_config_defaults(proxy_config_value(&mesh::default_proxy_config()));
+    funcs
+}
+
+fn parse_templates(
+    config: &InjectorConfig,
+    funcs: &Arc<FuncMap>,
+) -> Result<HashMap<String, Template>, InjectorProblem> {
+    config
+        .raw_templates
+        .iter()
+        .map(|(name, text)| {
+            Template::parse(name, text, funcs)
+                .map(|t| (name.clone(), t))
+                .map_err(|e| InjectorProblem::TemplateParse {
+                    name: name.clone(),
+                    error: e.to_string(),
+                })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(config: &str) -> InjectorSource {
+        InjectorSource {
+            config: config.to_owned(),
+            values: r#"{"global": {"hub": "docker.io/istio", "tag": "1.23.2"}}"#.into(),
+            mesh: vec![],
+            native_sidecars: false,
+            version: None,
+        }
+    }
+
+    #[test]
+    fn versions_are_read_from_tags_and_revision_names() {
+        for (text, minor) in [
+            ("1.23", 23),
+            ("1.23.2", 23),
+            ("1.23.2-distroless", 23),
+            ("1.22.1-asm.3", 22),
+            ("asm-1-29", 29),
+            ("1-27-0", 27),
+            ("v1.26.1", 26),
+        ] {
+            assert_eq!(
+                IstioVersion::parse(text),
+                Some(IstioVersion(minor)),
+                "{text}"
+            );
+        }
+        for text in ["latest", "2.0", "1.x", "", "default"] {
+            assert_eq!(IstioVersion::parse(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn config_defaults_to_the_sidecar_template_and_enabled_policy() {
+        let c = InjectorConfig::parse("templates: {sidecar: x}").expect("config");
+        assert_eq!(c.default_templates, ["sidecar"]);
+        assert_eq!(c.policy, InjectionPolicy::Enabled);
+        let c = InjectorConfig::parse("").expect("empty config");
+        assert_eq!(c.default_templates, ["sidecar"]);
+    }
+
+    #[test]
+    fn templates_for_a_pod_follow_its_annotation_and_aliases() {
+        let c = InjectorConfig::parse(
+            "defaultTemplates: [sidecar, extra]\naliases: {gw: [gateway, extra]}\ntemplates: {}",
+        )
+        .expect("config");
+        assert_eq!(c.templates_for(None), ["sidecar", "extra"]);
+        assert_eq!(
+            c.templates_for(Some("gw, sidecar")),
+            ["gateway", "extra", "sidecar"]
+        );
+    }
+
+    #[test]
+    fn an_injector_parses_every_template_once() {
+        let inj = Injector::build(&source(
+            "templates:\n  sidecar: |\n    spec: {}\n  gateway: |\n    spec: {}\n",
+        ))
+        .expect("injector");
+        assert_eq!(inj.template_names(), ["gateway", "sidecar"]);
+        assert_eq!(inj.version, IstioVersion(23));
+        assert_eq!(inj.status_port(), 15020);
+        assert_eq!(inj.mesh["trustDomain"], "cluster.local");
+    }
+
+    #[test]
+    fn a_template_that_does_not_parse_makes_the_injector_unusable() {
+        let err = Injector::build(&source(
+            "templates:\n  sidecar: |\n    {{ nosuchfunc .Values }}\n",
+        ))
+        .expect_err("unknown function");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("\"sidecar\"") && msg.contains("nosuchfunc"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn missing_default_templates_and_bad_values_are_problems() {
+        let err = Injector::build(&source("defaultTemplates: [gone]\ntemplates: {}"))
+            .expect_err("missing");
+        assert!(matches!(err, InjectorProblem::MissingDefaultTemplate(ref n) if n == "gone"));
+        let mut s = source("templates: {}");
+        s.values = "{nope".into();
+        assert!(matches!(
+            Injector::build(&s),
+            Err(InjectorProblem::Values(_))
+        ));
+        let mut s = source("templates: {}");
+        s.mesh = vec!["defaultConfig: 3".into()];
+        assert!(matches!(Injector::build(&s), Err(InjectorProblem::Mesh(_))));
+    }
+
+    #[test]
+    fn env_is_the_revisions_istiod_environment() {
+        let mut s = source(
+            "templates:\n  sidecar: '{{ env \"PILOT_X\" \"d\" }} {{ env \"ENABLE_NATIVE_SIDECARS\" \"d\" }}'\n",
+        );
+        s.values = r#"{"pilot": {"env": {"PILOT_X": "on"}}}"#.into();
+        s.native_sidecars = true;
+        let inj = Injector::build(&s).expect("injector");
+        let out = inj
+            .template("sidecar")
+            .expect("template")
+            .render(&gotmpl::Value::Nil)
+            .expect("render");
+        assert_eq!(out, "on true");
+    }
+}

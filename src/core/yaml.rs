@@ -1,0 +1,28 @@
+//! YAML text to JSON values, in one place, so that every reader of YAML (injector and mesh
+//! ConfigMaps, template output, annotations) parses it the same way.
+
+/// YAML that could not be read, with where.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct YamlError(String);
+
+/// One YAML document as a JSON value (an empty document is `null`).
+pub fn parse(text: &str) -> Result<serde_json::Value, YamlError> {
+    serde_yaml::from_str(text).map_err(|e| YamlError(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn documents_become_json() {
+        assert_eq!(
+            parse("a: 1\nb: [x, 'y']\n").expect("yaml"),
+            json!({"a": 1, "b": ["x", "y"]})
+        );
+        assert_eq!(parse("").expect("empty"), serde_json::Value::Null);
+        assert!(parse("a: [").is_err());
+    }
+}
