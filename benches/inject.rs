@@ -6,10 +6,8 @@
 
 mod support;
 
-use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use revhook::core::policy::Policy;
-use revhook::core::sidecar::PodParts;
 use revhook::core::snapshot::Snapshot;
 use revhook::handler::{handle, Webhook};
 use revhook::sources::config;
@@ -123,66 +121,6 @@ fn annotated(body: &[u8]) -> Vec<u8> {
     serde_json::to_vec(&review).expect("json")
 }
 
-/// The naive way: whole-review `Value`, mutate a copy of the pod, diff, serialize.
-fn naive(body: &[u8], snapshot: &Snapshot) -> Vec<u8> {
-    let review: Value = serde_json::from_slice(body).expect("review");
-    let request = &review["request"];
-    let pod = request["object"].clone();
-    let sidecar = snapshot.sidecar("asm-1-22").expect("sidecar");
-    let mut mutated = pod.clone();
-    let names: Vec<&str> = pod["spec"]["containers"]
-        .as_array()
-        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
-        .unwrap_or_default();
-    let ports = serde_json::to_string(
-        &pod["spec"]["containers"]
-            .as_array()
-            .map(|cs| {
-                cs.iter()
-                    .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default(),
-    )
-    .expect("ports");
-    let apps = names.join(",");
-    let parts = PodParts {
-        pod_ports: &ports,
-        app_containers: &apps,
-        workload_name: "checkout",
-        owner: "kubernetes://apis/apps/v1/namespaces/shop/deployments/checkout",
-        ..PodParts::default()
-    };
-    let proxy: Value = serde_json::from_str(&sidecar.render_proxy(&parts, &[])).expect("proxy");
-    let init: Value = serde_json::from_str(&sidecar.init_container).expect("init");
-    if let Some(cs) = mutated["spec"]["containers"].as_array_mut() {
-        cs.push(proxy);
-    }
-    mutated["spec"]["initContainers"] = json!([init]);
-    if let Some(vs) = mutated["spec"]["volumes"].as_array_mut() {
-        for v in &sidecar.volumes {
-            vs.push(serde_json::from_str(v).expect("volume"));
-        }
-    }
-    let labels = &mut mutated["metadata"]["labels"];
-    labels["security.istio.io/tlsMode"] = json!("istio");
-    labels["service.istio.io/canonical-name"] = json!("checkout");
-    labels["service.istio.io/canonical-revision"] = json!("v2");
-    let annotations = &mut mutated["metadata"]["annotations"];
-    annotations["istio.io/rev"] = json!("asm-1-22");
-    annotations["sidecar.istio.io/status"] = json!(sidecar.status);
-    annotations["kubectl.kubernetes.io/default-container"] = json!(names.first());
-    annotations["prometheus.io/port"] = json!("15020");
-    let patch = json_patch::diff(&pod, &mutated);
-    let patch = serde_json::to_vec(&patch).expect("patch");
-    let response = json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "response": {"uid": request["uid"], "allowed": true, "patchType": "JSONPatch",
-            "patch": base64::engine::general_purpose::STANDARD.encode(patch)}
-    });
-    serde_json::to_vec(&response).expect("response")
-}
-
 fn bench(c: &mut Criterion) {
     let snapshot = snapshot();
     let policy = Policy::default();
@@ -219,7 +157,6 @@ fn bench(c: &mut Criterion) {
         // Both paths must produce a patch, or the comparison means nothing.
         let fast = handle(Webhook::Inject, body, &snapshot, &policy).expect("handled");
         assert!(fast.verdict.patch.is_some(), "{name}: no patch");
-        assert!(!naive(body, &snapshot).is_empty());
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_with_input(BenchmarkId::new("revhook", &label), body, |b, body| {
             b.iter(|| {
@@ -227,9 +164,6 @@ fn bench(c: &mut Criterion) {
                     .expect("handled")
                     .body
             })
-        });
-        group.bench_with_input(BenchmarkId::new("naive-diff", &label), body, |b, body| {
-            b.iter(|| naive(body, &snapshot))
         });
     }
     group.finish();

@@ -123,11 +123,18 @@ pub fn judge(
     match req {
         Decoded::Pod(r) => handled(
             r,
-            crate::inject::review_pod_request(r, || raw_object(body), snapshot, policy, namespace),
+            crate::inject::review_pod_request(
+                r,
+                || raw_object(body),
+                snapshot,
+                policy,
+                namespace,
+                &[],
+            ),
         ),
         Decoded::Any(r) => {
             let verdict = match webhook {
-                Webhook::Inject => crate::inject::review(r, snapshot, policy, namespace),
+                Webhook::Inject => crate::inject::review(r, snapshot, policy, namespace, &[]),
                 Webhook::Validate => crate::validate::review(r, snapshot, policy),
             };
             handled(r, verdict)

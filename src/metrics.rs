@@ -68,6 +68,8 @@ pub enum SkipReason {
     AlreadyInjected,
     NotAPod,
     NotCreate,
+    /// The revision's injector declines (its selectors or policy).
+    InjectorPolicy,
     /// Guard mode: the managed istiod injects; revhook only checked the pod.
     Guard,
     /// The selected revision is stale and `--on-stale allow-uninjected` let the pod through.
@@ -77,7 +79,7 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 11] = [
+    pub const ALL: [SkipReason; 12] = [
         SkipReason::HostNetwork,
         SkipReason::SystemNamespace,
         SkipReason::PodOptOut,
@@ -86,6 +88,7 @@ impl SkipReason {
         SkipReason::AlreadyInjected,
         SkipReason::NotAPod,
         SkipReason::NotCreate,
+        SkipReason::InjectorPolicy,
         SkipReason::Guard,
         SkipReason::StaleAllowed,
         SkipReason::Other,
@@ -101,6 +104,7 @@ impl SkipReason {
             SkipReason::AlreadyInjected => "already-injected",
             SkipReason::NotAPod => "not-a-pod",
             SkipReason::NotCreate => "not-create",
+            SkipReason::InjectorPolicy => "injector-policy",
             SkipReason::Guard => "guard",
             SkipReason::StaleAllowed => "stale",
             SkipReason::Other => "other",

@@ -195,7 +195,7 @@ pub fn plan_move(
                     .iter()
                     .chain(s.init_containers.iter().flatten())
             })
-            .find(|c| c.name == crate::core::sidecar::PROXY_NAME)
+            .find(|c| c.name == crate::core::labels::PROXY_NAME)
             .and_then(|c| c.image.clone());
         if image.as_deref().is_some_and(|i| i != image_after) {
             pods_to_restart += 1;

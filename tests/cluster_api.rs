@@ -215,10 +215,15 @@ async fn serve_api(
         .map_or_else(|| not_found(&path), full))
 }
 
+/// An injector ConfigMap with revhook's own templates (the injection itself is tested
+/// elsewhere; here what matters is which revision serves).
 fn configmap(rev: &str, tag: &str) -> Value {
+    let (config, _) =
+        revhook::core::injector::configmap_parts(revhook::core::injector::EMBEDDED_INJECTOR)
+            .expect("embedded injector");
     json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": format!("istio-sidecar-injector-{rev}"), "namespace": "istio-system", "resourceVersion": "3", "labels": {"istio.io/rev": rev}},
-        "data": {"values": json!({"global": {"hub": "docker.io/istio", "tag": tag}, "revision": rev}).to_string()}})
+        "data": {"config": config, "values": json!({"global": {"hub": "docker.io/istio", "tag": tag}, "revision": rev}).to_string()}})
 }
 
 fn tag(name: &str, rev: &str, rv: &str) -> Value {

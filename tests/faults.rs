@@ -60,7 +60,13 @@ async fn certificate_rotation_under_load_fails_no_request() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     rotated.write(server.dir.path()).expect("rotate");
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Keep the load on until enough requests have gone through after the rotation (a count,
+    // not a time: a busy machine is slower, never wrong), bounded so the test always ends.
+    let before = ok.load(Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while ok.load(Ordering::Relaxed) < before + 50 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.expect("client task");

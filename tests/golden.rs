@@ -152,7 +152,7 @@ fn traffic_annotations_reach_istio_init_and_the_proxy() {
     assert!(args.contains("-m TPROXY"), "{args}");
     assert!(
         args.contains(
-            "-i 10.0.0.0/8,172.16.0.0/12 -x 10.96.0.1/32 -b 8080,9090 -d 15090,15021,15030,9091"
+            "-i 10.0.0.0/8,172.16.0.0/12 -x 10.96.0.1/32 -b 8080,9090 -d 15090,15021,9091,15030"
         ),
         "{args}"
     );
@@ -258,9 +258,10 @@ fn a_custom_proxy_in_a_deployment_is_merged_with_the_injected_one() {
         Some(1),
         "the custom istio-init is merged, not doubled"
     );
+    // Merged as istiod merges (strategic merge): the pod's fields win, the others stay.
     assert_eq!(
         spec["initContainers"][0]["resources"],
-        serde_json::json!({"requests": {"cpu": "10m"}})
+        serde_json::json!({"requests": {"cpu": "10m", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}})
     );
     assert_eq!(
         spec["initContainers"][0]["image"],
@@ -269,7 +270,7 @@ fn a_custom_proxy_in_a_deployment_is_merged_with_the_injected_one() {
     let p = proxy(spec);
     assert_eq!(
         p["resources"],
-        serde_json::json!({"limits": {"memory": "2Gi"}})
+        serde_json::json!({"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}})
     );
     assert_eq!(env(p, "EXTRA"), Some(&Value::from("1")));
     assert_eq!(
@@ -305,7 +306,8 @@ fn a_bad_annotation_is_denied_naming_it() {
     assert!(!verdict.allowed);
     let message = verdict.status.expect("status").message;
     assert!(
-        message.contains("sidecar.istio.io/proxyCPU=\"lots\"") && message.contains("quantity"),
+        message.contains("'lots' for annotation 'sidecar.istio.io/proxyCPU'")
+            && message.contains("quantity"),
         "{message}"
     );
 }

@@ -343,7 +343,11 @@ async fn shipped_manifests_and_rbac_run_revhook_for_real() {
     let istio = std::fs::read_to_string(objects::repo_path("tests/fixtures/kube/aks-istio.yaml"))
         .expect("fixture")
         .replace("aks-istio-system", "istio-system");
-    objects::apply_all(&admin, &objects::yaml_docs(&istio)).await;
+    objects::apply_all(
+        &admin,
+        &objects::with_istio_charts(objects::yaml_docs(&istio)),
+    )
+    .await;
     let token = objects::service_account_token(&admin, NS, "revhook").await;
     let kubeconfig = cp.kubeconfig_with_token("revhook-sa", &token);
     let ca_cert = Revhook::ca_path(cp.path(), "revhook");

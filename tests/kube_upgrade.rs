@@ -35,7 +35,7 @@ async fn cluster(extra_args: &[&str]) -> Option<Cluster> {
     let client = cp.client().await;
     objects::apply_all(
         &client,
-        &objects::yaml_file("tests/fixtures/kube/aks-istio.yaml"),
+        &objects::with_istio_charts(objects::yaml_file("tests/fixtures/kube/aks-istio.yaml")),
     )
     .await;
     let mut args: Vec<String> = ["--source=cluster", "--istio-namespace", ISTIO_NS]
@@ -792,7 +792,7 @@ async fn control_plane_with_shop() -> Option<ControlPlane> {
     let client = cp.client().await;
     objects::apply_all(
         &client,
-        &objects::yaml_file("tests/fixtures/kube/aks-istio.yaml"),
+        &objects::with_istio_charts(objects::yaml_file("tests/fixtures/kube/aks-istio.yaml")),
     )
     .await;
     let shop: Vec<Value> = objects::yaml_file("tests/fixtures/kube/shop.yaml")
@@ -932,7 +932,7 @@ async fn guard_mode_refuses_a_pod_on_a_removed_revision_and_never_injects() {
     // Back on an installed revision: guard admits and changes nothing (istiod's job).
     objects::apply_all(
         &c.client,
-        &objects::yaml_file("tests/fixtures/kube/aks-istio.yaml")
+        &objects::with_istio_charts(objects::yaml_file("tests/fixtures/kube/aks-istio.yaml"))
             .into_iter()
             .filter(|d| d["metadata"]["name"] == "istio-sidecar-injector-asm-1-22")
             .collect::<Vec<_>>(),

@@ -3,8 +3,8 @@
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
+use crate::core::labels::PROXY_NAME;
 use crate::core::labels::{self, NamespaceLabels};
-use crate::core::sidecar::PROXY_NAME;
 use crate::core::snapshot::Snapshot;
 
 /// A pod's sidecar facts: whether it has one, its image, and the revision it was injected for.

@@ -14,9 +14,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use k8s_openapi::ByteString;
 
 use super::*;
+use crate::core::labels::PROXY_NAME;
 use crate::core::labels::{self, NamespaceLabels};
 use crate::core::revisions::{Revision, RevisionTable};
-use crate::core::sidecar::PROXY_NAME;
 
 pub(super) fn map(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
     Some(
@@ -239,10 +239,13 @@ pub(super) fn configmap(namespace: &str, name: &str, data: &[(&str, &str)]) -> C
 pub(super) fn injector(namespace: &str, revision: &str, tag: &str) -> ConfigMap {
     let values =
         serde_json::json!({"global": {"hub": "docker.io/istio", "tag": tag}, "revision": revision});
+    let (config, _) =
+        crate::core::injector::configmap_parts(crate::core::injector::EMBEDDED_INJECTOR)
+            .expect("embedded injector");
     configmap(
         namespace,
         &format!("istio-sidecar-injector-{revision}"),
-        &[("values", &values.to_string())],
+        &[("values", &values.to_string()), ("config", &config)],
     )
 }
 

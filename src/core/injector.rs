@@ -15,6 +15,7 @@ use gotmpl::{FuncMap, Template};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::images;
 use super::mesh::{self, MeshError};
 use super::selector::{LabelSelector, SelectorError};
 use super::yaml::{self, YamlError};
@@ -93,10 +94,15 @@ impl InjectorConfig {
     /// Parses the `config` text; `defaultTemplates` defaults to `[sidecar]` as in istiod.
     pub fn parse(text: &str) -> Result<InjectorConfig, InjectorProblem> {
         let value = yaml::parse(text).map_err(InjectorProblem::ConfigYaml)?;
-        let value = if value.is_null() {
-            Value::Object(Default::default())
-        } else {
-            value
+        let value = match value {
+            Value::Null => Value::Object(Default::default()),
+            // A key with nothing under it (`injectedAnnotations:` in Istio's chart) is YAML's
+            // null, which Go reads as the empty value.
+            Value::Object(mut m) => {
+                m.retain(|_, v| !v.is_null());
+                Value::Object(m)
+            }
+            other => other,
         };
         let mut config: InjectorConfig = serde_json::from_value(value)
             .map_err(|e| InjectorProblem::ConfigShape(e.to_string()))?;
@@ -131,7 +137,7 @@ impl InjectorConfig {
 }
 
 /// Why a revision's injector cannot be used. Pods selecting the revision are refused with it.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InjectorProblem {
     #[error("injector config is not YAML: {0}")]
     ConfigYaml(YamlError),
@@ -177,6 +183,217 @@ pub struct InjectorSource {
     pub native_sidecars: bool,
     /// The Istio version whose rules apply; `None`: from `values.global.tag`, else the newest.
     pub version: Option<IstioVersion>,
+}
+
+/// revhook's own injector ConfigMap (its sidecar template and values), for revisions that
+/// name no injector of their own.
+pub const EMBEDDED_INJECTOR: &str = include_str!("../default-injector.yaml");
+
+/// The `config` and `values` of an injector ConfigMap given as YAML (as `kubectl get -o yaml`
+/// or `helm template` prints it).
+pub fn configmap_parts(text: &str) -> Result<(String, String), InjectorProblem> {
+    let doc = yaml::parse(text).map_err(InjectorProblem::ConfigYaml)?;
+    let data = &doc["data"];
+    let part = |key: &str| match &data[key] {
+        Value::String(s) => Ok(s.clone()),
+        Value::Null => Err(InjectorProblem::ConfigShape(format!(
+            "the ConfigMap has no data.{key}"
+        ))),
+        _ => Err(InjectorProblem::ConfigShape(format!(
+            "data.{key} is not a string"
+        ))),
+    };
+    Ok((part("config")?, part("values")?))
+}
+
+/// The mesh config a file holds: an `istio` ConfigMap's `data.mesh`, or a MeshConfig itself.
+pub fn mesh_text(text: &str) -> Result<String, InjectorProblem> {
+    let doc = yaml::parse(text).map_err(|e| InjectorProblem::Mesh(e.to_string()))?;
+    if doc["kind"] == "ConfigMap" {
+        return match &doc["data"]["mesh"] {
+            Value::String(s) => Ok(s.clone()),
+            Value::Null => Ok(String::new()),
+            _ => Err(InjectorProblem::Mesh("data.mesh is not a string".into())),
+        };
+    }
+    Ok(text.to_owned())
+}
+
+/// What a config file may set on a revision on top of its injector's values and mesh config
+/// (the conveniences revhook's config file always had).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevisionOverlay {
+    /// A full image reference for the proxy and its init container.
+    pub image: Option<String>,
+    pub discovery_address: Option<String>,
+    pub cni: Option<bool>,
+    pub multus: bool,
+    pub native_sidecar: Option<bool>,
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+    pub cpu_limit: Option<String>,
+    pub memory_limit: Option<String>,
+    pub log_level: Option<String>,
+    pub component_log_level: Option<String>,
+    pub concurrency: Option<u32>,
+}
+
+/// The source of a revision that uses revhook's own injector, with the mesh settings and
+/// the overlay applied.
+pub fn embedded_source(
+    revision: &str,
+    mesh: &super::revisions::MeshSettings,
+    overlay: &RevisionOverlay,
+) -> Result<InjectorSource, InjectorProblem> {
+    let (config, values) = configmap_parts(EMBEDDED_INJECTOR)?;
+    let mut source = InjectorSource {
+        config,
+        values,
+        mesh: Vec::new(),
+        native_sidecars: false,
+        version: None,
+    };
+    apply_mesh_settings(&mut source, revision, mesh)?;
+    apply_overlay(&mut source, overlay)?;
+    Ok(source)
+}
+
+fn set(values: &mut Value, path: &[&str], v: Value) {
+    let mut at = values;
+    for key in path {
+        if !at.is_object() {
+            *at = Value::Object(Default::default());
+        }
+        at = &mut at[*key];
+    }
+    *at = v;
+}
+
+fn edit_values(
+    source: &mut InjectorSource,
+    f: impl FnOnce(&mut Value),
+) -> Result<(), InjectorProblem> {
+    let mut values = parse_values(&source.values)?;
+    f(&mut values);
+    source.values = values.to_string();
+    Ok(())
+}
+
+/// The mesh identity and the revision's place: its name, Istio namespace, istiod address,
+/// trust domain, cluster and mesh IDs.
+pub fn apply_mesh_settings(
+    source: &mut InjectorSource,
+    revision: &str,
+    mesh: &super::revisions::MeshSettings,
+) -> Result<(), InjectorProblem> {
+    let rev_value = if revision == "default" { "" } else { revision };
+    edit_values(source, |v| {
+        set(v, &["revision"], Value::from(rev_value));
+        set(
+            v,
+            &["global", "istioNamespace"],
+            Value::from(mesh.istio_namespace.as_str()),
+        );
+        set(v, &["global", "meshID"], Value::from(mesh.mesh_id.as_str()));
+        set(
+            v,
+            &["global", "multiCluster", "clusterName"],
+            Value::from(mesh.cluster_id.as_str()),
+        );
+    })?;
+    let address = super::revisions::default_discovery_address(revision, &mesh.istio_namespace);
+    let layer = serde_json::json!({
+        "trustDomain": mesh.trust_domain,
+        "rootNamespace": mesh.istio_namespace,
+        "defaultConfig": {"discoveryAddress": address},
+    });
+    source.mesh.push(layer.to_string());
+    Ok(())
+}
+
+/// `registry/path` and `tag` of `registry/path/name:tag` (a digest reference has no tag).
+fn hub_and_tag(image: &str) -> Option<(&str, &str)> {
+    let (hub, rest) = image.rsplit_once('/')?;
+    let (_, tag) = rest.split_once(':')?;
+    (!hub.is_empty() && !tag.is_empty() && !rest.contains('@')).then_some((hub, tag))
+}
+
+/// The config file's conveniences, as the values and mesh settings Istio's charts use.
+pub fn apply_overlay(
+    source: &mut InjectorSource,
+    o: &RevisionOverlay,
+) -> Result<(), InjectorProblem> {
+    edit_values(source, |v| {
+        if let Some(image) = &o.image {
+            set(
+                v,
+                &["global", "proxy", "image"],
+                Value::from(image.as_str()),
+            );
+            set(
+                v,
+                &["global", "proxy_init", "image"],
+                Value::from(image.as_str()),
+            );
+            // Its registry path and tag become the hub and tag, which a pod's bare
+            // `sidecar.istio.io/proxyImage` name is combined with.
+            if let Some((hub, tag)) = hub_and_tag(image) {
+                set(v, &["global", "hub"], Value::from(hub));
+                set(v, &["global", "tag"], Value::from(tag));
+            }
+        }
+        if let Some(cni) = o.cni {
+            set(v, &["istio_cni", "enabled"], Value::from(cni));
+            set(v, &["pilot", "cni", "enabled"], Value::from(cni));
+        }
+        if o.multus {
+            for path in [
+                &["istio_cni", "provider"][..],
+                &["cni", "provider"],
+                &["pilot", "cni", "provider"],
+            ] {
+                set(v, path, Value::from("multus"));
+            }
+        }
+        let proxy = ["global", "proxy"];
+        for (field, value) in [
+            (&["resources", "requests", "cpu"][..], &o.cpu),
+            (&["resources", "requests", "memory"], &o.memory),
+            (&["resources", "limits", "cpu"], &o.cpu_limit),
+            (&["resources", "limits", "memory"], &o.memory_limit),
+            (&["logLevel"], &o.log_level),
+            (&["componentLogLevel"], &o.component_log_level),
+        ] {
+            if let Some(x) = value {
+                let path: Vec<&str> = proxy.iter().chain(field).copied().collect();
+                set(v, &path, Value::from(x.as_str()));
+            }
+        }
+    })?;
+    let mut pc = serde_json::Map::new();
+    if let Some(a) = &o.discovery_address {
+        pc.insert("discoveryAddress".into(), Value::from(a.as_str()));
+    }
+    if let Some(c) = o.concurrency {
+        pc.insert("concurrency".into(), Value::from(c));
+    }
+    if !pc.is_empty() {
+        source
+            .mesh
+            .push(serde_json::json!({ "defaultConfig": pc }).to_string());
+    }
+    if let Some(native) = o.native_sidecar {
+        source.native_sidecars = native;
+    }
+    Ok(())
+}
+
+/// The proxy image the values name (a reference as it is, else `ProxyImage` of the values).
+pub fn values_proxy_image(values: &Value) -> String {
+    match values["global"]["proxy"]["image"].as_str() {
+        Some(image) if image.contains(['/', ':', '@']) => image.to_owned(),
+        _ => images::proxy_image(values, &Value::Null, None),
+    }
 }
 
 /// A revision's injector, ready to render pods.
@@ -266,6 +483,22 @@ impl Injector {
     pub fn proxy_config_with(&self, annotation: &str) -> Result<gotmpl::Value, MeshError> {
         let merged = mesh::merge_proxy_config(annotation, &self.mesh["defaultConfig"])?;
         Ok(proxy_config_value(&merged))
+    }
+
+    /// The proxy image a pod without image annotations gets: a reference (with a registry
+    /// path, tag or digest) in `values.global.proxy.image` as it is, else istiod's `ProxyImage`.
+    pub fn default_proxy_image(&self) -> String {
+        match self.values["global"]["proxy"]["image"].as_str() {
+            Some(image) if image.contains(['/', ':', '@']) => image.to_owned(),
+            _ => images::proxy_image(&self.values, &self.mesh["defaultConfig"]["image"], None),
+        }
+    }
+
+    /// `host:port` of the revision's istiod, as its mesh config names it.
+    pub fn discovery_address(&self) -> &str {
+        self.mesh["defaultConfig"]["discoveryAddress"]
+            .as_str()
+            .unwrap_or_default()
     }
 
     /// The status port agents listen on (`defaultConfig.statusPort`, 15020 by default).

@@ -11,6 +11,12 @@ pub const CANONICAL_REVISION: &str = "service.istio.io/canonical-revision";
 pub const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
 pub const DEFAULT_LOGS_CONTAINER: &str = "kubectl.kubernetes.io/default-logs-container";
 
+/// The containers Istio injects, by name.
+pub const PROXY_NAME: &str = "istio-proxy";
+pub const INIT_NAME: &str = "istio-init";
+pub const VALIDATION_NAME: &str = "istio-validation";
+pub const CORE_DUMP_NAME: &str = "enable-core-dump";
+
 /// Namespaces Istio never injects into (its webhook excludes them by selector).
 pub const IGNORED_NAMESPACES: [&str; 4] = [
     "kube-system",

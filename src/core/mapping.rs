@@ -16,10 +16,10 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
+use crate::core::injector::{InjectorProblem, InjectorSource};
 use crate::core::labels::{NamespaceLabels, ISTIO_REV, ISTIO_TAG};
 use crate::core::revisions::{
-    check_label_value, default_discovery_address, MeshSettings, ProxyDefaults, Revision,
-    RevisionTable, TableError,
+    check_label_value, MeshSettings, Revision, RevisionTable, TableError,
 };
 
 use crate::core::snapshot::Snapshot;
@@ -36,8 +36,30 @@ pub enum MappingError {
         name: String,
         detail: String,
     },
-    #[error("ConfigMap {namespace}/{name}: no proxy image (values.global.hub/tag or values.global.proxy.image)")]
-    NoImage { namespace: String, name: String },
+}
+
+/// The mesh config ConfigMaps istiod of `revision` reads, in the order it layers them: its
+/// `istio[-<rev>]` ConfigMap, then (AKS) `istio-shared-configmap-<rev>`.
+fn mesh_configmap_names(revision: &str) -> [String; 2] {
+    let own = if revision == "default" {
+        "istio".to_owned()
+    } else {
+        format!("istio-{revision}")
+    };
+    [own, format!("istio-shared-configmap-{revision}")]
+}
+
+/// The mesh config texts of a revision found beside its injector ConfigMap.
+fn mesh_layers<'a>(
+    revision: &str,
+    namespace: &str,
+    configmaps: &HashMap<(&'a str, &'a str), &'a ConfigMap>,
+) -> Vec<String> {
+    mesh_configmap_names(revision)
+        .iter()
+        .filter_map(|name| configmaps.get(&(namespace, name.as_str())))
+        .filter_map(|cm| cm.data.as_ref()?.get("mesh").cloned())
+        .collect()
 }
 
 /// Whether a ConfigMap is a revision's injector config.
@@ -68,40 +90,33 @@ fn revision_name(meta: &ObjectMeta, values: &Value) -> String {
     }
 }
 
-fn value_str(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+/// Whether the revision's istiod runs native sidecars: its `ENABLE_NATIVE_SIDECARS`, and
+/// where that is unset or `auto`, what the cluster supports (`mesh.native_sidecars_auto`).
+fn native_sidecars(values: &Value, mesh: &MeshSettings) -> bool {
+    match values["pilot"]["env"]["ENABLE_NATIVE_SIDECARS"] {
+        Value::Bool(b) => b,
+        Value::String(ref s) if s == "true" => true,
+        Value::String(ref s) if s == "false" => false,
+        _ => mesh.native_sidecars_auto,
     }
 }
 
-/// The proxy image Istio's template would use: `global.proxy.image` when it is a full
-/// reference (contains `/`), else `<hub>/<image>:<tag>`, plus `-<variant>` on the tag.
-pub fn proxy_image(values: &Value) -> Option<String> {
-    let global = &values["global"];
-    let image = value_str(&global["proxy"]["image"]).unwrap_or_else(|| "proxyv2".to_owned());
-    if image.contains('/') {
-        return Some(image);
-    }
-    let hub = value_str(&global["hub"])?;
-    let tag = value_str(&global["tag"])?;
-    let variant = value_str(&global["variant"]);
-    let tag = match variant {
-        Some(v) if !tag.ends_with(&format!("-{v}")) => format!("{tag}-{v}"),
-        _ => tag,
-    };
-    Some(format!("{}/{image}:{tag}", hub.trim_end_matches('/')))
-}
-
-/// A revision from its injector ConfigMap; `None` when the ConfigMap is not one.
-fn revision_from_configmap(cm: &ConfigMap) -> Option<Result<Revision, MappingError>> {
+/// A revision from its injector ConfigMap (and the mesh ConfigMaps beside it); `None` when
+/// the ConfigMap is not an injector's. A ConfigMap whose values cannot be read is an error
+/// (no revision name can be trusted); one whose config or templates cannot be used gives a
+/// revision that refuses its pods with the reason.
+fn revision_from_configmap(
+    cm: &ConfigMap,
+    configmaps: &HashMap<(&str, &str), &ConfigMap>,
+    mesh: &MeshSettings,
+) -> Option<Result<Revision, MappingError>> {
     if !is_injector_configmap(&cm.metadata) {
         return None;
     }
     let namespace = cm.metadata.namespace.clone().unwrap_or_default();
     let name = cm.metadata.name.clone().unwrap_or_default();
-    let Some(raw) = cm.data.as_ref().and_then(|d| d.get("values")) else {
+    let data = cm.data.as_ref();
+    let Some(raw) = data.and_then(|d| d.get("values")) else {
         return Some(Err(MappingError::NoValues { namespace, name }));
     };
     let values: Value = match serde_json::from_str(raw) {
@@ -114,41 +129,22 @@ fn revision_from_configmap(cm: &ConfigMap) -> Option<Result<Revision, MappingErr
             }))
         }
     };
-    let Some(image) = proxy_image(&values) else {
-        return Some(Err(MappingError::NoImage { namespace, name }));
-    };
     let rev_name = revision_name(&cm.metadata, &values);
-    let istio_ns = value_str(&values["global"]["istioNamespace"]).unwrap_or(namespace);
-    let proxy = &values["global"]["proxy"];
-    let d = ProxyDefaults::default();
-    let res = &proxy["resources"];
-    Some(Ok(Revision {
-        discovery_address: default_discovery_address(&rev_name, &istio_ns),
-        proxy_image: image,
-        cni: values["pilot"]["cni"]["enabled"].as_bool().unwrap_or(false)
-            || values["istio_cni"]["enabled"].as_bool().unwrap_or(false),
-        native_sidecar: false,
-        multus: [
-            &values["cni"]["provider"],
-            &values["pilot"]["cni"]["provider"],
-        ]
-        .iter()
-        .any(|p| p.as_str() == Some("multus")),
-        proxy: ProxyDefaults {
-            cpu_request: value_str(&res["requests"]["cpu"]).unwrap_or(d.cpu_request),
-            memory_request: value_str(&res["requests"]["memory"]).unwrap_or(d.memory_request),
-            cpu_limit: value_str(&res["limits"]["cpu"]).unwrap_or(d.cpu_limit),
-            memory_limit: value_str(&res["limits"]["memory"]).unwrap_or(d.memory_limit),
-            log_level: value_str(&proxy["logLevel"]).unwrap_or(d.log_level),
-            component_log_level: value_str(&proxy["componentLogLevel"])
-                .unwrap_or(d.component_log_level),
-            concurrency: proxy["concurrency"]
-                .as_u64()
-                .and_then(|c| u32::try_from(c).ok())
-                .filter(|c| *c > 0),
-        },
-        name: rev_name,
-    }))
+    let Some(config) = data.and_then(|d| d.get("config")) else {
+        let problem = InjectorProblem::ConfigShape(format!(
+            "ConfigMap {namespace}/{name} has no data.config"
+        ));
+        let image = crate::core::injector::values_proxy_image(&values);
+        return Some(Ok(Revision::unusable(&rev_name, image, problem)));
+    };
+    let source = InjectorSource {
+        config: config.clone(),
+        values: raw.clone(),
+        mesh: mesh_layers(&rev_name, &namespace, configmaps),
+        native_sidecars: native_sidecars(&values, mesh),
+        version: None,
+    };
+    Some(Ok(Revision::from_source(&rev_name, Ok(source))))
 }
 
 /// `(tag, revision)` of an `istioctl tag` MutatingWebhookConfiguration.
@@ -201,7 +197,7 @@ pub fn snapshot_from_parts<'a>(
     origin: &str,
 ) -> (Snapshot, MappingReport) {
     let mut report = MappingReport::default();
-    let revisions = usable_revisions(configmaps, &mut report);
+    let revisions = usable_revisions(configmaps, &mesh, &mut report);
     let tags = usable_tags(webhooks, &revisions, &mut report);
     // Every name was checked above, so the table builds; if it ever did not, the revisions
     // alone still serve (never an empty table: that would deny every pod as stale).
@@ -219,11 +215,20 @@ pub fn snapshot_from_parts<'a>(
 /// label value, or repeats another's name is reported and skipped: the others keep serving.
 fn usable_revisions<'a>(
     configmaps: impl IntoIterator<Item = &'a ConfigMap>,
+    mesh: &MeshSettings,
     report: &mut MappingReport,
 ) -> Vec<Revision> {
+    let configmaps: Vec<&ConfigMap> = configmaps.into_iter().collect();
+    let by_name: HashMap<(&str, &str), &ConfigMap> = configmaps
+        .iter()
+        .filter_map(|cm| {
+            let m = &cm.metadata;
+            Some(((m.namespace.as_deref()?, m.name.as_deref()?), *cm))
+        })
+        .collect();
     let mut revisions: Vec<Revision> = Vec::new();
     for cm in configmaps {
-        let rev = match revision_from_configmap(cm) {
+        let rev = match revision_from_configmap(cm, &by_name, mesh) {
             None => continue,
             Some(Err(e)) => {
                 report.errors.push(e.to_string());
@@ -307,19 +312,65 @@ mod tests {
         }
     }
 
+    /// An injector ConfigMap with revhook's own template (the config), and these values.
+    fn injector(name: &str, rev_label: Option<&str>, values: Value) -> ConfigMap {
+        let mut c = cm(name, rev_label, values);
+        let (config, _) =
+            crate::core::injector::configmap_parts(crate::core::injector::EMBEDDED_INJECTOR)
+                .expect("embedded injector");
+        c.data
+            .get_or_insert_with(BTreeMap::new)
+            .insert("config".to_owned(), config);
+        c
+    }
+
+    fn mesh_cm(name: &str, mesh: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("aks-istio-system".into()),
+                ..ObjectMeta::default()
+            },
+            data: Some(BTreeMap::from([("mesh".to_owned(), mesh.to_owned())])),
+            ..ConfigMap::default()
+        }
+    }
+
+    fn one(cm: &ConfigMap, others: &[&ConfigMap]) -> Option<Result<Revision, MappingError>> {
+        let map: HashMap<(&str, &str), &ConfigMap> = others
+            .iter()
+            .map(|c| {
+                let m = &c.metadata;
+                (
+                    (
+                        m.namespace.as_deref().unwrap_or_default(),
+                        m.name.as_deref().unwrap_or_default(),
+                    ),
+                    *c,
+                )
+            })
+            .collect();
+        revision_from_configmap(cm, &map, &MeshSettings::default())
+    }
+
     #[test]
-    fn revision_from_hub_tag_and_variant() {
+    fn revision_from_hub_tag_and_variant_with_its_mesh_config() {
         let values = serde_json::json!({"global": {"hub": "mcr.microsoft.com/oss/istio", "tag": "1.23.0",
             "variant": "distroless", "istioNamespace": "aks-istio-system",
             "proxy": {"image": "proxyv2", "logLevel": "info", "resources": {"requests": {"cpu": "50m"}}}},
             "revision": "asm-1-23"});
-        let rev = revision_from_configmap(&cm(
-            "istio-sidecar-injector-asm-1-23",
-            Some("asm-1-23"),
-            values,
-        ))
-        .expect("an injector ConfigMap")
-        .expect("maps");
+        let mesh = mesh_cm(
+            "istio-asm-1-23",
+            "defaultConfig:\n  discoveryAddress: istiod-asm-1-23.aks-istio-system.svc:15012\n",
+        );
+        let shared = mesh_cm(
+            "istio-shared-configmap-asm-1-23",
+            "defaultConfig:\n  proxyMetadata: {ISTIO_META_DNS_CAPTURE: \"true\"}\n",
+        );
+        let cm = injector("istio-sidecar-injector-asm-1-23", Some("asm-1-23"), values);
+        let rev = one(&cm, &[&mesh, &shared])
+            .expect("an injector ConfigMap")
+            .expect("maps");
         assert_eq!(rev.name, "asm-1-23");
         assert_eq!(
             rev.proxy_image,
@@ -329,16 +380,23 @@ mod tests {
             rev.discovery_address,
             "istiod-asm-1-23.aks-istio-system.svc:15012"
         );
-        assert_eq!(rev.proxy.cpu_request, "50m");
-        assert_eq!(rev.proxy.log_level, "info");
-        assert!(!rev.cni);
+        let inj = rev.injector.expect("usable");
+        assert_eq!(
+            inj.values["global"]["proxy"]["resources"]["requests"]["cpu"],
+            "50m"
+        );
+        assert_eq!(
+            inj.mesh["defaultConfig"]["proxyMetadata"]["ISTIO_META_DNS_CAPTURE"], "true",
+            "the AKS shared mesh config is layered over the revision's"
+        );
+        assert_eq!(inj.version, crate::core::injector::IstioVersion(23));
     }
 
     #[test]
     fn full_image_reference_and_default_revision() {
         let values = serde_json::json!({"global": {"hub": "docker.io/istio", "tag": "1.22.3",
             "proxy": {"image": "registry.example/istio/proxyv2:1.22.3-patched"}}, "pilot": {"cni": {"enabled": true}}});
-        let rev = revision_from_configmap(&cm("istio-sidecar-injector", None, values))
+        let rev = one(&injector("istio-sidecar-injector", None, values), &[])
             .expect("injector")
             .expect("maps");
         assert_eq!(rev.name, "default");
@@ -346,23 +404,45 @@ mod tests {
             rev.proxy_image,
             "registry.example/istio/proxyv2:1.22.3-patched"
         );
-        assert_eq!(rev.discovery_address, "istiod.aks-istio-system.svc:15012");
-        assert!(rev.cni);
     }
 
     #[test]
     fn revision_name_falls_back_to_the_configmap_name() {
         let values = serde_json::json!({"global": {"hub": "h", "tag": "1.22.0"}});
-        let rev = revision_from_configmap(&cm("istio-sidecar-injector-1-22-0", None, values))
-            .expect("injector")
-            .expect("maps");
+        let rev = one(
+            &injector("istio-sidecar-injector-1-22-0", None, values),
+            &[],
+        )
+        .expect("injector")
+        .expect("maps");
         assert_eq!(rev.name, "1-22-0");
         assert_eq!(rev.proxy_image, "h/proxyv2:1.22.0");
     }
 
     #[test]
+    fn native_sidecars_follow_the_revisions_istiod_env() {
+        let values = |env: Value| serde_json::json!({"global": {"hub": "h", "tag": "1.29.0"}, "pilot": {"env": env}});
+        for (env, native) in [
+            (serde_json::json!({"ENABLE_NATIVE_SIDECARS": "true"}), true),
+            (
+                serde_json::json!({"ENABLE_NATIVE_SIDECARS": "false"}),
+                false,
+            ),
+            (serde_json::json!({}), false),
+        ] {
+            let rev = one(
+                &injector("istio-sidecar-injector-x", None, values(env)),
+                &[],
+            )
+            .expect("injector")
+            .expect("maps");
+            assert_eq!(rev.injector.expect("usable").native_sidecars, native);
+        }
+    }
+
+    #[test]
     fn a_configmap_that_is_no_injector_config_is_ignored() {
-        assert!(revision_from_configmap(&cm("istio", None, serde_json::json!({}))).is_none());
+        assert!(one(&cm("istio", None, serde_json::json!({})), &[]).is_none());
     }
 
     #[test]
@@ -373,21 +453,30 @@ mod tests {
             "{not json".to_owned(),
         )]));
         assert!(matches!(
-            revision_from_configmap(&bad),
+            one(&bad, &[]),
             Some(Err(MappingError::BadValues { .. }))
         ));
     }
 
     #[test]
-    fn an_injector_configmap_without_a_proxy_image_is_reported() {
-        let no_image = cm(
+    fn an_injector_without_config_or_with_a_broken_template_is_an_unusable_revision() {
+        let no_config = cm(
             "istio-sidecar-injector-y",
             None,
             serde_json::json!({"global": {}}),
         );
+        let rev = one(&no_config, &[]).expect("injector").expect("a revision");
+        let problem = rev.injector.expect_err("unusable");
+        assert!(problem.to_string().contains("no data.config"), "{problem}");
+        let mut broken = injector("istio-sidecar-injector-y", None, serde_json::json!({}));
+        broken.data.as_mut().expect("data").insert(
+            "config".into(),
+            "templates:\n  sidecar: '{{ nosuch .Values }}'\n".into(),
+        );
+        let rev = one(&broken, &[]).expect("injector").expect("a revision");
         assert!(matches!(
-            revision_from_configmap(&no_image),
-            Some(Err(MappingError::NoImage { .. }))
+            rev.injector,
+            Err(crate::core::injector::InjectorProblem::TemplateParse { .. })
         ));
     }
 
@@ -396,7 +485,7 @@ mod tests {
         let mut no_values = cm("istio-sidecar-injector-z", None, Value::Null);
         no_values.data = None;
         assert!(matches!(
-            revision_from_configmap(&no_values),
+            one(&no_values, &[]),
             Some(Err(MappingError::NoValues { .. }))
         ));
     }
@@ -405,12 +494,12 @@ mod tests {
     fn snapshot_from_cluster_objects() {
         let v = |t: &str| serde_json::json!({"global": {"hub": "docker.io/istio", "tag": t}});
         let cms = [
-            cm(
+            injector(
                 "istio-sidecar-injector-asm-1-22",
                 Some("asm-1-22"),
                 v("1.22.0"),
             ),
-            cm(
+            injector(
                 "istio-sidecar-injector-asm-1-23",
                 Some("asm-1-23"),
                 v("1.23.0"),
@@ -442,13 +531,16 @@ mod tests {
             snap.namespace("shop").and_then(|n| n.rev.as_deref()),
             Some("prod-stable")
         );
-        assert!(snap.sidecar("asm-1-23").is_some());
+        assert!(snap
+            .table
+            .revision("asm-1-23")
+            .is_some_and(|r| r.injector.is_ok()));
     }
 
     #[test]
     fn a_bad_revision_among_good_ones_is_reported_and_the_good_ones_keep_serving() {
         let values = |rev: &str| serde_json::json!({"global": {"hub": "h", "tag": "1.23.0"}, "revision": rev});
-        let good = cm(
+        let good = injector(
             "istio-sidecar-injector-asm-1-23",
             Some("asm-1-23"),
             values("asm-1-23"),

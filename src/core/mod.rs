@@ -5,6 +5,7 @@
 //! tokio, hyper or clap; `tests/architecture.rs` fails the build's tests if a file here
 //! imports one of them.
 
+pub mod images;
 pub mod injector;
 pub mod json;
 pub mod labels;
@@ -17,7 +18,6 @@ pub mod policy;
 pub mod request;
 pub mod revisions;
 pub mod selector;
-pub mod sidecar;
 pub mod snapshot;
 pub mod verdict;
 pub mod webhooks;

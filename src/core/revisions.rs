@@ -7,43 +7,22 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use super::injector::{self, Injector, InjectorProblem, InjectorSource, RevisionOverlay};
+
 /// The tag that `istio-injection=enabled` (and `sidecar.istio.io/inject=true` alone) means.
 pub const DEFAULT_TAG: &str = "default";
 
-/// Proxy defaults of a revision (what Istio's `values.global.proxy` holds).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProxyDefaults {
-    pub cpu_request: String,
-    pub memory_request: String,
-    pub cpu_limit: String,
-    pub memory_limit: String,
-    pub log_level: String,
-    pub component_log_level: String,
-    /// `None` lets the agent pick from the CPU limit, as Istio's default does.
-    pub concurrency: Option<u32>,
-}
-
-impl Default for ProxyDefaults {
-    fn default() -> Self {
-        ProxyDefaults {
-            cpu_request: "100m".into(),
-            memory_request: "128Mi".into(),
-            cpu_limit: "2".into(),
-            memory_limit: "1Gi".into(),
-            log_level: "warning".into(),
-            component_log_level: "misc:error".into(),
-            concurrency: None,
-        }
-    }
-}
-
-/// Mesh-wide settings the sidecar needs (Istio's `meshConfig` and `values.global`).
+/// Mesh-wide settings a config file or the cluster options give (Istio's `meshConfig` and
+/// `values.global`); a revision's injector is built with them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeshSettings {
     pub trust_domain: String,
     pub cluster_id: String,
     pub mesh_id: String,
     pub istio_namespace: String,
+    /// What `ENABLE_NATIVE_SIDECARS=auto` (or unset) means here: whether the cluster runs
+    /// Kubernetes native sidecars (every node 1.33 or newer, as istiod checks).
+    pub native_sidecars_auto: bool,
 }
 
 impl Default for MeshSettings {
@@ -53,38 +32,84 @@ impl Default for MeshSettings {
             cluster_id: "Kubernetes".into(),
             mesh_id: "cluster.local".into(),
             istio_namespace: "istio-system".into(),
+            native_sidecars_auto: false,
         }
     }
 }
 
-/// One installed control plane.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One installed control plane, with the injector its istiod runs.
+#[derive(Debug, Clone)]
 pub struct Revision {
     pub name: String,
+    /// The proxy image a pod without image annotations gets (what `check` and `tags plan`
+    /// compare running proxies with).
     pub proxy_image: String,
     /// `host:port` of the revision's istiod (XDS and CA).
     pub discovery_address: String,
-    /// Istio CNI plugin does the redirection: no `istio-init` container.
-    pub cni: bool,
-    /// Kubernetes native sidecars: the proxy runs as an init container with `restartPolicy: Always`.
-    pub native_sidecar: bool,
-    /// With `cni`: the CNI is chained by Multus, so pods name the `istio-cni` network
-    /// attachment in `k8s.v1.cni.cncf.io/networks`.
-    pub multus: bool,
-    pub proxy: ProxyDefaults,
+    /// The revision's injector, or why it cannot inject.
+    pub injector: Result<Arc<Injector>, InjectorProblem>,
 }
 
+impl PartialEq for Revision {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.proxy_image == other.proxy_image
+            && self.discovery_address == other.discovery_address
+            && match (&self.injector, &other.injector) {
+                (Ok(a), Ok(b)) => Arc::ptr_eq(a, b),
+                (Err(a), Err(b)) => a.to_string() == b.to_string(),
+                _ => false,
+            }
+    }
+}
+
+impl Eq for Revision {}
+
 impl Revision {
-    /// A revision with Istio's defaults: istiod service `istiod` for `default`, `istiod-<rev>` otherwise.
+    /// A revision whose pods get revhook's own sidecar template with `proxy_image`, named and
+    /// placed in the mesh as `mesh` says (istiod service `istiod` for `default`,
+    /// `istiod-<rev>` otherwise).
     pub fn new(name: &str, proxy_image: &str, mesh: &MeshSettings) -> Self {
+        let overlay = RevisionOverlay {
+            image: Some(proxy_image.to_owned()),
+            ..RevisionOverlay::default()
+        };
+        Revision::from_source(name, injector::embedded_source(name, mesh, &overlay))
+    }
+
+    /// A revision whose injector cannot be had at all, with the image its values name.
+    pub fn unusable(name: &str, proxy_image: String, problem: InjectorProblem) -> Self {
         Revision {
             name: name.to_owned(),
-            proxy_image: proxy_image.to_owned(),
-            discovery_address: default_discovery_address(name, &mesh.istio_namespace),
-            cni: false,
-            native_sidecar: false,
-            multus: false,
-            proxy: ProxyDefaults::default(),
+            proxy_image,
+            discovery_address: String::new(),
+            injector: Err(problem),
+        }
+    }
+
+    /// A revision from what its injector is built from.
+    pub fn from_source(name: &str, source: Result<InjectorSource, InjectorProblem>) -> Self {
+        // What a revision that cannot inject would inject, as far as its values tell: `check`
+        // still compares running proxies with it.
+        let fallback_image = source
+            .as_ref()
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s.values).ok())
+            .map(|v| injector::values_proxy_image(&v))
+            .unwrap_or_default();
+        let injector = source.and_then(|s| Injector::build(&s)).map(Arc::new);
+        let (proxy_image, discovery_address) = match &injector {
+            Ok(inj) => (
+                inj.default_proxy_image(),
+                inj.discovery_address().to_owned(),
+            ),
+            Err(_) => (fallback_image, String::new()),
+        };
+        Revision {
+            name: name.to_owned(),
+            proxy_image,
+            discovery_address,
+            injector,
         }
     }
 }

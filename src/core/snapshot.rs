@@ -7,7 +7,6 @@ use std::collections::HashMap;
 
 use super::labels::NamespaceLabels;
 use super::revisions::{MeshSettings, RevisionTable};
-use super::sidecar::RenderedSidecar;
 
 #[derive(Debug)]
 pub struct Snapshot {
@@ -17,27 +16,21 @@ pub struct Snapshot {
     pub namespaces: HashMap<String, NamespaceLabels>,
     /// Where this snapshot came from, for logs and `/readyz`.
     pub origin: String,
-    sidecars: HashMap<String, RenderedSidecar>,
 }
 
 impl Snapshot {
-    /// Builds a snapshot and pre-renders every revision's sidecar.
+    /// Builds a snapshot (each revision's injector was built with its revision).
     pub fn new(
         table: RevisionTable,
         mesh: MeshSettings,
         namespaces: HashMap<String, NamespaceLabels>,
         origin: impl Into<String>,
     ) -> Self {
-        let sidecars = table
-            .revisions()
-            .map(|rev| (rev.name.clone(), RenderedSidecar::new(rev.clone(), &mesh)))
-            .collect();
         Snapshot {
             table,
             mesh,
             namespaces,
             origin: origin.into(),
-            sidecars,
         }
     }
 
@@ -53,10 +46,6 @@ impl Snapshot {
 
     pub fn namespace(&self, name: &str) -> Option<&NamespaceLabels> {
         self.namespaces.get(name)
-    }
-
-    pub fn sidecar(&self, revision: &str) -> Option<&RenderedSidecar> {
-        self.sidecars.get(revision)
     }
 
     /// Namespaces whose `istio.io/rev` names `value` (or, for `default`, that have

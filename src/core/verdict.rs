@@ -56,6 +56,9 @@ pub enum Skip {
     AlreadyInjected,
     NotAPod,
     NotCreate,
+    /// The revision's injector declines: its selectors or policy, or a word the pod's
+    /// `sidecar.istio.io/inject` has that this Istio version does not read as yes.
+    InjectorPolicy,
 }
 
 /// Why an object passed without a patch.
@@ -80,6 +83,10 @@ pub enum Deny {
     Conflict,
     Tag,
     InvalidLabel,
+    /// A pod annotation istiod refuses (`validateAnnotations`).
+    InvalidAnnotation,
+    /// The revision's templates cannot be run (for this pod, or at all).
+    TemplateError,
 }
 
 /// A request revhook could not judge.
@@ -105,6 +112,7 @@ impl Skip {
             Skip::AlreadyInjected => "already-injected",
             Skip::NotAPod => "not-a-pod",
             Skip::NotCreate => "not-create",
+            Skip::InjectorPolicy => "injector-policy",
         }
     }
 }
@@ -130,13 +138,16 @@ impl Deny {
             Deny::Conflict => "conflict",
             Deny::Tag => "tag",
             Deny::InvalidLabel => "invalid-label",
+            Deny::InvalidAnnotation => "invalid-annotation",
+            Deny::TemplateError => "template-error",
         }
     }
 
     /// HTTP status code and reason of the denial.
     fn status(self) -> (u16, &'static str) {
         match self {
-            Deny::InvalidLabel => (422, "Invalid"),
+            Deny::InvalidLabel | Deny::InvalidAnnotation => (422, "Invalid"),
+            Deny::TemplateError => (500, "InternalError"),
             Deny::Stale | Deny::Conflict | Deny::Tag => (403, "Forbidden"),
         }
     }

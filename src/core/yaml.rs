@@ -2,7 +2,7 @@
 //! ConfigMaps, template output, annotations) parses it the same way.
 
 /// YAML that could not be read, with where.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct YamlError(String);
 

@@ -11,9 +11,14 @@
 //! 4. A namespace with neither label: the pod's `istio.io/rev`, else `sidecar.istio.io/inject=true`
 //!    (the `default` tag), else nothing.
 //! 5. The selected value resolves to a revision, or it is stale.
-//! 6. A pod whose `sidecar.istio.io/status` names the resolved revision is left as it is; one
+//! 6. The revision's istiod has the last word (`injectRequired`, as that version reads it):
+//!    the pod's `sidecar.istio.io/inject` (label, else annotation), the injector config's
+//!    `neverInjectSelector` / `alwaysInjectSelector`, then its `policy`. A revision whose
+//!    injector cannot be built is unusable.
+//! 7. A pod whose `sidecar.istio.io/status` names the resolved revision is left as it is; one
 //!    injected for another revision is re-injected.
 
+use crate::core::injector::{InjectionPolicy, InjectorConfig, InjectorProblem, IstioVersion};
 use crate::core::labels::{self, NamespaceLabels, IGNORED_NAMESPACES};
 use crate::core::revisions::{Resolved, RevisionTable, Stale, DEFAULT_TAG};
 
@@ -41,6 +46,12 @@ pub enum Decision<'t> {
     Conflict {
         namespace: String,
     },
+    /// The selected revision's injector cannot be built (inject mode only).
+    Unusable {
+        resolved: Resolved<'t>,
+        selector: Selector,
+        problem: InjectorProblem,
+    },
 }
 
 /// A decision and the warnings gathered on the way.
@@ -66,12 +77,51 @@ pub fn injected_revision(pod: &PodIn<'_>) -> Option<Option<String>> {
     )
 }
 
-/// The pod's own opt-in/out: the label, else the deprecated annotation.
-fn pod_inject_flag(pod: &PodIn<'_>) -> Option<bool> {
-    pod.meta()
+/// istiod's `injectRequired` for a pod the revision's webhook was called for: the pod's
+/// `sidecar.istio.io/inject` (label, else annotation) as that version reads it, the
+/// injector's selectors, then its policy.
+pub fn inject_required(pod: &PodIn<'_>, config: &InjectorConfig, version: IstioVersion) -> bool {
+    let value = pod
+        .meta()
         .label(labels::SIDECAR_INJECT)
         .or_else(|| pod.meta().annotation(labels::SIDECAR_INJECT))
-        .and_then(labels::parse_inject_flag)
+        .unwrap_or_default();
+    // Up to 1.26 any YAML truth word injects and any other word refuses; from 1.27 only
+    // "true" and "false" count and other words fall back to the default.
+    let (mut inject, mut use_default) = if version < IstioVersion(27) {
+        match value.to_ascii_lowercase().as_str() {
+            "y" | "yes" | "true" | "on" => (true, false),
+            "" => (false, true),
+            _ => (false, false),
+        }
+    } else {
+        match value {
+            "true" => (true, false),
+            "false" => (false, false),
+            _ => (false, true),
+        }
+    };
+    let label = |k: &str| pod.meta().label(k);
+    if use_default
+        && config
+            .never_inject_selector
+            .iter()
+            .any(|s| s.selects(label))
+    {
+        (inject, use_default) = (false, false);
+    }
+    if use_default
+        && config
+            .always_inject_selector
+            .iter()
+            .any(|s| s.selects(label))
+    {
+        (inject, use_default) = (true, false);
+    }
+    match config.policy {
+        InjectionPolicy::Enabled => use_default || inject,
+        InjectionPolicy::Disabled => !use_default && inject,
+    }
 }
 
 pub fn decide<'t>(
@@ -112,8 +162,10 @@ fn select<'p>(
     if IGNORED_NAMESPACES.contains(&namespace) {
         return Err(Early::Skip(Skip::SystemNamespace));
     }
-    let flag = pod_inject_flag(pod);
-    if flag == Some(false) {
+    // Istio's webhooks select pods by label only: `sidecar.istio.io/inject=false` keeps
+    // every webhook away, `=true` opts a pod in where its namespace says nothing.
+    let flag = pod.meta().label(labels::SIDECAR_INJECT);
+    if flag == Some("false") {
         return Err(Early::Skip(Skip::PodOptOut));
     }
     let pod_rev = pod.meta().label(labels::ISTIO_REV);
@@ -136,7 +188,7 @@ fn select<'p>(
         (Some(_), Some(rev)) if policy.pod_revision_wins => Ok((rev, Selector::PodRev)),
         (Some(selected), _) => Ok(selected),
         (None, Some(rev)) => Ok((rev, Selector::PodRev)),
-        (None, None) if flag == Some(true) => Ok((DEFAULT_TAG, Selector::PodInject)),
+        (None, None) if flag == Some("true") => Ok((DEFAULT_TAG, Selector::PodInject)),
         (None, None) => Err(Early::Skip(Skip::NotSelected)),
     }
 }
@@ -157,6 +209,24 @@ fn resolve<'t>(
         Ok(resolved) => resolved,
         Err(stale) => return Decision::Stale { stale, selector },
     };
+    let required = match &resolved.revision.injector {
+        Ok(inj) => inject_required(pod, &inj.config, inj.version),
+        // Guard mode judges only whether Istio injects: with the injector's config unreadable,
+        // by Istio's defaults (policy enabled, no selectors).
+        Err(_) if policy.mode == Mode::Guard => {
+            inject_required(pod, &InjectorConfig::default(), IstioVersion::NEWEST)
+        }
+        Err(problem) => {
+            return Decision::Unusable {
+                problem: problem.clone(),
+                resolved,
+                selector,
+            }
+        }
+    };
+    if !required {
+        return Decision::Skip(opt_out_or_policy(pod));
+    }
     match injected {
         None => Decision::Inject {
             resolved,
@@ -169,6 +239,18 @@ fn resolve<'t>(
             previous: Some(rev),
         },
         Some(_) => Decision::AlreadyInjected,
+    }
+}
+
+/// A pod istiod declines: its own word, or the injector's selectors and policy.
+fn opt_out_or_policy(pod: &PodIn<'_>) -> Skip {
+    let said = pod
+        .meta()
+        .label(labels::SIDECAR_INJECT)
+        .or_else(|| pod.meta().annotation(labels::SIDECAR_INJECT));
+    match said {
+        Some(v) if labels::parse_inject_flag(v) == Some(false) => Skip::PodOptOut,
+        _ => Skip::InjectorPolicy,
     }
 }
 

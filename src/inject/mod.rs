@@ -1,64 +1,62 @@
-//! `POST /inject`: decide, resolve the revision, and answer with a JSON Patch that adds the
-//! revision's sidecar. Pure: a function of the request, the snapshot and the policy.
+//! `POST /inject`: decide, resolve the revision, and answer with a JSON Patch that injects
+//! what the revision's istiod would. Pure: a function of the request, the snapshot and the
+//! policy.
 //!
-//! `decide` (Istio's rules) → `assemble` (the patch: `custom` merge, `probes`, `metadata`,
-//! `overrides` from the pod's annotations) → `patch` (RFC 6902 written into one buffer).
+//! `decide` (Istio's rules) → `pipeline` (istiod's `injectPod`: `render` the revision's own
+//! templates and merge them into the pod, custom injection, `postprocess`: prometheus,
+//! `probes`, status, container order) → `diff` (RFC 6902, admitted pod to injected pod).
 
-mod assemble;
-mod custom;
+pub mod annotations;
 pub mod decide;
-mod metadata;
-pub mod overrides;
-mod patch;
+pub mod diff;
+mod overlay;
+pub mod pipeline;
+pub mod pod;
+mod postprocess;
 mod probes;
+pub mod render;
 mod workload;
 
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use crate::core::injector::Injector;
 use crate::core::labels::NamespaceLabels;
 use crate::core::messages;
-use crate::core::pod::{self, PodIn};
+use crate::core::pod::PodIn;
 use crate::core::policy::{Mode, OnStale, Policy};
 use crate::core::request::{GroupVersionKind, PodRequestIn, RequestIn};
-use crate::core::sidecar::{self, PROXY_NAME};
 use crate::core::snapshot::Snapshot;
 use crate::core::verdict::{Allow, Deny, Failure, Skip, Verdict};
 
 use decide::Decision;
+use pipeline::PipelineError;
+pub use render::Path;
 pub use workload::Workload;
 
-/// Why a patch could not be built for a pod that should be injected.
-#[derive(Debug, thiserror::Error)]
-pub enum InjectError {
-    #[error("pod has no spec.containers")]
-    NoContainers,
-    #[error(transparent)]
-    Override(#[from] overrides::OverrideError),
-    #[error("internal: sidecar template: {0}")]
-    Template(serde_json::Error),
-    #[error("spec.{array}[{index}]: {source}")]
-    CustomContainer {
-        array: &'static str,
-        index: usize,
-        source: serde_json::Error,
-    },
-    #[error("spec.{array}[{index}] is not an object")]
-    NotAnObject { array: &'static str, index: usize },
-}
+/// The UID and GID istiod gives the proxy when the namespace does not say (OpenShift).
+pub const PROXY_UID: i64 = 1337;
 
 /// One pod to judge, and what is known about where it comes from.
 #[derive(Debug, Clone, Copy)]
 pub struct Target<'p, 'a> {
     pub pod: &'p PodIn<'a>,
-    /// The pod's JSON; read only for custom injection (a pod with its own `istio-proxy`).
+    /// The pod's JSON, as admitted.
     pub raw: &'p str,
     pub namespace: &'p str,
     /// The namespace's labels when they were looked up outside the snapshot.
     pub ns_labels: Option<&'p NamespaceLabels>,
     /// The workload, when known from a manifest; else derived from owner references.
     pub workload: Option<&'p Workload>,
+    /// The webhook, or kube-inject (`revhook inject -f`).
+    pub path: Path,
+    /// `ISTIO_META_CLUSTER_ID` / `ISTIO_META_NETWORK` from the webhook's URL path, sorted.
+    pub proxy_envs: &'p [(String, String)],
 }
 
 impl<'p, 'a> Target<'p, 'a> {
-    /// A pod in `namespace`, with nothing else known.
+    /// A pod in `namespace` sent to the webhook, with nothing else known.
     pub fn pod(pod: &'p PodIn<'a>, raw: &'p str, namespace: &'p str) -> Self {
         Target {
             pod,
@@ -66,8 +64,46 @@ impl<'p, 'a> Target<'p, 'a> {
             namespace,
             ns_labels: None,
             workload: None,
+            path: Path::Webhook,
+            proxy_envs: &[],
         }
     }
+}
+
+/// istiod's `parseInjectEnvs`: `/inject/cluster/<id>/net/<network>` (and the older
+/// `/inject/:ENV:cluster=<id>:ENV:net=<network>`) set the proxy's cluster ID and network.
+pub fn inject_path_envs(path: &str) -> Vec<(String, String)> {
+    let Some(rest) = path.strip_prefix("/inject") else {
+        return Vec::new();
+    };
+    let mut envs: Vec<(String, String)> = Vec::new();
+    let mut put = |k: &str, v: &str| {
+        let name = match k {
+            "cluster" => "ISTIO_META_CLUSTER_ID",
+            "net" => "ISTIO_META_NETWORK",
+            _ => return,
+        };
+        if !v.is_empty() {
+            envs.retain(|(n, _)| n != name);
+            envs.push((name.to_owned(), v.to_owned()));
+        }
+    };
+    if rest.contains(":ENV:") {
+        for kv in rest.split(":ENV:").skip(1) {
+            if let Some((k, v)) = kv.split_once('=') {
+                put(k, v.trim_end_matches('/'));
+            }
+        }
+    } else {
+        let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+        for pair in parts.chunks(2) {
+            if let [k, v] = pair {
+                put(k, v);
+            }
+        }
+    }
+    envs.sort();
+    envs
 }
 
 /// Reviews a request sent to the mutating webhook, its object as raw JSON. `ns_labels`
@@ -77,6 +113,7 @@ pub fn review(
     snapshot: &Snapshot,
     policy: &Policy,
     ns_labels: Option<&NamespaceLabels>,
+    proxy_envs: &[(String, String)],
 ) -> Verdict {
     if let Some(skip) = skip_unless_pod_create(&req.kind, &req.operation) {
         return skip;
@@ -96,20 +133,21 @@ pub fn review(
     let namespace = pod_namespace(req.namespace.as_deref(), &pod);
     let target = Target {
         ns_labels,
+        proxy_envs,
         ..Target::pod(&pod, raw, namespace)
     };
     review_pod(&target, snapshot, policy)
 }
 
 /// Reviews a request whose object was parsed as a Pod while decoding (the fast path).
-/// `raw_object` gives the pod's JSON; it is called only for Istio's custom injection (a pod
-/// that carries its own `istio-proxy` or `istio-init`), which is rare.
+/// `raw_object` gives the pod's JSON; it is read only for a pod that is injected.
 pub fn review_pod_request(
     req: &PodRequestIn<'_>,
     raw_object: impl FnOnce() -> Option<String>,
     snapshot: &Snapshot,
     policy: &Policy,
     ns_labels: Option<&NamespaceLabels>,
+    proxy_envs: &[(String, String)],
 ) -> Verdict {
     if let Some(skip) = skip_unless_pod_create(&req.kind, &req.operation) {
         return skip;
@@ -118,19 +156,12 @@ pub fn review_pod_request(
         return missing_object();
     };
     let namespace = pod_namespace(req.namespace.as_deref(), pod);
-    let raw = if has_custom_containers(pod) {
-        match raw_object() {
-            Some(raw) => raw,
-            None => return missing_object(),
-        }
-    } else {
-        String::new()
-    };
     let target = Target {
         ns_labels,
-        ..Target::pod(pod, &raw, namespace)
+        proxy_envs,
+        ..Target::pod(pod, "", namespace)
     };
-    review_pod(&target, snapshot, policy)
+    review_pod_with(&target, snapshot, policy, || raw_object().map(Cow::Owned))
 }
 
 /// Injection happens only when a Pod is created; anything else passes.
@@ -152,19 +183,19 @@ fn missing_object() -> Verdict {
     Verdict::fail(Failure::NoObject, "request.object is missing".into())
 }
 
-/// Whether the pod carries Istio's custom injection containers (whose raw JSON is merged).
-fn has_custom_containers(pod: &PodIn<'_>) -> bool {
-    pod.container_index(PROXY_NAME).is_some()
-        || pod
-            .init_containers()
-            .iter()
-            .any(|c| c.name == sidecar::INIT_NAME || c.name == sidecar::VALIDATION_NAME)
-}
-
 /// Reviews one parsed pod: the webhook's paths, offline `revhook inject` and the golden tests
 /// all end here.
 pub fn review_pod(target: &Target<'_, '_>, snapshot: &Snapshot, policy: &Policy) -> Verdict {
-    if let Some(problem) = pod::oversized(target.pod.meta()) {
+    review_pod_with(target, snapshot, policy, || Some(Cow::Borrowed(target.raw)))
+}
+
+fn review_pod_with<'r>(
+    target: &Target<'_, '_>,
+    snapshot: &Snapshot,
+    policy: &Policy,
+    raw: impl FnOnce() -> Option<Cow<'r, str>>,
+) -> Verdict {
+    if let Some(problem) = crate::core::pod::oversized(target.pod.meta()) {
         return Verdict::fail(Failure::Oversized, format!("pod refused: {problem}"));
     }
     let no_labels = NamespaceLabels::default();
@@ -187,40 +218,53 @@ pub fn review_pod(target: &Target<'_, '_>, snapshot: &Snapshot, policy: &Policy)
         }
         Decision::Stale { stale, selector } => {
             let message = messages::stale_message(&stale, &selector);
-            match policy.on_stale {
-                OnStale::Deny => Verdict::deny(Deny::Stale, message),
-                OnStale::AllowUninjected => Verdict::allow(Allow::StaleUninjected)
-                    .with_warnings(vec![format!("pod will start WITHOUT a sidecar: {message}")]),
-            }
+            refuse_or_admit_uninjected(policy, Deny::Stale, message)
+        }
+        Decision::Unusable {
+            resolved, problem, ..
+        } => {
+            let message = format!(
+                "revision {:?} cannot inject: {problem}. Fix its injector ConfigMap, or move the namespace to another revision",
+                resolved.revision.name
+            );
+            refuse_or_admit_uninjected(policy, Deny::TemplateError, message)
         }
         Decision::Inject { resolved, .. } if policy.mode == Mode::Guard => {
             Verdict::guard(&resolved.revision.name)
         }
-        Decision::Inject {
-            resolved, previous, ..
-        } => inject(
-            target,
-            &resolved.revision.name,
-            previous.as_deref(),
-            snapshot,
-        ),
+        Decision::Inject { resolved, .. } => match (&resolved.revision.injector, raw()) {
+            (Ok(inj), Some(raw)) => inject(target, inj, &resolved.revision.name, &raw),
+            (Ok(_), None) => missing_object(),
+            (Err(problem), _) => Verdict::deny(Deny::TemplateError, problem.to_string()),
+        },
     };
     verdict.with_warnings(decided.warnings)
 }
 
-/// The verdict that injects `revision`'s sidecar into the target pod.
-fn inject(
-    target: &Target<'_, '_>,
-    revision: &str,
-    previous: Option<&str>,
-    snapshot: &Snapshot,
-) -> Verdict {
-    let Some(sidecar) = snapshot.sidecar(revision) else {
-        return Verdict::fail(
-            Failure::NoSidecar,
-            format!("revision {revision:?} has no rendered sidecar"),
-        );
+/// A pod that cannot get its sidecar: refused, or under `--on-stale allow-uninjected`
+/// admitted without one and told so.
+fn refuse_or_admit_uninjected(policy: &Policy, deny: Deny, message: String) -> Verdict {
+    match policy.on_stale {
+        OnStale::Deny => Verdict::deny(deny, message),
+        OnStale::AllowUninjected => Verdict::allow(Allow::StaleUninjected)
+            .with_warnings(vec![format!("pod will start WITHOUT a sidecar: {message}")]),
+    }
+}
+
+/// The verdict that injects the revision into the target pod: the pipeline's pod, as a patch.
+fn inject(target: &Target<'_, '_>, inj: &Injector, revision: &str, raw: &str) -> Verdict {
+    let admitted: Value = match serde_json::from_str(raw) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => return Verdict::fail(Failure::BadPod, "request.object is not an object".into()),
+        Err(e) => {
+            return Verdict::fail(
+                Failure::BadPod,
+                format!("request.object is not a valid Pod: {e}"),
+            )
+        }
     };
+    let mut pod = admitted.clone();
+    prepare(&mut pod, target.namespace);
     let derived;
     let workload = match target.workload {
         Some(w) => w,
@@ -229,9 +273,60 @@ fn inject(
             &derived
         }
     };
-    match assemble::build_patch(target.pod, target.raw, sidecar, previous, workload) {
-        Ok(patch) => Verdict::inject(revision, patch),
-        Err(e) => Verdict::fail(Failure::Patch, e.to_string()),
+    let ctx = render::PodContext {
+        path: target.path,
+        revision,
+        deploy_name: &workload.name,
+        deploy_namespace: &workload.namespace,
+        kind: &workload.kind,
+        api_version: &workload.api_version,
+        proxy_envs: target.proxy_envs,
+        proxy_uid: PROXY_UID,
+        proxy_gid: PROXY_UID,
+    };
+    match pipeline::inject_pod(inj, &pod, &ctx, gotmpl::Limits::default()) {
+        Ok(mut injected) => {
+            as_admitted(&admitted, &mut injected);
+            Verdict::inject(revision, diff::diff(&admitted, &injected))
+        }
+        Err(PipelineError::Annotation(e)) => Verdict::deny(Deny::InvalidAnnotation, e.to_string()),
+        Err(e) => Verdict::deny(
+            Deny::TemplateError,
+            format!("revision {revision:?} could not inject this pod: {e}"),
+        ),
+    }
+}
+
+/// Puts back what [`prepare`] changed, so that the patch leaves those fields alone.
+fn as_admitted(admitted: &Value, injected: &mut Value) {
+    let Some(meta) = pod::meta_object(injected) else {
+        return;
+    };
+    for key in ["managedFields", "namespace"] {
+        match admitted["metadata"].get(key) {
+            Some(v) => {
+                meta.insert(key.to_owned(), v.clone());
+            }
+            None => {
+                meta.remove(key);
+            }
+        }
+    }
+}
+
+/// As istiod prepares the admitted pod: `managedFields` (large, never read) out, the
+/// request's namespace in when the pod has none.
+fn prepare(pod: &mut Value, namespace: &str) {
+    let Some(meta) = pod::meta_object(pod) else {
+        return;
+    };
+    meta.remove("managedFields");
+    let empty = meta
+        .get("namespace")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty);
+    if empty {
+        meta.insert("namespace".into(), Value::String(namespace.to_owned()));
     }
 }
 

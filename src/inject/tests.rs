@@ -1,4 +1,3 @@
-use super::metadata::append_multus_network;
 use super::*;
 use crate::core::verdict::Decision;
 use crate::sources::config;
@@ -219,12 +218,14 @@ fn apps_own_prometheus_annotations_move_to_the_agent() {
 }
 
 #[test]
-fn custom_istio_proxy_container_overrides_the_generated_one() {
+fn custom_istio_proxy_container_is_merged_over_the_generated_one() {
     let pod = json!({
         "metadata": {"name": "p"},
         "spec": {"containers": [
             {"name": "app"},
             {"name": "istio-proxy", "image": "auto", "resources": {"requests": {"cpu": "10m"}},
+             "volumeMounts": [{"name": "extra", "mountPath": "/extra"}],
+             "securityContext": {"runAsUser": 1500},
              "env": [{"name": "TRUST_DOMAIN", "value": "custom"}, {"name": "EXTRA", "value": "1"}]}
         ]}
     });
@@ -232,7 +233,40 @@ fn custom_istio_proxy_container_overrides_the_generated_one() {
     assert_eq!(names(&out, "containers"), vec!["app", "istio-proxy"]);
     let proxy = &out["spec"]["containers"][1];
     assert_eq!(proxy["image"], "example/proxyv2:1.22.0");
-    assert_eq!(proxy["resources"], json!({"requests": {"cpu": "10m"}}));
+    // Strategic merge, as istiod: the pod's fields win, the rest of the sidecar stays.
+    assert_eq!(
+        proxy["resources"],
+        json!({"requests": {"cpu": "10m", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}})
+    );
+    let mounts: Vec<&str> = proxy["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert!(
+        mounts.contains(&"extra") && mounts.contains(&"istio-token"),
+        "{mounts:?}"
+    );
+    assert_eq!(proxy["securityContext"]["runAsUser"], 1500);
+    assert_eq!(proxy["securityContext"]["runAsNonRoot"], true);
+    let init = &out["spec"]["initContainers"][0];
+    let args: Vec<&str> = init["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str())
+        .collect();
+    let u = args.iter().position(|a| *a == "-u").expect("-u");
+    assert_eq!(
+        args[u + 1],
+        "1500",
+        "the redirection exempts the proxy's own user"
+    );
+    let overrides = out["metadata"]["annotations"]["proxy.istio.io/overrides"]
+        .as_str()
+        .expect("overrides recorded for re-injection");
+    assert!(overrides.contains("\"istio-proxy\""), "{overrides}");
     let env = proxy["env"].as_array().cloned().unwrap_or_default();
     assert_eq!(
         env.iter().filter(|e| e["name"] == "TRUST_DOMAIN").count(),
@@ -327,63 +361,18 @@ fn guard_mode_allows_without_patch() {
 }
 
 #[test]
-fn workload_names_follow_owner_references() {
-    let pod = |owner: Value, labels: Value| json!({"metadata": {"name": "x-1", "labels": labels, "ownerReferences": [owner]}, "spec": {"containers": []}});
-    let cases = [
-        (
-            pod(
-                json!({"apiVersion":"batch/v1","kind":"Job","name":"report-28934560","controller":true}),
-                json!({}),
-            ),
-            "report",
-            "kubernetes://apis/batch/v1/namespaces/ns/cronjobs/report",
-        ),
-        (
-            pod(
-                json!({"apiVersion":"batch/v1","kind":"Job","name":"once","controller":true}),
-                json!({}),
-            ),
-            "once",
-            "kubernetes://apis/batch/v1/namespaces/ns/jobs/once",
-        ),
-        (
-            pod(
-                json!({"apiVersion":"apps/v1","kind":"StatefulSet","name":"db","controller":true}),
-                json!({}),
-            ),
-            "db",
-            "kubernetes://apis/apps/v1/namespaces/ns/statefulsets/db",
-        ),
-        (
-            pod(
-                json!({"apiVersion":"apps/v1","kind":"ReplicaSet","name":"rs","controller":true}),
-                json!({}),
-            ),
-            "rs",
-            "kubernetes://apis/apps/v1/namespaces/ns/replicasets/rs",
-        ),
-    ];
-    for (p, name, owner) in cases {
-        let raw = p.to_string();
-        let parsed = PodIn::parse(&raw).expect("pod");
-        let w = Workload::of_pod(&parsed, "ns");
-        assert_eq!((w.name.as_str(), w.owner.as_str()), (name, owner));
-    }
-}
-
-#[test]
 fn non_pods_and_updates_are_allowed_untouched() {
     let body = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1",
         "kind":{"group":"","version":"v1","kind":"Pod"},"operation":"UPDATE","namespace":"shop","object":{"spec":{"containers":[]}}}}"#;
     let req = crate::admission::decode(body.as_bytes()).expect("review");
-    let v = review(&req, &snapshot(), &Policy::default(), None);
+    let v = review(&req, &snapshot(), &Policy::default(), None, &[]);
     assert!(v.allowed && v.patch.is_none());
     let body = body
         .replace("\"UPDATE\"", "\"CREATE\"")
         .replace("\"kind\":\"Pod\"", "\"kind\":\"Service\"");
     let req = crate::admission::decode(body.as_bytes()).expect("review");
     assert_eq!(
-        review(&req, &snapshot(), &Policy::default(), None).decision,
+        review(&req, &snapshot(), &Policy::default(), None, &[]).decision,
         Decision::Skip(Skip::NotAPod)
     );
 }
@@ -393,7 +382,7 @@ fn malformed_pod_object_gets_a_clear_denial() {
     let body = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1",
         "kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE","namespace":"shop","object":{"spec":{"containers":"nope"}}}}"#;
     let req = crate::admission::decode(body.as_bytes()).expect("review");
-    let v = review(&req, &snapshot(), &Policy::default(), None);
+    let v = review(&req, &snapshot(), &Policy::default(), None, &[]);
     assert!(!v.allowed);
     let status = v.status.expect("status");
     assert_eq!(status.code, 400);
@@ -406,19 +395,6 @@ fn malformed_pod_object_gets_a_clear_denial() {
 
 #[test]
 fn multus_cni_revisions_add_the_istio_cni_network_in_the_existing_form() {
-    assert_eq!(append_multus_network(None), "default/istio-cni");
-    assert_eq!(
-        append_multus_network(Some("alt_cni")),
-        "alt_cni, default/istio-cni"
-    );
-    assert_eq!(
-        append_multus_network(Some(r#"[{"name": "alt_cni"}]"#)),
-        r#"[{"name": "alt_cni"}, {"name": "default/istio-cni"}]"#
-    );
-    assert_eq!(
-        append_multus_network(Some("default/istio-cni")),
-        "default/istio-cni"
-    );
     let snap = config::parse(
         "revisions:\n  - {name: m, image: i, cni: true, cniProvider: multus}\nnamespaces:\n  shop: {istio.io/rev: m}\n",
         "t",
@@ -464,8 +440,11 @@ fn metadata_larger_than_kubernetes_allows_is_refused_before_any_rule_runs() {
     assert!(v.warnings.len() <= crate::core::verdict::MAX_WARNINGS);
 }
 
+/// istiod renders over the pod with its earlier injection stripped and merges the result into
+/// the pod as it came: containers the new templates inject again are replaced, others listed
+/// in the old status stay (as in istiod). A status listing thousands stays linear.
 #[test]
-fn reinjection_removes_every_listed_container_at_any_count() {
+fn reinjection_renders_over_the_stripped_pod_at_any_count() {
     let mut pod = deployment_pod();
     let old: Vec<String> = (0..3_000).map(|i| format!("old-{i}")).collect();
     let status =
@@ -478,10 +457,20 @@ fn reinjection_removes_every_listed_container_at_any_count() {
     let (v, out) = inject(&pod, "shop");
     assert_eq!(v.decision, Decision::Inject("asm-1-22".into()));
     let left = names(&out, "containers");
-    assert!(
-        left.iter().all(|n| !n.starts_with("old-")),
-        "{}",
-        left.len()
+    assert_eq!(left.iter().filter(|n| *n == "istio-proxy").count(), 1);
+    assert_eq!(left.last().map(String::as_str), Some("istio-proxy"));
+    let apps = out["spec"]["containers"]
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["name"] == "istio-proxy"))
+        .and_then(|p| p["env"].as_array())
+        .and_then(|env| {
+            env.iter()
+                .find(|e| e["name"] == "ISTIO_META_APP_CONTAINERS")
+        })
+        .map(|e| e["value"].clone());
+    assert_eq!(
+        apps,
+        Some(json!("web")),
+        "the templates saw the stripped pod"
     );
-    assert!(left.contains(&"istio-proxy".to_owned()), "{left:?}");
 }

@@ -72,9 +72,8 @@ impl Metrics {
             .unwrap_or(&none);
         let decided = decide::decide(pod, namespace, ns, &snapshot.table, policy);
         match &decided.decision {
-            Decision::Inject { resolved, .. } => {
+            Decision::Inject { resolved, .. } | Decision::Unusable { resolved, .. } => {
                 let revision = resolved.revision.name.as_str();
-                let outcome = refine(outcome, pod, snapshot, revision);
                 self.injection(Some(revision), resolved.via_tag, outcome);
             }
             Decision::Stale { stale, .. } => {
@@ -100,6 +99,12 @@ pub fn inject_outcome(verdict: &Verdict, snapshot: &Snapshot) -> InjectOutcome {
         }
         verdict::Decision::Deny(Deny::Stale) => InjectOutcome::Denied(DenyReason::Stale),
         verdict::Decision::Deny(Deny::Conflict) => InjectOutcome::Denied(DenyReason::Conflict),
+        verdict::Decision::Deny(Deny::InvalidAnnotation) => {
+            InjectOutcome::Denied(DenyReason::InvalidAnnotation)
+        }
+        verdict::Decision::Deny(Deny::TemplateError) => {
+            InjectOutcome::Denied(DenyReason::TemplateError)
+        }
         verdict::Decision::Fail(Failure::BadPod | Failure::NoObject | Failure::Oversized) => {
             InjectOutcome::Denied(DenyReason::InvalidPod)
         }
@@ -121,6 +126,7 @@ fn skip_reason(skip: Skip) -> SkipReason {
         Skip::AlreadyInjected => SkipReason::AlreadyInjected,
         Skip::NotAPod => SkipReason::NotAPod,
         Skip::NotCreate => SkipReason::NotCreate,
+        Skip::InjectorPolicy => SkipReason::InjectorPolicy,
     }
 }
 
@@ -130,27 +136,6 @@ fn needs_decision(outcome: InjectOutcome) -> bool {
         InjectOutcome::Injected => true,
         InjectOutcome::Skipped(reason) => reason.has_revision(),
         InjectOutcome::Denied(reason) => reason.has_revision(),
-    }
-}
-
-/// A template error that is really an annotation the pod sets wrongly.
-fn refine(
-    outcome: InjectOutcome,
-    pod: &PodIn<'_>,
-    snapshot: &Snapshot,
-    revision: &str,
-) -> InjectOutcome {
-    if outcome != InjectOutcome::Denied(DenyReason::TemplateError) {
-        return outcome;
-    }
-    let bad_annotation = snapshot
-        .table
-        .revision(revision)
-        .is_some_and(|rev| crate::inject::overrides::parse(pod.meta(), rev).is_err());
-    if bad_annotation {
-        InjectOutcome::Denied(DenyReason::InvalidAnnotation)
-    } else {
-        outcome
     }
 }
 

@@ -8,7 +8,14 @@
 //!   istioNamespace: istio-system
 //! revisions:                  # required, at least one
 //!   - name: asm-1-23          # the istio.io/rev value
-//!     image: docker.io/istio/proxyv2:1.23.0
+//!     # The revision's own injector: its `istio-sidecar-injector-<rev>` ConfigMap (templates
+//!     # and values) and its `istio-<rev>` mesh ConfigMap (or a MeshConfig), as
+//!     # `kubectl get configmap -o yaml` prints them; paths relative to this file. Without
+//!     # `injector`, revhook's own sidecar template is used.
+//!     injector: asm-1-23/istio-sidecar-injector.yaml   # optional
+//!     mesh: asm-1-23/istio.yaml                         # optional
+//!     istioVersion: "1.23"    # optional: whose rules apply (else from values.global.tag)
+//!     image: docker.io/istio/proxyv2:1.23.0   # optional with `injector`: overrides its image
 //!     discoveryAddress: istiod-asm-1-23.istio-system.svc:15012   # optional
 //!     cni: false              # optional: Istio CNI does the redirection
 //!     nativeSidecar: false    # optional: proxy as a restartable init container
@@ -29,13 +36,13 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::core::injector::{self, InjectorProblem, InjectorSource, IstioVersion, RevisionOverlay};
 use crate::core::labels::NamespaceLabels;
-use crate::core::revisions::{
-    default_discovery_address, MeshSettings, ProxyDefaults, Revision, RevisionTable, TableError,
-};
+use crate::core::revisions::{MeshSettings, Revision, RevisionTable, TableError};
 
 use crate::core::snapshot::Snapshot;
 
@@ -65,6 +72,12 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{origin}: {field}: {value:?} is not an Istio version such as 1.23")]
+    Version {
+        origin: String,
+        field: String,
+        value: String,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,12 +105,15 @@ struct MeshSection {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RevisionSection {
     name: String,
-    image: String,
+    /// An injector ConfigMap file (relative to the config file).
+    injector: Option<String>,
+    /// A mesh ConfigMap or MeshConfig file (relative to the config file).
+    mesh: Option<String>,
+    istio_version: Option<String>,
+    image: Option<String>,
     discovery_address: Option<String>,
-    #[serde(default)]
-    cni: bool,
-    #[serde(default)]
-    native_sidecar: bool,
+    cni: Option<bool>,
+    native_sidecar: Option<bool>,
     /// `default` or `multus` (with `cni: true`).
     #[serde(default)]
     cni_provider: CniProvider,
@@ -125,8 +141,14 @@ struct ProxySection {
     concurrency: Option<u32>,
 }
 
-/// Parses a config file's text into a snapshot. `origin` names the file in errors.
+/// Parses a config file's text into a snapshot. `origin` names the file in errors; the
+/// injector and mesh files revisions name are read relative to `base` (none for text that
+/// is not from a file).
 pub fn parse(text: &str, origin: &str) -> Result<Snapshot, ConfigError> {
+    parse_in(text, origin, None)
+}
+
+pub fn parse_in(text: &str, origin: &str, base: Option<&Path>) -> Result<Snapshot, ConfigError> {
     let file: ConfigFile = serde_yaml::from_str(text).map_err(|source| ConfigError::Yaml {
         origin: origin.to_owned(),
         source,
@@ -139,13 +161,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Snapshot, ConfigError> {
     let mesh = mesh_settings(file.mesh);
     let mut revisions = Vec::with_capacity(file.revisions.len());
     for (i, section) in file.revisions.into_iter().enumerate() {
-        if section.image.trim().is_empty() {
-            return Err(ConfigError::Empty {
-                origin: origin.to_owned(),
-                field: format!("revisions[{i}].image"),
-            });
-        }
-        revisions.push(revision(section, &mesh));
+        revisions.push(revision(section, i, &mesh, origin, base)?);
     }
     let table = RevisionTable::new(revisions, file.tags).map_err(|source| {
         let field = match &source {
@@ -171,12 +187,16 @@ pub fn parse(text: &str, origin: &str) -> Result<Snapshot, ConfigError> {
 }
 
 /// Reads and parses a config file.
-pub fn load(path: &std::path::Path) -> Result<Snapshot, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
+    let text = read(path)?;
+    parse_in(&text, &path.display().to_string(), path.parent())
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.display().to_string(),
         source,
-    })?;
-    parse(&text, &path.display().to_string())
+    })
 }
 
 /// The embedded default configuration.
@@ -191,31 +211,118 @@ fn mesh_settings(m: MeshSection) -> MeshSettings {
         cluster_id: m.cluster_id.unwrap_or(d.cluster_id),
         mesh_id: m.mesh_id.unwrap_or(d.mesh_id),
         istio_namespace: m.istio_namespace.unwrap_or(d.istio_namespace),
+        native_sidecars_auto: d.native_sidecars_auto,
     }
 }
 
-fn revision(s: RevisionSection, mesh: &MeshSettings) -> Revision {
-    let d = ProxyDefaults::default();
-    let p = s.proxy;
-    Revision {
-        discovery_address: s
-            .discovery_address
-            .unwrap_or_else(|| default_discovery_address(&s.name, &mesh.istio_namespace)),
-        name: s.name,
-        proxy_image: s.image,
+fn overlay(s: &RevisionSection) -> RevisionOverlay {
+    let p = &s.proxy;
+    RevisionOverlay {
+        image: s.image.clone(),
+        discovery_address: s.discovery_address.clone(),
         cni: s.cni,
+        multus: s.cni == Some(true) && s.cni_provider == CniProvider::Multus,
         native_sidecar: s.native_sidecar,
-        multus: s.cni && s.cni_provider == CniProvider::Multus,
-        proxy: ProxyDefaults {
-            cpu_request: p.cpu.unwrap_or(d.cpu_request),
-            memory_request: p.memory.unwrap_or(d.memory_request),
-            cpu_limit: p.cpu_limit.unwrap_or(d.cpu_limit),
-            memory_limit: p.memory_limit.unwrap_or(d.memory_limit),
-            log_level: p.log_level.unwrap_or(d.log_level),
-            component_log_level: p.component_log_level.unwrap_or(d.component_log_level),
-            concurrency: p.concurrency,
-        },
+        cpu: p.cpu.clone(),
+        memory: p.memory.clone(),
+        cpu_limit: p.cpu_limit.clone(),
+        memory_limit: p.memory_limit.clone(),
+        log_level: p.log_level.clone(),
+        component_log_level: p.component_log_level.clone(),
+        concurrency: p.concurrency,
     }
+}
+
+fn revision(
+    s: RevisionSection,
+    index: usize,
+    mesh: &MeshSettings,
+    origin: &str,
+    base: Option<&Path>,
+) -> Result<Revision, ConfigError> {
+    let field = |f: &str| format!("revisions[{index}].{f}");
+    let version = match &s.istio_version {
+        None => None,
+        Some(v) => Some(IstioVersion::parse(v).ok_or_else(|| ConfigError::Version {
+            origin: origin.to_owned(),
+            field: field("istioVersion"),
+            value: v.clone(),
+        })?),
+    };
+    let source = match &s.injector {
+        None => {
+            if s.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
+                return Err(ConfigError::Empty {
+                    origin: origin.to_owned(),
+                    field: field("image"),
+                });
+            }
+            injector::embedded_source(&s.name, mesh, &overlay(&s))
+        }
+        Some(path) => own_injector_source(&s, path, base, mesh)?,
+    };
+    let source = source.map(|mut src| {
+        src.version = version.or(src.version);
+        src
+    });
+    Ok(Revision::from_source(&s.name, source))
+}
+
+/// A revision's own injector from its files: the ConfigMap, then the mesh file over the
+/// mesh settings, then the section's conveniences.
+fn own_injector_source(
+    s: &RevisionSection,
+    path: &str,
+    base: Option<&Path>,
+    mesh: &MeshSettings,
+) -> Result<Result<InjectorSource, InjectorProblem>, ConfigError> {
+    let resolve = |p: &str| -> PathBuf {
+        match base {
+            Some(dir) => dir.join(p),
+            None => PathBuf::from(p),
+        }
+    };
+    let injector_text = read(&resolve(path))?;
+    let mesh_text = match &s.mesh {
+        Some(m) => Some(read(&resolve(m))?),
+        None => None,
+    };
+    Ok(injector_source_from_files(
+        &injector_text,
+        mesh_text.as_deref(),
+        mesh,
+        &overlay(s),
+    ))
+}
+
+/// The source of a revision from an injector ConfigMap and a mesh file's texts.
+pub fn injector_source_from_files(
+    injector_text: &str,
+    mesh_text: Option<&str>,
+    _mesh: &MeshSettings,
+    overlay: &RevisionOverlay,
+) -> Result<InjectorSource, InjectorProblem> {
+    let (config, values) = injector::configmap_parts(injector_text)?;
+    let native = serde_json::from_str::<serde_json::Value>(&values)
+        .ok()
+        .and_then(|v| match &v["pilot"]["env"]["ENABLE_NATIVE_SIDECARS"] {
+            serde_json::Value::String(s) if s == "true" => Some(true),
+            serde_json::Value::Bool(b) => Some(*b),
+            _ => None,
+        })
+        .unwrap_or(false);
+    let mut source = InjectorSource {
+        config,
+        values,
+        mesh: Vec::new(),
+        native_sidecars: native,
+        version: None,
+    };
+    if let Some(text) = mesh_text {
+        source.mesh.push(injector::mesh_text(text)?);
+    }
+    injector::apply_overlay(&mut source, overlay)?;
+    Ok(source)
 }
 
 #[cfg(test)]
@@ -230,7 +337,10 @@ mod tests {
         assert_eq!(snap.table.tag_target("default"), Some("asm-1-22"));
         assert_eq!(snap.table.tag_target("prod-stable"), Some("asm-1-22"));
         assert_eq!(snap.table.tag_target("prod-canary"), Some("asm-1-23"));
-        assert!(snap.sidecar("asm-1-23").is_some());
+        assert!(snap
+            .table
+            .revision("asm-1-23")
+            .is_some_and(|r| r.injector.is_ok()));
     }
 
     #[test]
@@ -248,9 +358,11 @@ namespaces:
 "#;
         let snap = parse(text, "test.yaml").expect("parses");
         let rev = snap.table.revision("asm-1-23").expect("revision");
-        assert!(rev.cni);
-        assert_eq!(rev.proxy.cpu_request, "50m");
-        assert_eq!(rev.proxy.memory_request, "128Mi");
+        let inj = rev.injector.as_ref().expect("usable");
+        assert_eq!(inj.values["istio_cni"]["enabled"], true);
+        let requests = &inj.values["global"]["proxy"]["resources"]["requests"];
+        assert_eq!(requests["cpu"], "50m");
+        assert_eq!(requests["memory"], "128Mi");
         assert_eq!(
             rev.discovery_address,
             "istiod-asm-1-23.aks-istio-system.svc:15012"
@@ -270,7 +382,10 @@ namespaces:
         assert!(msg.contains("imag") && msg.contains("line 3"), "{msg}");
 
         let err = parse("revisions:\n  - name: a\n", "f.yaml").expect_err("missing image");
-        assert!(err.to_string().contains("missing field `image`"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "f.yaml: revisions[0].image: must not be empty"
+        );
 
         let err = parse("revisions: []\n", "f.yaml").expect_err("empty");
         assert!(err.to_string().contains("at least one revision"), "{err}");

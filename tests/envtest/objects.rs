@@ -137,3 +137,89 @@ pub async fn service_account_token(client: &Client, namespace: &str, name: &str)
         .unwrap_or_else(|e| panic!("TokenRequest for {namespace}/{name}: {e}"));
     answer.status.expect("token status").token
 }
+
+/// The `helm` binary: on PATH, else where `.ci/run` builds it (`target/tools/bin/helm`).
+pub fn helm() -> PathBuf {
+    let built = repo_path("target/tools/bin/helm");
+    if built.is_file() {
+        return built;
+    }
+    PathBuf::from("helm")
+}
+
+/// The Istio reference chart folder for a tag such as `1.22.3` (`istio-1.22.0`).
+fn istio_reference_for(tag: &str) -> PathBuf {
+    let mut parts = tag.split('.');
+    let (major, minor) = (parts.next().unwrap_or("1"), parts.next().unwrap_or("0"));
+    repo_path(&format!("../shared/reference/istio-{major}.{minor}.0"))
+}
+
+/// A fixture's injector ConfigMaps made real: each is replaced by what Istio's own chart of
+/// the version its `values.global.tag` names renders (`helm template` of the istiod chart in
+/// `../shared/reference`, with the fixture's values as Helm values), so its templates are
+/// that Istio version's own; the revision's mesh ConfigMap (`istio-<rev>`) the chart renders
+/// is added beside it.
+pub fn with_istio_charts(docs: Vec<Value>) -> Vec<Value> {
+    let mut out = Vec::new();
+    for doc in docs {
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+        let injector = doc["kind"] == "ConfigMap" && name.starts_with("istio-sidecar-injector");
+        if !injector {
+            out.push(doc);
+            continue;
+        }
+        let values: Value = serde_json::from_str(doc["data"]["values"].as_str().expect("values"))
+            .expect("fixture values are JSON");
+        let rendered = render_istiod_chart(
+            &values,
+            doc["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("istio-system"),
+        );
+        let revision = values["revision"].as_str().unwrap_or_default();
+        let mesh_name = if revision.is_empty() {
+            "istio".to_owned()
+        } else {
+            format!("istio-{revision}")
+        };
+        let pick = |n: &str| {
+            rendered
+                .iter()
+                .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == n)
+                .cloned()
+                .unwrap_or_else(|| panic!("the chart rendered no ConfigMap {n}"))
+        };
+        let mut real = doc.clone();
+        real["data"] = pick(name)["data"].clone();
+        out.push(real);
+        out.push(pick(&mesh_name));
+    }
+    out
+}
+
+fn render_istiod_chart(values: &Value, namespace: &str) -> Vec<Value> {
+    let tag = values["global"]["tag"].as_str().expect("values.global.tag");
+    let chart = istio_reference_for(tag).join("chart");
+    assert!(
+        chart.is_dir(),
+        "{} is missing (../shared beside the repository)",
+        chart.display()
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("values.json");
+    std::fs::write(&file, values.to_string()).expect("write values");
+    let out = std::process::Command::new(helm())
+        .args(["template", "istiod"])
+        .arg(&chart)
+        .args(["--namespace", namespace, "--values"])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("helm (needed to render Istio's charts): {e}"));
+    assert!(
+        out.status.success(),
+        "helm template {}: {}",
+        chart.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    yaml_docs(&String::from_utf8_lossy(&out.stdout))
+}
