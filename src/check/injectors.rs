@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelecto
 
 use super::facts::{namespace_labels, workload_of};
 use super::{finding, ClusterObjects, Finding, Severity};
+use crate::core::labels::{ISTIO_REV, ISTIO_TAG};
 
 type Labels = BTreeMap<String, String>;
 
@@ -98,6 +99,8 @@ struct Injector<'o> {
     revhook: bool,
     /// revhook's Deployment was not found, so its mode is a guess (inject, the default).
     mode_unknown: bool,
+    /// `(tag, revision)` when this is a revision tag's webhook configuration.
+    tag: Option<(String, String)>,
 }
 
 fn injectors(objects: &ClusterObjects) -> Vec<Injector<'_>> {
@@ -115,11 +118,19 @@ fn injectors(objects: &ClusterObjects) -> Vec<Injector<'_>> {
             if mode == Some(false) {
                 return None;
             }
+            let labels = m.metadata.labels.as_ref();
+            let tag = labels.and_then(|l| {
+                Some((
+                    l.get(ISTIO_TAG)?.clone(),
+                    l.get(ISTIO_REV).cloned().unwrap_or_default(),
+                ))
+            });
             Some(Injector {
                 name: m.metadata.name.as_deref().unwrap_or_default(),
                 hooks,
                 revhook,
                 mode_unknown: revhook && mode.is_none(),
+                tag,
             })
         })
         .collect()
@@ -206,16 +217,21 @@ fn overlap(object: String, who: &str, hit: &[(&Injector<'_>, &str)]) -> Finding 
         .map(|(i, hook)| format!("MutatingWebhookConfiguration/{} ({hook})", i.name))
         .collect();
     let guessed = hit.iter().any(|(i, _)| i.mode_unknown);
-    let others: Vec<&str> = hit
+    // A tag's webhook configuration is the tag itself: rewrite it in revhook's form (no
+    // webhooks) rather than delete it.
+    let others: Vec<String> = hit
         .iter()
         .filter(|(i, _)| !i.revhook)
-        .map(|(i, _)| i.name)
+        .map(|(i, _)| match &i.tag {
+            Some((tag, rev)) => format!("revhook tags set {tag} --revision {rev} --overwrite"),
+            None => format!("kubectl delete mutatingwebhookconfiguration {}", i.name),
+        })
         .collect();
     let revhook_among = hit.iter().any(|(i, _)| i.revhook);
     let fix = if revhook_among {
         Some(format!(
-            "revhook injects in inject mode: kubectl delete mutatingwebhookconfiguration {}",
-            others.join(" ")
+            "revhook injects in inject mode, so no other injector should: {}",
+            others.join(" && ")
         ))
     } else {
         Some("keep one injector per namespace: move or remove the extra tag or revision (istioctl tag set default deactivates the default revision's own webhooks)".into())
@@ -245,7 +261,7 @@ mod tests {
     use crate::check::tests::{
         codes, deployment, injector_hook, mutating_hooks, namespace, pod, selector, PodBuilder as _,
     };
-    use crate::core::labels::{ISTIO_INJECTION, ISTIO_REV};
+    use crate::core::labels::ISTIO_INJECTION;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         pairs
@@ -352,7 +368,20 @@ mod tests {
         );
         assert_eq!(
             found[0].fix.as_deref(),
-            Some("revhook injects in inject mode: kubectl delete mutatingwebhookconfiguration istio-sidecar-injector-asm-1-22")
+            Some("revhook injects in inject mode, so no other injector should: kubectl delete mutatingwebhookconfiguration istio-sidecar-injector-asm-1-22")
+        );
+    }
+
+    #[test]
+    fn a_tags_own_webhooks_are_rewritten_not_deleted() {
+        let mut tag = istio_injector("asm-1-22");
+        tag.metadata.name = Some("istio-revision-tag-prod".into());
+        tag.metadata.labels =
+            crate::check::tests::map(&[(ISTIO_TAG, "prod"), (ISTIO_REV, "asm-1-22")]);
+        let found = findings(&cluster(vec![tag, revhook_injector()]));
+        assert_eq!(
+            found[0].fix.as_deref(),
+            Some("revhook injects in inject mode, so no other injector should: revhook tags set prod --revision asm-1-22 --overwrite")
         );
     }
 

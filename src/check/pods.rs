@@ -171,7 +171,7 @@ fn orphaned(snapshot: &Snapshot, judged: &[&PodFacts<'_>]) -> Vec<Finding> {
         };
         Some((
             *p,
-            format!("revision {rev:?}, which is not installed; {after}"),
+            format!("revision {rev:?}, which is not installed: no istiod serves them (no configuration, no new certificates); {after}"),
         ))
     });
     per_workload(changes)
@@ -182,7 +182,7 @@ fn orphaned(snapshot: &Snapshot, judged: &[&PodFacts<'_>]) -> Vec<Finding> {
                 "REVHOOK-ORPHANED-PROXY",
                 None,
                 object,
-                format!("{count} pod(s) run proxies of {detail}; no istiod serves them (no configuration, no new certificates)"),
+                format!("{count} pod(s) run proxies of {detail}"),
                 Some(fix),
             )
         })
@@ -528,7 +528,7 @@ mod tests {
         assert_eq!(codes(&found), ["REVHOOK-ORPHANED-PROXY"; 2]);
         assert_eq!(found[0].severity, Severity::Error);
         assert!(
-            found[0].message.starts_with("1 pod(s) run proxies of revision \"asm-1-21\", which is not installed; a restart injects nothing"),
+            found[0].message.starts_with("1 pod(s) run proxies of revision \"asm-1-21\", which is not installed: no istiod serves them (no configuration, no new certificates); a restart injects nothing"),
             "{}",
             found[0].message
         );
