@@ -159,24 +159,45 @@ fn previous_revisions(snapshot: &Snapshot, judged: &[&PodFacts<'_>]) -> Vec<Find
 /// Proxies of a revision that is no longer installed: no istiod serves them (no config, and no
 /// new certificates once theirs expire). One finding per workload.
 fn orphaned(snapshot: &Snapshot, judged: &[&PodFacts<'_>]) -> Vec<Finding> {
-    let changes = judged.iter().filter_map(|p| {
-        let rev = p.revision.as_deref()?;
-        p.proxy_image?;
-        if snapshot.table.revision(rev).is_some() {
-            return None;
-        }
-        let after = match p.fresh.target() {
-            Some(target) => format!("a restart injects {target}"),
-            None => "a restart injects nothing: select an installed revision first".into(),
+    // Restart command -> (pods, first pod, detail, fix).
+    let mut by_restart: BTreeMap<String, (usize, String, String, String)> = BTreeMap::new();
+    for p in judged {
+        let Some(rev) = p.revision.as_deref() else {
+            continue;
         };
-        Some((
-            *p,
-            format!("revision {rev:?}, which is not installed: no istiod serves them (no configuration, no new certificates); {after}"),
-        ))
-    });
-    per_workload(changes)
-        .into_iter()
-        .map(|(fix, (count, object, detail))| {
+        if p.proxy_image.is_none() || snapshot.table.revision(rev).is_some() {
+            continue;
+        }
+        let restart = restart_command(p.pod);
+        let (after, fix) = match &p.fresh {
+            Fresh::Inject { revision, .. } => {
+                (format!("a restart injects {revision}"), restart.clone())
+            }
+            // The namespace's label is stale too: relabel it, then restart.
+            Fresh::Stale {
+                stale,
+                selector: Selector::NamespaceRev(ns) | Selector::NamespaceInjection(ns),
+            } => (
+                "a restart injects nothing until the namespace selects an installed revision".into(),
+                format!(
+                    "kubectl label namespace {ns} istio.io/rev={} --overwrite && {restart}",
+                    stale.fix_target().unwrap_or("<installed revision>")
+                ),
+            ),
+            _ => (
+                "a restart injects nothing until an installed revision is selected".into(),
+                format!("select an installed revision (namespace or pod label istio.io/rev), then {restart}"),
+            ),
+        };
+        let detail = format!("revision {rev:?}, which is not installed: no istiod serves them (no configuration, no new certificates); {after}");
+        by_restart
+            .entry(restart)
+            .or_insert((0, p.object(), detail, fix))
+            .0 += 1;
+    }
+    by_restart
+        .into_values()
+        .map(|(count, object, detail, fix)| {
             finding(
                 Severity::Error,
                 "REVHOOK-ORPHANED-PROXY",
@@ -346,6 +367,7 @@ mod tests {
                 ("off", &[(ISTIO_INJECTION, "disabled")]),
                 ("plain", &[]),
                 ("kube-system", &[(ISTIO_REV, "asm-1-23")]),
+                ("retired", &[(ISTIO_REV, "asm-1-21")]),
             ],
         )
     }
@@ -528,7 +550,7 @@ mod tests {
         assert_eq!(codes(&found), ["REVHOOK-ORPHANED-PROXY"; 2]);
         assert_eq!(found[0].severity, Severity::Error);
         assert!(
-            found[0].message.starts_with("1 pod(s) run proxies of revision \"asm-1-21\", which is not installed: no istiod serves them (no configuration, no new certificates); a restart injects nothing"),
+            found[0].message.starts_with("1 pod(s) run proxies of revision \"asm-1-21\", which is not installed: no istiod serves them (no configuration, no new certificates); a restart injects nothing until an installed revision is selected"),
             "{}",
             found[0].message
         );
@@ -542,6 +564,18 @@ mod tests {
         assert_eq!(
             found[1].fix.as_deref(),
             Some("kubectl rollout restart deployment/web -n shop")
+        );
+    }
+
+    #[test]
+    fn an_orphan_in_a_namespace_on_the_removed_revision_is_fixed_by_relabelling_first() {
+        let found = generic(&[pod("retired", "web-1-a")
+            .of_deployment("web", "1")
+            .injected("asm-1-21", "img:1.21.0")]);
+        assert_eq!(codes(&found), ["REVHOOK-ORPHANED-PROXY"]);
+        assert_eq!(
+            found[0].fix.as_deref(),
+            Some("kubectl label namespace retired istio.io/rev=asm-1-22 --overwrite && kubectl rollout restart deployment/web -n retired")
         );
     }
 

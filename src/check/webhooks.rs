@@ -56,6 +56,7 @@ pub(super) fn findings(cluster: &Cluster<'_>) -> Vec<Finding> {
                 client,
                 services: services.as_ref(),
                 objects,
+                istio_namespaces: &cluster.inventory.istio_namespaces,
                 now: cluster.opts.now,
             };
             for p in ctx.problems() {
@@ -154,6 +155,8 @@ struct Hook<'h> {
     client: &'h WebhookClientConfig,
     services: Option<&'h BTreeMap<(String, String), &'h Service>>,
     objects: &'h ClusterObjects,
+    /// Where the mesh root is read (the live listing reads ConfigMaps only there).
+    istio_namespaces: &'h [String],
     now: i64,
 }
 
@@ -231,6 +234,9 @@ impl Hook<'_> {
                 })
             }
             Server::Istio => {
+                if !self.istio_namespaces.contains(&svc.namespace) {
+                    return None;
+                }
                 let root = self.objects.configmaps.iter().find(|c| {
                     c.metadata.namespace.as_deref() == Some(svc.namespace.as_str())
                         && c.metadata.name.as_deref() == Some(ISTIO_ROOT_CONFIGMAP)
