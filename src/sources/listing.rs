@@ -77,7 +77,8 @@ pub async fn list_objects(
     objects.pods = list_pods(client).await?;
     objects.mutating = Api::all(client.clone()).list(&lp).await?.items;
     objects.validating = Api::all(client.clone()).list(&lp).await?.items;
-    objects.services = Some(Api::all(client.clone()).list(&lp).await?.items);
+    // As in a dump, a kind with no object at all is `None` (not judged): the two paths agree.
+    objects.services = non_empty(Api::all(client.clone()).list(&lp).await?.items);
     let unreadable = &mut objects.unreadable;
     objects.deployments = optional::<Deployment>(client, &lp, unreadable)
         .await?
@@ -88,7 +89,9 @@ pub async fn list_objects(
     objects.replicasets = optional::<ReplicaSet>(client, &lp, unreadable)
         .await?
         .unwrap_or_default();
-    objects.endpoint_slices = optional::<EndpointSlice>(client, &lp, unreadable).await?;
+    objects.endpoint_slices = optional::<EndpointSlice>(client, &lp, unreadable)
+        .await?
+        .and_then(non_empty);
     // Only refusals: every other event is noise to `check`.
     let failed = ListParams::default().fields("reason=FailedCreate");
     objects.events = optional::<Event>(client, &failed, unreadable)
@@ -96,6 +99,10 @@ pub async fn list_objects(
         .unwrap_or_default();
     objects.secrets = revhook_tls_secrets(client, &objects.mutating, &objects.validating).await?;
     Ok(objects)
+}
+
+fn non_empty<T>(items: Vec<T>) -> Option<Vec<T>> {
+    (!items.is_empty()).then_some(items)
 }
 
 /// The given Istio namespaces and every namespace holding an injector ConfigMap.
