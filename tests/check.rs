@@ -377,3 +377,34 @@ fn the_tag_move_gate_counts_pods_left_until_restarted() {
     ]);
     assert_eq!(code, Some(2), "one gate at a time");
 }
+
+#[test]
+fn the_readme_lists_every_code_check_can_report() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let start = readme
+        .find("## Troubleshooting an upgrade: `revhook check`")
+        .expect("the check section");
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let mut codes = BTreeSet::new();
+    for entry in std::fs::read_dir(root.join("src/check")).expect("src/check") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("source");
+        for (i, _) in text.match_indices("\"REVHOOK-") {
+            let code: String = text[i + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || *c == '-')
+                .collect();
+            codes.insert(code);
+        }
+    }
+    assert!(codes.len() >= 30, "found only {codes:?}");
+    let missing: Vec<&String> = codes
+        .iter()
+        .filter(|c| !section.contains(c.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "codes not in the README's check table: {missing:?}"
+    );
+}
