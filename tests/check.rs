@@ -408,3 +408,46 @@ fn the_readme_lists_every_code_check_can_report() {
         "codes not in the README's check table: {missing:?}"
     );
 }
+
+#[test]
+fn refusals_are_classified_with_the_guides_fixes() {
+    let case = load_case("refused-causes");
+    let (code, report) = json(&case, &[]);
+    assert_eq!(code, Some(1), "{report}");
+    let fixes: std::collections::BTreeMap<&str, &str> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["code"] == "REVHOOK-PODS-REFUSED")
+        .map(|f| {
+            (
+                f["object"].as_str().expect("object"),
+                f["fix"].as_str().expect("a fix"),
+            )
+        })
+        .collect();
+    let want = [
+        (
+            "StatefulSet/shop/cache",
+            "the injector's pods are not ready",
+        ),
+        ("DaemonSet/shop/agent", "caBundle does not match"),
+        ("Job/payments/report", "Service istiod-asm-1-21 is gone"),
+        (
+            "ReplicaSet/payments/api-9a8",
+            "kubectl delete validatingwebhookconfiguration istio-validator-asm-1-20-istio-system",
+        ),
+    ];
+    assert_eq!(
+        fixes.len(),
+        want.len(),
+        "the quota refusal is not a webhook's: {fixes:?}"
+    );
+    for (object, fix) in want {
+        assert!(
+            fixes.get(object).is_some_and(|f| f.contains(fix)),
+            "{object}: want a fix with {fix:?}, got {:?}",
+            fixes.get(object)
+        );
+    }
+}
