@@ -247,7 +247,7 @@ fn finding(
 }
 
 /// Everything the rules read, worked out once.
-pub(crate) struct Cluster<'o> {
+struct Cluster<'o> {
     objects: &'o ClusterObjects,
     opts: &'o CheckOptions,
     inventory: installed::Inventory<'o>,

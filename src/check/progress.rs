@@ -36,7 +36,7 @@ pub struct NamespaceProgress {
 
 /// Progress over the running pods whose target passes `keep`, sorted by namespace, then
 /// revision; restarts by workload.
-pub(crate) fn per_namespace(
+pub(super) fn per_namespace(
     pods: &[PodFacts<'_>],
     keep: impl Fn(&PodFacts<'_>) -> bool,
 ) -> Vec<NamespaceProgress> {
