@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
 use revhook::cabundle::CaBundleOptions;
-use revhook::check::{CheckOptions, ClusterObjects, Output, Platform, Severity};
+use revhook::check::{CheckOptions, ClusterObjects, Gate, Output, Platform, Severity};
 use revhook::core::policy::{Mode, OnConflict, OnStale, Policy};
 use revhook::core::revisions::MeshSettings;
 use revhook::core::snapshot::Snapshot;
@@ -309,8 +309,9 @@ enum ReplayWebhook {
 #[derive(Args, Debug)]
 struct CheckArgs {
     /// A dump: `kubectl get namespaces,pods,configmaps,mutatingwebhookconfigurations,
-    /// validatingwebhookconfigurations,services -A -o yaml` (or - for stdin). Without it, the
-    /// live cluster (kubeconfig or in-cluster).
+    /// validatingwebhookconfigurations,services,deployments,statefulsets,replicasets,
+    /// endpointslices,events -A -o yaml` (or - for stdin). Without it, the live cluster
+    /// (kubeconfig or in-cluster).
     #[arg(long)]
     from_file: Option<PathBuf>,
     #[command(flatten)]
@@ -323,6 +324,20 @@ struct CheckArgs {
     fail_on: SeverityArg,
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputArg::Table)]
     output: OutputArg,
+    /// Gate: list everything still on this revision (exit 1 while anything is).
+    #[arg(long, value_name = "REVISION", conflicts_with = "before_tag_move")]
+    before_remove: Option<String>,
+    /// Gate: what moving TAG to REVISION restarts, and the pods left on the old proxy until
+    /// restarted (exit 1 while any are).
+    #[arg(long, value_name = "TAG=REVISION", value_parser = parse_tag_move)]
+    before_tag_move: Option<Gate>,
+    /// The revision an upgrade is about to install (AKS: its istio-shared-configmap must exist).
+    #[arg(long, value_name = "REVISION")]
+    upgrade_to: Option<String>,
+}
+
+fn parse_tag_move(spec: &str) -> Result<Gate, String> {
+    Gate::tag_move(spec).map_err(|e| e.to_string())
 }
 
 #[derive(Args, Debug)]
@@ -561,9 +576,19 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         }
         None => live_objects(&args.cluster)?,
     };
+    let gate = match (&args.before_remove, &args.before_tag_move) {
+        (Some(rev), _) => Some(Gate::BeforeRemove(rev.clone())),
+        (None, gate) => gate.clone(),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let opts = CheckOptions {
         istio_namespaces: args.cluster.istio_namespaces.clone(),
         platform: args.platform.into(),
+        now,
+        gate,
+        upgrade_to: args.upgrade_to.clone(),
     };
     let report = revhook::check::run(&objects, &opts);
     print!("{}", report.render(args.output.into())?);

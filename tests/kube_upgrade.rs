@@ -716,7 +716,6 @@ fn revhook_check(c: &Cluster) -> (Option<i32>, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs #18: check does not read ReplicaSets yet"]
 async fn check_names_the_replicaset_whose_pods_were_refused() {
     let Some(c) = cluster(&[]).await else {
         return;
@@ -747,6 +746,110 @@ async fn check_names_the_replicaset_whose_pods_were_refused() {
         out.contains("FailedCreate") || out.contains("ReplicaFailure"),
         "{out}"
     );
+    eprintln!("check:\n{out}");
+
+    // The same rules over a dump of the same cluster give the same findings: the live
+    // listing and `--from-file` fill the same objects.
+    let dump = dump_cluster(&c).await;
+    let dump_arg = dump.display().to_string();
+    let live = check_json(&c, &[]);
+    let from_dump = check_json(&c, &["--from-file", &dump_arg]);
+    assert_eq!(live["findings"], from_dump["findings"]);
+    assert_eq!(live["revisions"], from_dump["revisions"]);
+    assert_eq!(live["progress"], from_dump["progress"]);
+    let findings = live["findings"].as_array().expect("findings");
+    let refused = findings
+        .iter()
+        .find(|f| f["code"] == "REVHOOK-PODS-REFUSED")
+        .unwrap_or_else(|| panic!("{live}"));
+    assert_eq!(refused["object"], format!("ReplicaSet/shop/{rs_name}"));
+    // The denial's own fix (relabel onto the installed revision) is the finding's fix.
+    assert_eq!(
+        refused["fix"],
+        "kubectl label namespace shop istio.io/rev=asm-1-23 --overwrite"
+    );
+    // asm-1-22's injector ConfigMap is gone but its Service is not: half removed.
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["code"] == "REVHOOK-REVISION-HALF-REMOVED"
+                && f["object"] == "Revision/asm-1-22"),
+        "{live}"
+    );
+}
+
+/// `revhook check -o json` against this API server with extra arguments (`--from-file` reads
+/// a dump instead).
+fn check_json(c: &Cluster, extra: &[&str]) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_revhook"))
+        .args([
+            "check",
+            "--istio-namespace",
+            ISTIO_NS,
+            "--platform",
+            "aks",
+            "-o",
+            "json",
+        ])
+        .args(extra)
+        .env("KUBECONFIG", &c.cp.kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("run revhook check");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// What `kubectl get namespaces,pods,configmaps,mutatingwebhookconfigurations,
+/// validatingwebhookconfigurations,services,deployments,statefulsets,replicasets,
+/// endpointslices,events -A -o json` writes, as one List in the control plane's directory.
+async fn dump_cluster(c: &Cluster) -> std::path::PathBuf {
+    use k8s_openapi::api::admissionregistration::v1::{
+        MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    };
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::core::v1::{ConfigMap, Event, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+    async fn all<K>(client: &Client) -> Vec<Value>
+    where
+        K: kube::Resource
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::all(client.clone());
+        api.list(&ListParams::default())
+            .await
+            .expect("list for the dump")
+            .items
+            .into_iter()
+            .map(value)
+            .collect()
+    }
+    let client = &c.client;
+    let mut items = all::<Namespace>(client).await;
+    items.extend(all::<Pod>(client).await);
+    items.extend(all::<ConfigMap>(client).await);
+    items.extend(all::<MutatingWebhookConfiguration>(client).await);
+    items.extend(all::<ValidatingWebhookConfiguration>(client).await);
+    items.extend(all::<Service>(client).await);
+    items.extend(all::<Deployment>(client).await);
+    items.extend(all::<StatefulSet>(client).await);
+    items.extend(all::<ReplicaSet>(client).await);
+    items.extend(all::<EndpointSlice>(client).await);
+    items.extend(all::<Event>(client).await);
+    let path = c.cp.path().join("check-dump.json");
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+    std::fs::write(&path, list.to_string()).expect("write the dump");
+    path
 }
 
 /// revhook (started, not synced) registered as shipped; one pod created in namespace shop

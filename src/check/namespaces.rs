@@ -1,5 +1,8 @@
-//! Namespace labels: both injection labels at once, a label naming what is not installed,
-//! and on AKS the `istio-injection` label its add-on ignores.
+//! Namespace labels: both injection labels at once, ambient mode together with sidecar
+//! injection, a label naming what is not installed, and on AKS the `istio-injection` label its
+//! add-on ignores.
+
+use k8s_openapi::api::core::v1::Namespace;
 
 use super::facts::sorted_namespaces;
 use super::{finding, Finding, Platform, Severity};
@@ -7,7 +10,14 @@ use crate::core::labels::NamespaceLabels;
 use crate::core::messages::{stale_message, Selector};
 use crate::core::snapshot::Snapshot;
 
-pub(super) fn findings(snapshot: &Snapshot, platform: Platform) -> Vec<Finding> {
+/// Istio's ambient mode label; `ambient` puts a namespace's pods on ztunnel.
+const DATAPLANE_MODE: &str = "istio.io/dataplane-mode";
+
+pub(super) fn findings(
+    snapshot: &Snapshot,
+    namespaces: &[Namespace],
+    platform: Platform,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     for (name, ns) in sorted_namespaces(snapshot) {
         out.extend(conflict(name, ns));
@@ -16,7 +26,43 @@ pub(super) fn findings(snapshot: &Snapshot, platform: Platform) -> Vec<Finding> 
             out.extend(aks_injection_label(snapshot, name, ns));
         }
     }
+    let mut ambient: Vec<Finding> = namespaces
+        .iter()
+        .filter_map(ambient_with_sidecars)
+        .collect();
+    ambient.sort_by(|a, b| a.object.cmp(&b.object));
+    out.extend(ambient);
     out
+}
+
+/// A namespace in ambient mode that also selects sidecar injection (IST0123's ambient half):
+/// Istio's injector still matches it, its new pods get sidecars, and ambient leaves pods with
+/// a sidecar alone, so the namespace is half in one mode and half in the other.
+fn ambient_with_sidecars(ns: &Namespace) -> Option<Finding> {
+    let name = ns.metadata.name.as_deref()?;
+    let labels = ns.metadata.labels.as_ref()?;
+    if labels.get(DATAPLANE_MODE).map(String::as_str) != Some("ambient") {
+        return None;
+    }
+    let selecting =
+        NamespaceLabels::from_pairs(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let (label, value) = match (&selecting.injection, &selecting.rev) {
+        (Some(v), _) if v == "enabled" => ("istio-injection", v),
+        (_, Some(rev)) => ("istio.io/rev", rev),
+        _ => return None,
+    };
+    Some(finding(
+        Severity::Warning,
+        "REVHOOK-AMBIENT-INJECTION",
+        Some("IST0123"),
+        format!("Namespace/{name}"),
+        format!(
+            "namespace is in ambient mode ({DATAPLANE_MODE}=ambient) and selects sidecar injection ({label}={value}): new pods get a sidecar and ambient skips them"
+        ),
+        Some(format!(
+            "kubectl label namespace {name} {label}-   # stay ambient (or remove {DATAPLANE_MODE} to stay on sidecars)"
+        )),
+    ))
 }
 
 fn conflict(name: &str, ns: &NamespaceLabels) -> Option<Finding> {
@@ -77,7 +123,7 @@ fn aks_injection_label(snapshot: &Snapshot, name: &str, ns: &NamespaceLabels) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::tests::{codes, snapshot};
+    use crate::check::tests::{codes, namespace, snapshot};
     use crate::core::labels::{ISTIO_INJECTION, ISTIO_REV};
 
     const REVISIONS: [(&str, &str); 2] = [("asm-1-22", "img:1.22"), ("asm-1-23", "img:1.23")];
@@ -85,8 +131,45 @@ mod tests {
     fn generic(namespaces: &[(&str, &[(&str, &str)])]) -> Vec<Finding> {
         findings(
             &snapshot(&REVISIONS, &[("default", "asm-1-22")], namespaces),
+            &[],
             Platform::Generic,
         )
+    }
+
+    fn ambient(labels: &[(&str, &str)]) -> Vec<Finding> {
+        let ns = [namespace("shop", labels)];
+        findings(&snapshot(&REVISIONS, &[], &[]), &ns, Platform::Generic)
+    }
+
+    #[test]
+    fn ambient_mode_with_an_injection_label_is_flagged() {
+        let found = ambient(&[(DATAPLANE_MODE, "ambient"), (ISTIO_REV, "asm-1-23")]);
+        assert_eq!(codes(&found), ["REVHOOK-AMBIENT-INJECTION"]);
+        assert_eq!(found[0].istio_code, Some("IST0123"));
+        assert_eq!(found[0].object, "Namespace/shop");
+        assert!(
+            found[0].message.contains("istio.io/rev=asm-1-23"),
+            "{}",
+            found[0].message
+        );
+        assert!(
+            found[0]
+                .fix
+                .as_deref()
+                .is_some_and(|f| f.starts_with("kubectl label namespace shop istio.io/rev-")),
+            "{:?}",
+            found[0].fix
+        );
+        let enabled = ambient(&[(DATAPLANE_MODE, "ambient"), (ISTIO_INJECTION, "enabled")]);
+        assert_eq!(codes(&enabled), ["REVHOOK-AMBIENT-INJECTION"]);
+    }
+
+    #[test]
+    fn ambient_alone_or_with_injection_disabled_or_another_mode_is_fine() {
+        assert!(ambient(&[(DATAPLANE_MODE, "ambient")]).is_empty());
+        assert!(ambient(&[(DATAPLANE_MODE, "ambient"), (ISTIO_INJECTION, "disabled")]).is_empty());
+        assert!(ambient(&[(DATAPLANE_MODE, "none"), (ISTIO_REV, "asm-1-23")]).is_empty());
+        assert!(ambient(&[(ISTIO_REV, "asm-1-23")]).is_empty());
     }
 
     #[test]
@@ -145,7 +228,7 @@ mod tests {
             &[],
             &[("shop", &[(ISTIO_INJECTION, "enabled")])],
         );
-        let found = findings(&snap, Platform::Generic);
+        let found = findings(&snap, &[], Platform::Generic);
         assert_eq!(codes(&found), ["REVHOOK-STALE-NAMESPACE"]);
         assert!(
             found[0].message.contains("istio-injection=enabled"),
@@ -161,7 +244,7 @@ mod tests {
             &[("prod-stable", "asm-1-22")],
             &[("shop", &[(ISTIO_REV, "prod-stable")])],
         );
-        assert!(findings(&snap, Platform::Generic).is_empty());
+        assert!(findings(&snap, &[], Platform::Generic).is_empty());
     }
 
     #[test]
@@ -172,7 +255,7 @@ mod tests {
             &[("shop", &[(ISTIO_REV, "prod-stable")])],
         );
         assert_eq!(
-            codes(&findings(&snap, Platform::Generic)),
+            codes(&findings(&snap, &[], Platform::Generic)),
             ["REVHOOK-STALE-NAMESPACE"]
         );
     }
@@ -187,7 +270,7 @@ mod tests {
                 ("web", &[(ISTIO_REV, "asm-1-23")]),
             ],
         );
-        let found = findings(&snap, Platform::Aks);
+        let found = findings(&snap, &[], Platform::Aks);
         assert_eq!(codes(&found), ["REVHOOK-AKS-INJECTION-LABEL"]);
         assert_eq!(found[0].object, "Namespace/shop");
         assert_eq!(

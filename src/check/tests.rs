@@ -7,10 +7,18 @@ use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhook, MutatingWebhookConfiguration, ServiceReference, ValidatingWebhook,
     ValidatingWebhookConfiguration, WebhookClientConfig,
 };
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, Namespace, Pod, PodSpec, PodStatus, Service,
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStatus as AppsDeploymentStatus, ReplicaSet,
+    ReplicaSetCondition, ReplicaSetStatus,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, Event, Namespace, ObjectReference, Pod, PodSpec, PodStatus,
+    PodTemplateSpec, Secret, Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta, OwnerReference, Time,
+};
 use k8s_openapi::ByteString;
 
 use super::*;
@@ -156,12 +164,14 @@ fn proxy_container(image: &str) -> Container {
     }
 }
 
-/// A webhook client config calling `service` (namespace, name), with a CA bundle or none.
+/// A webhook client config calling `/inject` on `service` (namespace, name), with this CA
+/// bundle.
 pub(super) fn client(service: (&str, &str), ca_bundle: &[u8]) -> WebhookClientConfig {
     WebhookClientConfig {
         service: Some(ServiceReference {
             namespace: service.0.into(),
             name: service.1.into(),
+            path: Some("/inject".into()),
             ..ServiceReference::default()
         }),
         ca_bundle: Some(ByteString(ca_bundle.to_vec())),
@@ -226,6 +236,252 @@ pub(super) fn service(namespace: &str, name: &str) -> Service {
     }
 }
 
+pub(super) fn service_with_ports(namespace: &str, name: &str, ports: &[i32]) -> Service {
+    Service {
+        spec: Some(ServiceSpec {
+            ports: Some(
+                ports
+                    .iter()
+                    .map(|p| ServicePort {
+                        port: *p,
+                        ..ServicePort::default()
+                    })
+                    .collect(),
+            ),
+            ..ServiceSpec::default()
+        }),
+        ..service(namespace, name)
+    }
+}
+
+/// A Deployment with one container, `replicas` wanted and `ready` ready.
+pub(super) fn deployment(namespace: &str, name: &str, replicas: i32, ready: i32) -> Deployment {
+    Deployment {
+        metadata: meta(Some(namespace), name),
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta::default()),
+                spec: pod(namespace, name).spec,
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: Some(AppsDeploymentStatus {
+            ready_replicas: Some(ready),
+            ..AppsDeploymentStatus::default()
+        }),
+    }
+}
+
+/// An EndpointSlice of `service` with one endpoint per entry (ready or not).
+pub(super) fn endpoint_slice(namespace: &str, service: &str, ready: &[bool]) -> EndpointSlice {
+    EndpointSlice {
+        metadata: ObjectMeta {
+            labels: map(&[("kubernetes.io/service-name", service)]),
+            ..meta(Some(namespace), &format!("{service}-abcde"))
+        },
+        address_type: "IPv4".into(),
+        endpoints: ready
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Endpoint {
+                addresses: vec![format!("10.0.0.{i}")],
+                conditions: Some(EndpointConditions {
+                    ready: Some(*r),
+                    ..EndpointConditions::default()
+                }),
+                ..Endpoint::default()
+            })
+            .collect(),
+        ports: None,
+    }
+}
+
+/// A label selector: `match_labels` and `(key, operator, values)` expressions.
+pub(super) fn selector(
+    labels: &[(&str, &str)],
+    expressions: &[(&str, &str, &[&str])],
+) -> LabelSelector {
+    LabelSelector {
+        match_labels: if labels.is_empty() { None } else { map(labels) },
+        match_expressions: Some(
+            expressions
+                .iter()
+                .map(|(key, operator, values)| LabelSelectorRequirement {
+                    key: (*key).into(),
+                    operator: (*operator).into(),
+                    values: Some(values.iter().map(|v| (*v).to_owned()).collect()),
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// A mutating webhook calling `path` on `service`, with these selectors.
+pub(super) fn injector_hook(
+    name: &str,
+    service: (&str, &str),
+    path: &str,
+    namespace_selector: LabelSelector,
+    object_selector: Option<LabelSelector>,
+) -> MutatingWebhook {
+    let mut client_config = client(service, b"PEM");
+    if let Some(s) = client_config.service.as_mut() {
+        s.path = Some(path.into());
+    }
+    MutatingWebhook {
+        name: name.into(),
+        client_config,
+        namespace_selector: Some(namespace_selector),
+        object_selector,
+        admission_review_versions: vec!["v1".into()],
+        side_effects: "None".into(),
+        ..MutatingWebhook::default()
+    }
+}
+
+pub(super) fn mutating_hooks(
+    name: &str,
+    hooks: Vec<MutatingWebhook>,
+) -> MutatingWebhookConfiguration {
+    MutatingWebhookConfiguration {
+        metadata: meta(None, name),
+        webhooks: Some(hooks),
+    }
+}
+
+/// A TLS Secret holding only this certificate chain.
+pub(super) fn tls_secret(namespace: &str, name: &str, chain_pem: &str) -> Secret {
+    Secret {
+        metadata: meta(Some(namespace), name),
+        data: Some(BTreeMap::from([(
+            "tls.crt".to_owned(),
+            ByteString(chain_pem.as_bytes().to_vec()),
+        )])),
+        type_: Some("kubernetes.io/tls".into()),
+        ..Secret::default()
+    }
+}
+
+/// A ReplicaSet wanting one pod, with a `ReplicaFailure` condition carrying `message`.
+pub(super) fn replicaset_failing(namespace: &str, name: &str, message: Option<&str>) -> ReplicaSet {
+    ReplicaSet {
+        metadata: meta(Some(namespace), name),
+        status: Some(ReplicaSetStatus {
+            replicas: 0,
+            conditions: message.map(|m| {
+                vec![ReplicaSetCondition {
+                    type_: "ReplicaFailure".into(),
+                    status: "True".into(),
+                    reason: Some("FailedCreate".into()),
+                    message: Some(m.into()),
+                    ..ReplicaSetCondition::default()
+                }]
+            }),
+            ..ReplicaSetStatus::default()
+        }),
+        ..ReplicaSet::default()
+    }
+}
+
+/// A `FailedCreate` Event about `kind/name`, last seen at `at` (Unix seconds).
+pub(super) fn failed_create_event(
+    namespace: &str,
+    kind: &str,
+    name: &str,
+    message: &str,
+    at: i64,
+) -> Event {
+    Event {
+        metadata: meta(Some(namespace), &format!("{name}.{at}")),
+        involved_object: ObjectReference {
+            kind: Some(kind.into()),
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            ..ObjectReference::default()
+        },
+        reason: Some("FailedCreate".into()),
+        message: Some(message.into()),
+        type_: Some("Warning".into()),
+        last_timestamp: Some(Time(
+            k8s_openapi::jiff::Timestamp::from_second(at).expect("a time"),
+        )),
+        ..Event::default()
+    }
+}
+
+/// Runs `f` over the cluster `check` would see in these objects.
+pub(super) fn with_cluster<T>(
+    objects: &ClusterObjects,
+    opts: &CheckOptions,
+    f: impl FnOnce(&Cluster<'_>) -> T,
+) -> T {
+    let (cluster, _) = Cluster::new(objects, opts);
+    f(&cluster)
+}
+
+/// A rule over the cluster these objects make (revisions from their ConfigMaps).
+pub(super) fn judge_cluster(
+    objects: ClusterObjects,
+    opts: CheckOptions,
+    rule: impl FnOnce(&Cluster<'_>) -> Vec<Finding>,
+) -> Vec<Finding> {
+    with_cluster(&objects, &opts, rule)
+}
+
+/// A rule over these objects judged against a hand-made snapshot.
+pub(super) fn judge_objects(
+    snapshot: Snapshot,
+    objects: ClusterObjects,
+    rule: impl FnOnce(&Cluster<'_>) -> Vec<Finding>,
+) -> Vec<Finding> {
+    let opts = CheckOptions {
+        now: 1_800_000_000,
+        ..CheckOptions::default()
+    };
+    judge_snapshot(snapshot, objects, opts, rule)
+}
+
+fn judge_snapshot(
+    snapshot: Snapshot,
+    objects: ClusterObjects,
+    opts: CheckOptions,
+    rule: impl FnOnce(&Cluster<'_>) -> Vec<Finding>,
+) -> Vec<Finding> {
+    let inventory = installed::Inventory::of(&objects, &opts.istio_namespaces);
+    let pods = objects
+        .pods
+        .iter()
+        .map(|p| facts::pod_facts(p, &snapshot))
+        .collect();
+    let cluster = Cluster {
+        objects: &objects,
+        opts: &opts,
+        inventory,
+        snapshot,
+        pods,
+    };
+    rule(&cluster)
+}
+
+/// A pod rule over these pods against a hand-made snapshot.
+pub(super) fn judge_pods(
+    snapshot: Snapshot,
+    pods: &[Pod],
+    platform: Platform,
+    rule: impl FnOnce(&Cluster<'_>) -> Vec<Finding>,
+) -> Vec<Finding> {
+    let objects = ClusterObjects {
+        pods: pods.to_vec(),
+        ..ClusterObjects::default()
+    };
+    let opts = CheckOptions {
+        platform,
+        ..CheckOptions::default()
+    };
+    judge_snapshot(snapshot, objects, opts, rule)
+}
+
 /// A ConfigMap named `name` in `namespace` with these data keys.
 pub(super) fn configmap(namespace: &str, name: &str, data: &[(&str, &str)]) -> ConfigMap {
     ConfigMap {
@@ -265,10 +521,7 @@ pub(super) fn codes(findings: &[Finding]) -> Vec<&'static str> {
 }
 
 fn options() -> CheckOptions {
-    CheckOptions {
-        istio_namespaces: vec!["istio-system".into()],
-        platform: Platform::Generic,
-    }
+    CheckOptions::default()
 }
 
 #[test]
@@ -358,6 +611,8 @@ fn the_exit_code_is_one_only_when_a_finding_reaches_fail_on() {
     let report = CheckReport {
         findings: vec![warning],
         revisions: Vec::new(),
+        progress: Vec::new(),
+        gate: None,
     };
     assert_eq!(report.exit_code(Severity::Error), 0);
     assert_eq!(report.exit_code(Severity::Warning), 1);

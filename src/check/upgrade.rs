@@ -57,6 +57,13 @@ fn older_than_installed(snapshot: &Snapshot, pods: &[PodFacts<'_>]) -> Vec<Findi
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for p in pods {
+        // Proxies of a named revision that is gone are REVHOOK-ORPHANED-PROXY's.
+        if p.revision
+            .as_deref()
+            .is_some_and(|r| snapshot.table.revision(r).is_none())
+        {
+            continue;
+        }
         let Some(v) = p.proxy_image.and_then(minor_version) else {
             continue;
         };
@@ -83,7 +90,7 @@ mod tests {
     use k8s_openapi::api::core::v1::Pod;
 
     fn judge(snap: &Snapshot, pods: &[Pod]) -> Vec<Finding> {
-        let facts: Vec<PodFacts<'_>> = pods.iter().map(pod_facts).collect();
+        let facts: Vec<PodFacts<'_>> = pods.iter().map(|p| pod_facts(p, snap)).collect();
         findings(snap, &facts)
     }
 
@@ -159,6 +166,13 @@ mod tests {
             Some("kubectl rollout restart deployment/a -n legacy")
         );
         assert_eq!(found[1].object, "Pod/legacy/c");
+    }
+
+    #[test]
+    fn a_proxy_of_a_named_revision_that_is_gone_is_left_to_the_orphan_rule() {
+        let snap = in_use_by_namespaces(&[("asm-1-22", "img:1.22.3")]);
+        let pods = [pod("legacy", "a").injected("asm-1-20", "img:1.20.1")];
+        assert!(judge(&snap, &pods).is_empty());
     }
 
     #[test]

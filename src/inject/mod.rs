@@ -297,6 +297,35 @@ fn inject(target: &Target<'_, '_>, inj: &Injector, revision: &str, raw: &str) ->
     }
 }
 
+/// The proxy image the revision's templates give this pod (what a restart would run), or
+/// `None` when they cannot inject it.
+pub fn injected_proxy_image(
+    inj: &Injector,
+    parsed: &PodIn<'_>,
+    raw: &Value,
+    namespace: &str,
+    revision: &str,
+) -> Option<String> {
+    let mut pod = raw.clone();
+    prepare(&mut pod, namespace);
+    let workload = Workload::of_pod(parsed, namespace);
+    let ctx = render::PodContext {
+        path: Path::Webhook,
+        revision,
+        deploy_name: &workload.name,
+        deploy_namespace: &workload.namespace,
+        kind: &workload.kind,
+        api_version: &workload.api_version,
+        proxy_envs: &[],
+        proxy_uid: PROXY_UID,
+        proxy_gid: PROXY_UID,
+    };
+    let injected = pipeline::inject_pod(inj, &pod, &ctx, gotmpl::Limits::default()).ok()?;
+    pod::find_in_pod(&injected, pod::PROXY_NAME)?["image"]
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// Puts back what [`prepare`] changed, so that the patch leaves those fields alone.
 fn as_admitted(admitted: &Value, injected: &mut Value) {
     let Some(meta) = pod::meta_object(injected) else {
