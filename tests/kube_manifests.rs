@@ -683,22 +683,60 @@ async fn helm_chart_runs_revhook_under_its_rbac_for_real() {
     }
 }
 
+/// The Helm CLI against the test's API server (admin kubeconfig), with Helm's own files kept in
+/// the test's directory; its stdout.
+fn helm_on(helm: &std::path::Path, cp: &ControlPlane, args: &[&str]) -> String {
+    let home = cp.path().join("helm-home");
+    let out = std::process::Command::new(helm)
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(&cp.kubeconfig)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .output()
+        .expect("helm");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// The serving Secret as the API server stores it, as the files revhook reads.
+async fn stored_tls(admin: &Client, name: &str) -> envtest::Tls {
+    use k8s_openapi::api::core::v1::Secret;
+    let secret = Api::<Secret>::namespaced(admin.clone(), NS)
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("Secret {name}: {e}"));
+    let data = secret.data.expect("Secret data");
+    let pem = |key: &str| {
+        String::from_utf8(
+            data.get(key)
+                .unwrap_or_else(|| panic!("no {key}"))
+                .0
+                .clone(),
+        )
+        .expect("PEM text")
+    };
+    envtest::Tls {
+        ca_pem: pem("ca.crt"),
+        cert_pem: pem("tls.crt"),
+        key_pem: pem("tls.key"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn helm_chart_with_a_config_file_and_generated_certificates_serves_through_its_service() {
-    let config = objects::repo_path("tests/fixtures/local-config.yaml");
-    let config_arg = format!("revisions.config={}", config.display());
-    let Some(docs) = render_chart(&[
-        "--set",
-        "namespace.create=true",
-        "--set",
-        "revisions.source=file",
-        "--set-file",
-        &config_arg,
-        "--set",
-        "certificates.selfManaged.manageCaBundle=false",
-        "--set",
-        "certificates.selfManaged.generate=true",
-    ]) else {
+async fn helm_install_with_a_config_file_and_generated_certificates_serves_through_its_service() {
+    let Some(helm) = render::helm() else {
         return;
     };
     let Some(cp) = ControlPlane::start(Options::default()).await else {
@@ -708,44 +746,54 @@ async fn helm_chart_with_a_config_file_and_generated_certificates_serves_through
         return;
     };
     let admin = cp.client().await;
-
-    // Everything the chart renders, the Service without its selector (see `endpoints`), and
-    // the webhook configurations exactly as rendered: Service references and Helm's CA.
-    let applied: Vec<Value> = docs
+    let chart = objects::repo_path(render::CHART);
+    let config = format!(
+        "revisions.config={}",
+        objects::repo_path("tests/fixtures/local-config.yaml").display()
+    );
+    let release = |verb: &str| -> Vec<String> {
+        [
+            verb,
+            "revhook",
+            chart.to_str().expect("path"),
+            "--namespace",
+            NS,
+            "--create-namespace",
+            "--set",
+            "revisions.source=file",
+            "--set-file",
+            &config,
+            "--set",
+            "certificates.selfManaged.manageCaBundle=false",
+            "--set",
+            "certificates.selfManaged.generate=true",
+        ]
         .iter()
-        .cloned()
-        .map(|mut doc| {
-            if doc["kind"] == "Service" {
-                doc["spec"]
-                    .as_object_mut()
-                    .expect("spec")
-                    .remove("selector");
-            }
-            doc
-        })
+        .map(|s| (*s).to_owned())
+        .collect()
+    };
+
+    // `helm install`, for real: Helm's own apply, its lookup, its release record.
+    helm_on(&helm, &cp, &as_strs(&release("install")));
+    let installed = objects::yaml_docs(&helm_on(
+        &helm,
+        &cp,
+        &["get", "manifest", "revhook", "--namespace", NS],
+    ));
+    let kinds: Vec<&str> = installed
+        .iter()
+        .filter_map(|d| d["kind"].as_str())
         .collect();
-    apply_chart(&admin, &applied).await;
+    for kind in ["Secret", "ConfigMap", "Deployment", "Service"] {
+        assert!(kinds.contains(&kind), "no {kind} in {kinds:?}");
+    }
+    // No endpoints controller runs here: the Endpoints the test writes stay.
     objects::apply(&admin, &endpoints(&netns)).await;
 
-    // revhook in the namespace with the chart's Secret and ConfigMap as its files.
-    let secret = docs
-        .iter()
-        .find(|d| d["kind"] == "Secret")
-        .expect("the generated Secret");
-    let pem = |key: &str| {
-        use base64::Engine as _;
-        let b64 = secret["data"][key].as_str().expect("secret key");
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .expect("base64");
-        String::from_utf8(bytes).expect("PEM text")
-    };
-    let tls = envtest::Tls {
-        ca_pem: pem("ca.crt"),
-        cert_pem: pem("tls.crt"),
-        key_pem: pem("tls.key"),
-    };
-    let args = localize(&docs, cp.path(), "revhook-helm-file");
+    // revhook in the network namespace with the installed Secret and ConfigMap as its files.
+    let tls = stored_tls(&admin, "revhook-tls").await;
+    let ca_pem = tls.ca_pem.clone();
+    let args = localize(&installed, cp.path(), "revhook-helm-file");
     assert!(args.contains(&"--source=file".to_owned()), "{args:?}");
     let mut revhook = Revhook::start(
         "revhook-helm-file",
@@ -758,6 +806,12 @@ async fn helm_chart_with_a_config_file_and_generated_certificates_serves_through
             ..RevhookOptions::default()
         },
     );
+    // The webhook configurations exactly as installed: Service references and Helm's CA.
+    let bundles = ca_bundles(&admin).await;
+    assert_eq!(bundles.len(), 7);
+    for (name, bundle) in &bundles {
+        assert_eq!(bundle.as_slice(), ca_pem.as_bytes(), "{name}");
+    }
     revhook.wait_for_api_server_calls(&admin).await;
     objects::apply_all(
         &admin,
@@ -782,4 +836,18 @@ async fn helm_chart_with_a_config_file_and_generated_certificates_serves_through
     // The chart's --log-format=json.
     let log = revhook.proc.log_text();
     assert!(log.contains(r#""decision":"inject:asm-1-22""#), "{log}");
+
+    // `helm upgrade` keeps the CA (the chart looks the Secret up) and the caBundle with it, so
+    // the running revhook is still trusted.
+    helm_on(&helm, &cp, &as_strs(&release("upgrade")));
+    assert_eq!(stored_tls(&admin, "revhook-tls").await.ca_pem, ca_pem);
+    for (name, bundle) in ca_bundles(&admin).await {
+        assert_eq!(bundle, ca_pem.as_bytes(), "{name} after the upgrade");
+    }
+    let pod = create_injected_pod(&admin, "helm-after-upgrade").await;
+    assert_eq!(
+        proxy_of(&pod)["image"],
+        "mcr.microsoft.com/oss/istio/proxyv2:1.22.0-distroless"
+    );
+    revhook.proc.assert_running();
 }
