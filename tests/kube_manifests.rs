@@ -2,7 +2,9 @@
 //! is, and revhook runs with a token of its own ServiceAccount under the shipped RBAC, with the
 //! shipped flags (plus the self-managed overlay's `--manage-ca-bundle`): every call it makes
 //! succeeds, it becomes ready, writes the caBundle, writes it back when a re-applied manifest
-//! blanks it, and injects.
+//! blanks it, and injects. The Helm chart the same way (its `helm template` output applied
+//! server-side, revhook with the chart's args, RBAC and token), and through a real
+//! `helm install` and `helm upgrade`.
 
 mod envtest;
 mod render;
