@@ -2,9 +2,12 @@
 //! is, and revhook runs with a token of its own ServiceAccount under the shipped RBAC, with the
 //! shipped flags (plus the self-managed overlay's `--manage-ca-bundle`): every call it makes
 //! succeeds, it becomes ready, writes the caBundle, writes it back when a re-applied manifest
-//! blanks it, and injects.
+//! blanks it, and injects. The Helm chart the same way (its `helm template` output applied
+//! server-side, revhook with the chart's args, RBAC and token), and through a real
+//! `helm install` and `helm upgrade`.
 
 mod envtest;
+mod render;
 
 use std::time::Duration;
 
@@ -23,65 +26,14 @@ const WAIT: Duration = Duration::from_secs(60);
 const NS: &str = "revhook-system";
 const SA_USER: &str = "system:serviceaccount:revhook-system:revhook";
 
-/// What `kubectl kustomize manifests/base` renders, for the transformers the base uses
-/// (`namespace`, `labels` without selectors, `images`); kubectl is not needed.
-fn render_base() -> Vec<Value> {
-    let kustomization = objects::yaml_file("manifests/base/kustomization.yaml")
-        .pop()
-        .expect("kustomization");
-    let namespace = kustomization["namespace"].as_str().expect("namespace");
-    assert_eq!(
-        kustomization["labels"][0]["includeSelectors"], false,
-        "this renderer only adds metadata labels"
-    );
-    let labels = kustomization["labels"][0]["pairs"]
-        .as_object()
-        .expect("label pairs")
-        .clone();
-    let images = kustomization["images"].as_array().expect("images").clone();
-    let cluster_scoped = [
-        "Namespace",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "MutatingWebhookConfiguration",
-        "ValidatingWebhookConfiguration",
-    ];
-    let mut docs = Vec::new();
-    for file in kustomization["resources"].as_array().expect("resources") {
-        let file = file.as_str().expect("resource path");
-        for mut doc in objects::yaml_file(&format!("manifests/base/{file}")) {
-            let kind = doc["kind"].as_str().expect("kind").to_owned();
-            if !cluster_scoped.contains(&kind.as_str()) {
-                doc["metadata"]["namespace"] = json!(namespace);
-            }
-            let meta_labels = doc["metadata"]
-                .as_object_mut()
-                .expect("metadata")
-                .entry("labels")
-                .or_insert_with(|| json!({}));
-            for (k, v) in &labels {
-                meta_labels[k] = v.clone();
-            }
-            if kind == "Deployment" {
-                for c in doc["spec"]["template"]["spec"]["containers"]
-                    .as_array_mut()
-                    .expect("containers")
-                {
-                    for image in &images {
-                        if c["image"] == image["name"] {
-                            c["image"] = json!(format!(
-                                "{}:{}",
-                                image["newName"].as_str().expect("newName"),
-                                image["newTag"].as_str().expect("newTag")
-                            ));
-                        }
-                    }
-                }
-            }
-            docs.push(doc);
-        }
-    }
-    docs
+/// What `kustomize build manifests/base` renders; `None` (skip) without kustomize, except
+/// under `CI=true`, where that fails.
+fn render_base() -> Option<Vec<Value>> {
+    let tool = render::kustomize_tool()?;
+    Some(render::kustomize(
+        &tool,
+        &objects::repo_path("manifests/base"),
+    ))
 }
 
 /// The shipped Deployment's revhook args, minus those the harness sets (listener addresses
@@ -127,6 +79,49 @@ async fn allowed(client: &Client, verb: &str, group: &str, resource: &str, name:
         .await
         .expect("SubjectAccessReview");
     answer.status.expect("review status").allowed
+}
+
+/// The shipped RBAC: exactly what revhook needs, nothing near it.
+async fn assert_least_privilege(admin: &Client) {
+    let can =
+        |verb: &'static str, group: &'static str, resource: &'static str, name: &'static str| {
+            let admin = admin.clone();
+            async move { allowed(&admin, verb, group, resource, name).await }
+        };
+    let wh = "admissionregistration.k8s.io";
+    for (verb, group, resource) in [
+        ("list", "", "namespaces"),
+        ("watch", "", "namespaces"),
+        ("get", "", "namespaces"),
+        ("list", "", "configmaps"),
+        ("watch", "", "configmaps"),
+        ("list", wh, "mutatingwebhookconfigurations"),
+        ("watch", wh, "validatingwebhookconfigurations"),
+    ] {
+        assert!(can(verb, group, resource, "").await, "{verb} {resource}");
+    }
+    assert!(can("patch", wh, "mutatingwebhookconfigurations", "revhook").await);
+    assert!(can("patch", wh, "validatingwebhookconfigurations", "revhook").await);
+    for (verb, group, resource, name) in [
+        (
+            "patch",
+            wh,
+            "mutatingwebhookconfigurations",
+            "istio-revision-tag-prod-stable",
+        ),
+        ("delete", wh, "mutatingwebhookconfigurations", "revhook"),
+        ("create", wh, "mutatingwebhookconfigurations", ""),
+        ("get", "", "secrets", ""),
+        ("list", "", "pods", ""),
+        ("create", "", "pods", ""),
+        ("update", "", "namespaces", "shop"),
+        ("update", "", "configmaps", ""),
+    ] {
+        assert!(
+            !can(verb, group, resource, name).await,
+            "{verb} {resource} {name} is denied"
+        );
+    }
 }
 
 /// The caBundles of revhook's two webhook configurations, webhook by webhook.
@@ -241,20 +236,23 @@ async fn shipped_manifests_and_rbac_run_revhook_for_real() {
     let admin = cp.client().await;
 
     // The base, as kustomize renders it, is accepted by the API server.
-    let docs = render_base();
-    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    let Some(docs) = render_base() else { return };
+    // (kustomize versions order them differently: compared as a set, applied Namespace first)
+    let mut kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"Namespace"));
+    kinds.sort_unstable();
     assert_eq!(
         kinds,
         [
-            "Namespace",
-            "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
             "HorizontalPodAutoscaler",
-            "Service",
-            "PodDisruptionBudget",
             "MutatingWebhookConfiguration",
+            "Namespace",
+            "PodDisruptionBudget",
+            "Service",
+            "ServiceAccount",
             "ValidatingWebhookConfiguration"
         ]
     );
@@ -298,56 +296,10 @@ async fn shipped_manifests_and_rbac_run_revhook_for_real() {
         "ghcr.io/example/revhook:0.1.0"
     );
 
-    // The shipped RBAC: exactly what revhook needs, nothing near it.
-    let can =
-        |verb: &'static str, group: &'static str, resource: &'static str, name: &'static str| {
-            let admin = admin.clone();
-            async move { allowed(&admin, verb, group, resource, name).await }
-        };
-    let wh = "admissionregistration.k8s.io";
-    for (verb, group, resource) in [
-        ("list", "", "namespaces"),
-        ("watch", "", "namespaces"),
-        ("get", "", "namespaces"),
-        ("list", "", "configmaps"),
-        ("watch", "", "configmaps"),
-        ("list", wh, "mutatingwebhookconfigurations"),
-        ("watch", wh, "validatingwebhookconfigurations"),
-    ] {
-        assert!(can(verb, group, resource, "").await, "{verb} {resource}");
-    }
-    assert!(can("patch", wh, "mutatingwebhookconfigurations", "revhook").await);
-    assert!(can("patch", wh, "validatingwebhookconfigurations", "revhook").await);
-    for (verb, group, resource, name) in [
-        (
-            "patch",
-            wh,
-            "mutatingwebhookconfigurations",
-            "istio-revision-tag-prod-stable",
-        ),
-        ("delete", wh, "mutatingwebhookconfigurations", "revhook"),
-        ("create", wh, "mutatingwebhookconfigurations", ""),
-        ("get", "", "secrets", ""),
-        ("list", "", "pods", ""),
-        ("create", "", "pods", ""),
-        ("update", "", "namespaces", "shop"),
-        ("update", "", "configmaps", ""),
-    ] {
-        assert!(
-            !can(verb, group, resource, name).await,
-            "{verb} {resource} {name} is denied"
-        );
-    }
+    assert_least_privilege(&admin).await;
 
     // revhook with its own ServiceAccount's token and the shipped flags (+ self-managed).
-    let istio = std::fs::read_to_string(objects::repo_path("tests/fixtures/kube/aks-istio.yaml"))
-        .expect("fixture")
-        .replace("aks-istio-system", "istio-system");
-    objects::apply_all(
-        &admin,
-        &objects::with_istio_charts(objects::yaml_docs(&istio)),
-    )
-    .await;
+    objects::apply_all(&admin, &objects::istio_fixture_in("istio-system")).await;
     let token = objects::service_account_token(&admin, NS, "revhook").await;
     let kubeconfig = cp.kubeconfig_with_token("revhook-sa", &token);
     let ca_cert = Revhook::ca_path(cp.path(), "revhook");
@@ -451,8 +403,9 @@ async fn service_webhooks_reach_revhook_through_its_endpoints() {
         return;
     };
     let admin = cp.client().await;
+    let Some(base) = render_base() else { return };
     // The shipped Namespace and Service, the Service without its selector (see `endpoints`).
-    for mut doc in render_base()
+    for mut doc in base
         .into_iter()
         .filter(|d| d["kind"] == "Namespace" || d["kind"] == "Service")
     {
@@ -527,4 +480,379 @@ async fn service_webhooks_reach_revhook_through_its_endpoints() {
     );
     let log = revhook.proc.log_text();
     assert!(log.contains("decision=inject:asm-1-22"), "{log}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Helm chart against the same API server: `helm template` output applied server-side (what
+// `helm install` sends), and revhook run with the chart's args, RBAC and certificates.
+
+/// The chart rendered for release `revhook` in revhook-system, or `None` without Helm.
+fn render_chart(args: &[&str]) -> Option<Vec<Value>> {
+    let helm = render::helm()?;
+    Some(render::helm_template(&helm, args))
+}
+
+/// Applies every rendered object and checks the API server stored it with the chart's labels.
+async fn apply_chart(admin: &Client, docs: &[Value]) {
+    for doc in docs {
+        let stored = objects::apply(admin, doc).await;
+        assert_eq!(
+            stored.name_any(),
+            doc["metadata"]["name"].as_str().expect("name")
+        );
+        let labels = stored.labels();
+        for (key, want) in [
+            ("app.kubernetes.io/part-of", "revhook"),
+            ("app.kubernetes.io/managed-by", "Helm"),
+        ] {
+            assert_eq!(
+                labels.get(key).map(String::as_str),
+                Some(want),
+                "{}",
+                render::id(doc)
+            );
+        }
+    }
+}
+
+/// The pod's files on this machine: each volume the revhook container mounts, as a directory
+/// (the Secret's is where the harness writes the serving certificates; a ConfigMap's is
+/// written from the rendered ConfigMap), and the container's args with the mount paths
+/// replaced by those directories, minus the flags the harness sets.
+fn localize(docs: &[Value], dir: &std::path::Path, name: &str) -> Vec<String> {
+    let spec = &render::deployment(docs)["spec"]["template"]["spec"];
+    let volumes = spec["volumes"].as_array().expect("volumes");
+    let mut mounts = Vec::new();
+    for mount in spec["containers"][0]["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+    {
+        let volume = volumes
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .expect("the mount's volume");
+        let local = if volume["secret"].is_object() {
+            Revhook::ca_path(dir, name)
+                .parent()
+                .expect("certs dir")
+                .to_owned()
+        } else {
+            let cm_name = &volume["configMap"]["name"];
+            let cm = docs
+                .iter()
+                .find(|d| d["kind"] == "ConfigMap" && &d["metadata"]["name"] == cm_name)
+                .expect("the chart renders the mounted ConfigMap");
+            let local = dir.join(format!("{name}-{}", mount["name"].as_str().expect("name")));
+            std::fs::create_dir_all(&local).expect("mkdir");
+            for (key, text) in cm["data"].as_object().expect("data") {
+                std::fs::write(local.join(key), text.as_str().expect("text")).expect("write");
+            }
+            local
+        };
+        let path = mount["mountPath"].as_str().expect("mountPath").to_owned();
+        mounts.push((path, local));
+    }
+    shipped_args(docs)
+        .into_iter()
+        .map(|arg| {
+            mounts.iter().fold(arg, |arg, (path, local)| {
+                arg.replace(&format!("={path}/"), &format!("={}/", local.display()))
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_chart_runs_revhook_under_its_rbac_for_real() {
+    let values = render::repo_path("tests/fixtures/helm/self-managed/values.yaml");
+    let Some(docs) = render_chart(&["-f", values.to_str().expect("path")]) else {
+        return;
+    };
+    let Some(cp) = ControlPlane::start(Options::default()).await else {
+        return;
+    };
+    let admin = cp.client().await;
+
+    // What `helm install` sends, accepted as it is.
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    for kind in [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "Service",
+        "PodDisruptionBudget",
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        assert!(kinds.contains(&kind), "no {kind} in {kinds:?}");
+    }
+    apply_chart(&admin, &docs).await;
+    let mwc: Api<MutatingWebhookConfiguration> = Api::all(admin.clone());
+    let stored = value(mwc.get("revhook").await.expect("stored mwc"));
+    for hook in stored["webhooks"].as_array().expect("webhooks") {
+        assert_eq!(hook["failurePolicy"], "Fail");
+        assert_eq!(hook["clientConfig"]["service"]["name"], "revhook");
+        assert_eq!(hook["clientConfig"]["service"]["namespace"], NS);
+        assert!(hook["clientConfig"]["caBundle"].is_null(), "{hook}");
+    }
+    assert_least_privilege(&admin).await;
+
+    // revhook with the chart's ServiceAccount's token and the chart's args.
+    objects::apply_all(&admin, &objects::istio_fixture_in("istio-system")).await;
+    let token = objects::service_account_token(&admin, NS, "revhook").await;
+    let kubeconfig = cp.kubeconfig_with_token("revhook-helm-sa", &token);
+    let args = localize(&docs, cp.path(), "revhook-helm");
+    assert!(args.contains(&"--manage-ca-bundle".to_owned()), "{args:?}");
+    let mut revhook = Revhook::start(
+        "revhook-helm",
+        cp.path(),
+        RevhookOptions {
+            kubeconfig: Some(&kubeconfig),
+            args,
+            wait_ready: true,
+            ..RevhookOptions::default()
+        },
+    );
+
+    // The chart's webhook configurations pointed at this revhook by URL (the API server cannot
+    // reach a Service here), without a caBundle as the chart renders them: revhook writes it.
+    let base = format!("https://{}", revhook.addr);
+    let pointed: Vec<Value> = docs
+        .iter()
+        .filter(|d| {
+            d["kind"]
+                .as_str()
+                .is_some_and(|k| k.ends_with("WebhookConfiguration"))
+        })
+        .cloned()
+        .map(|mut doc| {
+            for hook in doc["webhooks"].as_array_mut().expect("webhooks") {
+                let path = hook["clientConfig"]["service"]["path"].clone();
+                hook["clientConfig"] =
+                    json!({"url": format!("{base}{}", path.as_str().expect("path"))});
+            }
+            doc
+        })
+        .collect();
+    assert_eq!(pointed.len(), 2);
+    objects::apply_all(&admin, &pointed).await;
+    wait_for_ca_bundles(&admin, &revhook.tls.ca_pem, "revhook to write its caBundle").await;
+    revhook.wait_for_api_server_calls(&admin).await;
+
+    objects::apply_all(
+        &admin,
+        &objects::yaml_file("tests/fixtures/kube/shop.yaml")
+            .into_iter()
+            .filter(|d| d["kind"] != "Deployment")
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let pod = create_injected_pod(&admin, "from-helm").await;
+    assert_eq!(
+        proxy_of(&pod)["image"],
+        "mcr.microsoft.com/oss/istio/proxyv2:1.22.3-distroless"
+    );
+
+    // `helm upgrade` re-applies the webhook configurations: the chart leaves caBundle out, so
+    // what revhook wrote stays (the kustomize manifests' `caBundle: ''` blanks it until
+    // revhook writes it back).
+    let writes_before = ca_bundle_writes(&revhook);
+    objects::apply_all(&admin, &pointed).await;
+    let bundles = ca_bundles(&admin).await;
+    assert_eq!(bundles.len(), 7);
+    for (name, bundle) in &bundles {
+        assert_eq!(
+            bundle.as_slice(),
+            revhook.tls.ca_pem.as_bytes(),
+            "{name} after an upgrade"
+        );
+    }
+    let pod = create_injected_pod(&admin, "after-upgrade").await;
+    assert_eq!(
+        proxy_of(&pod)["image"],
+        "mcr.microsoft.com/oss/istio/proxyv2:1.22.3-distroless"
+    );
+    assert_eq!(
+        ca_bundle_writes(&revhook),
+        writes_before,
+        "nothing to repair"
+    );
+
+    revhook.proc.assert_running();
+    let log = revhook.proc.log_text();
+    for bad in ["forbidden", "Forbidden", "watch failed", "reconcile failed"] {
+        assert!(!log.contains(bad), "revhook logged {bad:?}:\n{log}");
+    }
+}
+
+/// The Helm CLI against the test's API server (admin kubeconfig), with Helm's own files kept in
+/// the test's directory; its stdout.
+fn helm_on(helm: &std::path::Path, cp: &ControlPlane, args: &[&str]) -> String {
+    let home = cp.path().join("helm-home");
+    let out = std::process::Command::new(helm)
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(&cp.kubeconfig)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .output()
+        .expect("helm");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// The serving Secret as the API server stores it, as the files revhook reads.
+async fn stored_tls(admin: &Client, name: &str) -> envtest::Tls {
+    use k8s_openapi::api::core::v1::Secret;
+    let secret = Api::<Secret>::namespaced(admin.clone(), NS)
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("Secret {name}: {e}"));
+    let data = secret.data.expect("Secret data");
+    let pem = |key: &str| {
+        String::from_utf8(
+            data.get(key)
+                .unwrap_or_else(|| panic!("no {key}"))
+                .0
+                .clone(),
+        )
+        .expect("PEM text")
+    };
+    envtest::Tls {
+        ca_pem: pem("ca.crt"),
+        cert_pem: pem("tls.crt"),
+        key_pem: pem("tls.key"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_install_with_a_config_file_and_generated_certificates_serves_through_its_service() {
+    let Some(helm) = render::helm() else {
+        return;
+    };
+    let Some(cp) = ControlPlane::start(Options::default()).await else {
+        return;
+    };
+    let Some(netns) = NetNs::create() else {
+        return;
+    };
+    let admin = cp.client().await;
+    let chart = objects::repo_path(render::CHART);
+    let config = format!(
+        "revisions.config={}",
+        objects::repo_path("tests/fixtures/local-config.yaml").display()
+    );
+    let release = |verb: &str| -> Vec<String> {
+        [
+            verb,
+            "revhook",
+            chart.to_str().expect("path"),
+            "--namespace",
+            NS,
+            "--create-namespace",
+            "--set",
+            "revisions.source=file",
+            "--set-file",
+            &config,
+            "--set",
+            "certificates.selfManaged.manageCaBundle=false",
+            "--set",
+            "certificates.selfManaged.generate=true",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    };
+
+    // `helm install`, for real: Helm's own apply, its lookup, its release record.
+    helm_on(&helm, &cp, &as_strs(&release("install")));
+    let installed = objects::yaml_docs(&helm_on(
+        &helm,
+        &cp,
+        &["get", "manifest", "revhook", "--namespace", NS],
+    ));
+    let kinds: Vec<&str> = installed
+        .iter()
+        .filter_map(|d| d["kind"].as_str())
+        .collect();
+    for kind in ["Secret", "ConfigMap", "Deployment", "Service"] {
+        assert!(kinds.contains(&kind), "no {kind} in {kinds:?}");
+    }
+    // No endpoints controller runs here: the Endpoints the test writes stay.
+    objects::apply(&admin, &endpoints(&netns)).await;
+
+    // revhook in the network namespace with the installed Secret and ConfigMap as its files.
+    let tls = stored_tls(&admin, "revhook-tls").await;
+    let ca_pem = tls.ca_pem.clone();
+    let args = localize(&installed, cp.path(), "revhook-helm-file");
+    assert!(args.contains(&"--source=file".to_owned()), "{args:?}");
+    let mut revhook = Revhook::start(
+        "revhook-helm-file",
+        cp.path(),
+        RevhookOptions {
+            args,
+            wait_ready: true,
+            tls: Some(tls),
+            netns: Some(&netns),
+            ..RevhookOptions::default()
+        },
+    );
+    // The webhook configurations exactly as installed: Service references and Helm's CA.
+    let bundles = ca_bundles(&admin).await;
+    assert_eq!(bundles.len(), 7);
+    for (name, bundle) in &bundles {
+        assert_eq!(bundle.as_slice(), ca_pem.as_bytes(), "{name}");
+    }
+    revhook.wait_for_api_server_calls(&admin).await;
+    objects::apply_all(
+        &admin,
+        &objects::yaml_file("tests/fixtures/kube/shop.yaml")
+            .into_iter()
+            .filter(|d| d["kind"] != "Deployment")
+            .collect::<Vec<_>>(),
+    )
+    .await;
+
+    // The API server resolved the chart's Service, verified Helm's certificate for its name
+    // against the chart's caBundle, and got the revision the config file gives prod-stable.
+    let pod = create_injected_pod(&admin, "helm-through-service").await;
+    assert_eq!(
+        proxy_of(&pod)["image"],
+        "mcr.microsoft.com/oss/istio/proxyv2:1.22.0-distroless"
+    );
+    let status = pod["metadata"]["annotations"]["sidecar.istio.io/status"]
+        .as_str()
+        .expect("status annotation");
+    assert!(status.contains(r#""revision":"asm-1-22""#), "{status}");
+    // The chart's --log-format=json.
+    let log = revhook.proc.log_text();
+    assert!(log.contains(r#""decision":"inject:asm-1-22""#), "{log}");
+
+    // `helm upgrade` keeps the CA (the chart looks the Secret up) and the caBundle with it, so
+    // the running revhook is still trusted.
+    helm_on(&helm, &cp, &as_strs(&release("upgrade")));
+    assert_eq!(stored_tls(&admin, "revhook-tls").await.ca_pem, ca_pem);
+    for (name, bundle) in ca_bundles(&admin).await {
+        assert_eq!(bundle, ca_pem.as_bytes(), "{name} after the upgrade");
+    }
+    let pod = create_injected_pod(&admin, "helm-after-upgrade").await;
+    assert_eq!(
+        proxy_of(&pod)["image"],
+        "mcr.microsoft.com/oss/istio/proxyv2:1.22.0-distroless"
+    );
+    revhook.proc.assert_running();
 }

@@ -33,11 +33,7 @@ async fn cluster(extra_args: &[&str]) -> Option<Cluster> {
     })
     .await?;
     let client = cp.client().await;
-    objects::apply_all(
-        &client,
-        &objects::with_istio_charts(objects::yaml_file("tests/fixtures/kube/aks-istio.yaml")),
-    )
-    .await;
+    objects::apply_all(&client, &objects::istio_fixture_in(ISTIO_NS)).await;
     let mut args: Vec<String> = ["--source=cluster", "--istio-namespace", ISTIO_NS]
         .iter()
         .map(|s| s.to_string())
@@ -893,11 +889,7 @@ async fn assert_no_verdict_before_sync(cp: &ControlPlane, revhook: &mut Revhook)
 async fn control_plane_with_shop() -> Option<ControlPlane> {
     let cp = ControlPlane::start(Options::default()).await?;
     let client = cp.client().await;
-    objects::apply_all(
-        &client,
-        &objects::with_istio_charts(objects::yaml_file("tests/fixtures/kube/aks-istio.yaml")),
-    )
-    .await;
+    objects::apply_all(&client, &objects::istio_fixture_in(ISTIO_NS)).await;
     let shop: Vec<Value> = objects::yaml_file("tests/fixtures/kube/shop.yaml")
         .into_iter()
         .filter(|d| d["kind"] != "Deployment")
@@ -1035,7 +1027,7 @@ async fn guard_mode_refuses_a_pod_on_a_removed_revision_and_never_injects() {
     // Back on an installed revision: guard admits and changes nothing (istiod's job).
     objects::apply_all(
         &c.client,
-        &objects::with_istio_charts(objects::yaml_file("tests/fixtures/kube/aks-istio.yaml"))
+        &objects::istio_fixture_in(ISTIO_NS)
             .into_iter()
             .filter(|d| d["metadata"]["name"] == "istio-sidecar-injector-asm-1-22")
             .collect::<Vec<_>>(),

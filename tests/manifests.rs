@@ -1,7 +1,10 @@
 //! The deployment manifests parse as the Kubernetes types they claim to be, and agree with the
 //! binary: every flag they pass exists, webhook paths and policies are the ones documented.
+//! The Helm chart lints, renders valid objects with flags the binary has, and installs what
+//! each kustomize overlay installs, up to the differences listed in `render`.
 
 mod common;
+mod render;
 
 use std::path::Path;
 use std::process::Command;
@@ -34,22 +37,31 @@ fn args() -> Vec<String> {
     spec.containers[0].args.clone().unwrap_or_default()
 }
 
-#[test]
-fn every_flag_the_deployment_passes_exists() {
+fn serve_help() -> String {
     let help = Command::new(env!("CARGO_BIN_EXE_revhook"))
         .args(["serve", "--help"])
         .output()
         .expect("revhook serve --help");
-    let help = String::from_utf8_lossy(&help.stdout);
-    let args = args();
-    assert_eq!(args.first().map(String::as_str), Some("serve"));
+    String::from_utf8_lossy(&help.stdout).into_owned()
+}
+
+/// `serve` and then only flags that `revhook serve --help` lists.
+fn assert_flags_exist(args: &[String], help: &str, what: &str) {
+    assert_eq!(args.first().map(String::as_str), Some("serve"), "{what}");
     for arg in &args[1..] {
         let flag = arg.split('=').next().unwrap_or_default();
         assert!(
-            help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
-            "unknown flag {flag} in manifests"
+            flag.starts_with("--")
+                && (help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n"))),
+            "unknown flag {flag} in {what}"
         );
     }
+}
+
+#[test]
+fn every_flag_the_deployment_passes_exists() {
+    let help = serve_help();
+    assert_flags_exist(&args(), &help, "manifests/base");
     let overlay = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("manifests/overlays/self-managed/kustomization.yaml"),
@@ -190,6 +202,359 @@ fn every_manifest_document_is_a_known_kind() {
                 _ => false,
             };
             assert!(ok, "{file}: {kind} does not parse");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Helm chart (manifests/helm/revhook).
+
+/// Value sets beyond the comparison cases' values.yaml files: every template branch renders.
+fn chart_variants() -> Vec<(String, Vec<String>)> {
+    let config = render::repo_path("tests/fixtures/local-config.yaml");
+    let set = |pairs: &[&str]| -> Vec<String> {
+        pairs
+            .iter()
+            .flat_map(|p| ["--set".to_owned(), (*p).to_owned()])
+            .collect()
+    };
+    let mut variants = vec![("defaults".to_owned(), Vec::new())];
+    for case in render::cases() {
+        let name = case
+            .file_name()
+            .expect("case")
+            .to_string_lossy()
+            .into_owned();
+        let values = case.join("values.yaml").to_string_lossy().into_owned();
+        variants.push((name, vec!["-f".to_owned(), values]));
+    }
+    let mut file_source = set(&[
+        "revisions.source=file",
+        "certificates.selfManaged.manageCaBundle=false",
+        "certificates.selfManaged.generate=true",
+    ]);
+    file_source.extend([
+        "--set-file".to_owned(),
+        format!("revisions.config={}", config.display()),
+    ]);
+    variants.push((
+        "file source, generated certificates".to_owned(),
+        file_source,
+    ));
+    variants.push((
+        "cert-manager with an issuer of the user's".to_owned(),
+        set(&[
+            "certificates.provider=cert-manager",
+            "certificates.certManager.issuerRef.name=cluster-ca",
+            "certificates.certManager.issuerRef.kind=ClusterIssuer",
+        ]),
+    ));
+    variants.push((
+        "another name, policy flags, everything on".to_owned(),
+        set(&[
+            "fullnameOverride=webhook",
+            "policy.onStale=allow-uninjected",
+            "policy.onConflict=deny",
+            "policy.podRevisionWins=true",
+            "extraArgs={--max-in-flight=512}",
+            "namespace.create=true",
+            "monitoring.enabled=true",
+            "nodeSelector.kubernetes\\.io/os=linux",
+            "tolerations[0].key=dedicated,tolerations[0].operator=Exists",
+            "imagePullSecrets[0].name=registry",
+        ]),
+    ));
+    variants
+}
+
+fn template(helm: &Path, args: &[String]) -> Vec<Value> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    render::helm_template(helm, &args)
+}
+
+#[test]
+fn helm_chart_lints_strict_with_every_value_set() {
+    let Some(helm) = render::helm() else { return };
+    for (name, args) in chart_variants() {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = render::helm_lint(&helm, &args);
+        assert!(
+            out.contains("1 chart(s) linted, 0 chart(s) failed") && !out.contains("[WARNING]"),
+            "{name}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn helm_chart_refuses_settings_that_cannot_work() {
+    let Some(helm) = render::helm() else { return };
+    for (set, says) in [
+        ("mode=sidecar", "value must be one of 'inject', 'guard'"),
+        (
+            "revisions.source=file",
+            "manageCaBundle needs revisions.source=cluster",
+        ),
+        ("certificates.provider=vault", "value must be one of"),
+        ("drainTimeout=25", "got number, want string"),
+    ] {
+        let out = Command::new(&helm)
+            .args(["template", "revhook"])
+            .arg(render::repo_path(render::CHART))
+            .args(["--set", set])
+            .output()
+            .expect("helm");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{set} rendered");
+        assert!(stderr.contains(says), "{set}: {stderr}");
+    }
+}
+
+/// An object parses as its Kubernetes type and serializes back to the same JSON: no field is
+/// unknown to the type, misspelled or misplaced.
+fn round_trips<T: serde::de::DeserializeOwned + serde::Serialize>(
+    doc: &Value,
+) -> Result<(), String> {
+    let typed: T = serde_json::from_value(doc.clone()).map_err(|e| e.to_string())?;
+    let back = serde_json::to_value(typed).map_err(|e| e.to_string())?;
+    if &back == doc {
+        Ok(())
+    } else {
+        Err(format!(
+            "not the same after a round trip:\n{}",
+            render::differences(doc, &back)
+        ))
+    }
+}
+
+fn check_kubernetes_type(doc: &Value) -> Result<(), String> {
+    use k8s_openapi::api::{autoscaling, core, policy, rbac};
+    match (doc["apiVersion"].as_str(), doc["kind"].as_str()) {
+        (Some("v1"), Some("Namespace")) => round_trips::<core::v1::Namespace>(doc),
+        (Some("v1"), Some("ServiceAccount")) => round_trips::<core::v1::ServiceAccount>(doc),
+        (Some("v1"), Some("Service")) => round_trips::<core::v1::Service>(doc),
+        (Some("v1"), Some("Secret")) => round_trips::<core::v1::Secret>(doc),
+        (Some("v1"), Some("ConfigMap")) => round_trips::<core::v1::ConfigMap>(doc),
+        (Some("rbac.authorization.k8s.io/v1"), Some("ClusterRole")) => {
+            round_trips::<rbac::v1::ClusterRole>(doc)
+        }
+        (Some("rbac.authorization.k8s.io/v1"), Some("ClusterRoleBinding")) => {
+            round_trips::<rbac::v1::ClusterRoleBinding>(doc)
+        }
+        (Some("apps/v1"), Some("Deployment")) => round_trips::<Deployment>(doc),
+        (Some("autoscaling/v2"), Some("HorizontalPodAutoscaler")) => {
+            round_trips::<autoscaling::v2::HorizontalPodAutoscaler>(doc)
+        }
+        (Some("policy/v1"), Some("PodDisruptionBudget")) => {
+            round_trips::<policy::v1::PodDisruptionBudget>(doc)
+        }
+        (Some("admissionregistration.k8s.io/v1"), Some("MutatingWebhookConfiguration")) => {
+            round_trips::<MutatingWebhookConfiguration>(doc)
+        }
+        (Some("admissionregistration.k8s.io/v1"), Some("ValidatingWebhookConfiguration")) => {
+            round_trips::<ValidatingWebhookConfiguration>(doc)
+        }
+        // No k8s-openapi types: the fields the kustomize manifests set (compared with them in
+        // helm_chart_installs_what_each_kustomize_case_installs).
+        (Some("cert-manager.io/v1"), Some("Issuer")) => {
+            let spec = doc["spec"].as_object().ok_or("no spec")?;
+            (spec.contains_key("selfSigned") || spec.contains_key("ca"))
+                .then_some(())
+                .ok_or_else(|| "neither selfSigned nor ca".into())
+        }
+        (Some("cert-manager.io/v1"), Some("Certificate")) => {
+            let spec = &doc["spec"];
+            (spec["secretName"].is_string() && spec["issuerRef"]["name"].is_string())
+                .then_some(())
+                .ok_or_else(|| "secretName and issuerRef.name".into())
+        }
+        (Some("monitoring.coreos.com/v1"), Some("ServiceMonitor")) => doc["spec"]["endpoints"]
+            .is_array()
+            .then_some(())
+            .ok_or_else(|| "no endpoints".into()),
+        (Some("monitoring.coreos.com/v1"), Some("PrometheusRule")) => doc["spec"]["groups"]
+            .is_array()
+            .then_some(())
+            .ok_or_else(|| "no groups".into()),
+        (api, kind) => Err(format!("unexpected {api:?} {kind:?}")),
+    }
+}
+
+#[test]
+fn helm_template_objects_are_kubernetes_types_with_the_binarys_flags() {
+    let Some(helm) = render::helm() else { return };
+    let help = serve_help();
+    for (name, args) in chart_variants() {
+        let docs = template(&helm, &args);
+        assert!(docs.len() >= 9, "{name}: {} objects", docs.len());
+        for doc in &docs {
+            if let Err(e) = check_kubernetes_type(doc) {
+                panic!("{name}: {}: {e}", render::id(doc));
+            }
+        }
+        let args = render::container_args(&docs);
+        assert_flags_exist(&args, &help, &name);
+        // Paths in the args are inside the volumes the pod mounts.
+        let container = &render::deployment(&docs)["spec"]["template"]["spec"]["containers"][0];
+        let mounts: Vec<&str> = container["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .map(|m| m["mountPath"].as_str().expect("mountPath"))
+            .collect();
+        for arg in &args {
+            if let Some((_, path)) = arg.split_once("=/") {
+                assert!(
+                    mounts.iter().any(|m| format!("/{path}").starts_with(m)),
+                    "{name}: {arg} is outside {mounts:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn helm_chart_values_become_the_flags_they_name() {
+    let Some(helm) = render::helm() else { return };
+    let variants = chart_variants();
+    let args_of = |name: &str| {
+        let (_, args) = variants
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("variant {name}"));
+        render::container_args(&template(&helm, args))
+    };
+    let has = |args: &[String], want: &str| args.iter().any(|a| a == want);
+    let guard = args_of("guard");
+    assert!(has(&guard, "--mode=guard") && has(&guard, "--istio-namespace=aks-istio-system"));
+    assert!(has(&guard, "--manage-ca-bundle"), "{guard:?}");
+    let cert_manager = args_of("cert-manager");
+    assert!(
+        !has(&cert_manager, "--manage-ca-bundle"),
+        "{cert_manager:?}"
+    );
+    let file = args_of("file source, generated certificates");
+    assert!(has(&file, "--source=file") && has(&file, "--config=/etc/revhook/config/config.yaml"));
+    assert!(
+        !file.iter().any(|a| a.starts_with("--istio-namespace")),
+        "{file:?}"
+    );
+    let renamed = args_of("another name, policy flags, everything on");
+    for want in [
+        "--on-stale=allow-uninjected",
+        "--on-conflict=deny",
+        "--pod-revision-wins",
+        "--max-in-flight=512",
+        "--mutating-webhook-name=webhook",
+        "--validating-webhook-name=webhook",
+    ] {
+        assert!(has(&renamed, want), "{want} not in {renamed:?}");
+    }
+    // A release named revhook passes no names: the binary's defaults are the objects' names.
+    assert!(!args_of("defaults")
+        .iter()
+        .any(|a| a.contains("webhook-name")));
+}
+
+#[test]
+fn helm_generated_certificates_are_what_the_webhooks_trust() {
+    let Some(helm) = render::helm() else { return };
+    let variants = chart_variants();
+    let (_, args) = variants
+        .iter()
+        .find(|(n, _)| n == "file source, generated certificates")
+        .expect("variant");
+    let docs = template(&helm, args);
+    let secret = docs.iter().find(|d| d["kind"] == "Secret").expect("Secret");
+    let ca = secret["data"]["ca.crt"].as_str().expect("ca.crt");
+    let mut hooks = 0;
+    for config in docs.iter().filter(|d| {
+        d["kind"]
+            .as_str()
+            .is_some_and(|k| k.ends_with("WebhookConfiguration"))
+    }) {
+        for hook in config["webhooks"].as_array().expect("webhooks") {
+            assert_eq!(hook["clientConfig"]["caBundle"], ca, "{}", hook["name"]);
+            hooks += 1;
+        }
+    }
+    assert_eq!(hooks, 7);
+    // The serving certificate names the Service the webhooks call.
+    use base64::Engine as _;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["tls.crt"].as_str().expect("tls.crt"))
+        .expect("base64");
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).expect("PEM");
+    let cert = pem.parse_x509().expect("certificate");
+    let names: Vec<String> = cert
+        .subject_alternative_name()
+        .expect("SAN")
+        .expect("SAN present")
+        .value
+        .general_names
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    for want in [
+        "revhook.revhook-system.svc",
+        "revhook.revhook-system.svc.cluster.local",
+    ] {
+        assert!(
+            names.iter().any(|n| n.contains(want)),
+            "{want} not in {names:?}"
+        );
+    }
+}
+
+#[test]
+fn helm_chart_installs_what_each_kustomize_case_installs() {
+    let Some(helm) = render::helm() else { return };
+    let Some(kustomize) = render::kustomize_tool() else {
+        return;
+    };
+    let cases = render::cases();
+    let names: Vec<String> = cases
+        .iter()
+        .map(|c| c.file_name().expect("name").to_string_lossy().into_owned())
+        .collect();
+    for overlay in [
+        "base",
+        "self-managed",
+        "guard",
+        "cert-manager",
+        "monitoring",
+    ] {
+        assert!(
+            names.iter().any(|n| n == overlay),
+            "no case {overlay}: {names:?}"
+        );
+    }
+    for case in cases {
+        let values = case.join("values.yaml");
+        let chart = render::by_id(
+            render::helm_template(&helm, &["-f", values.to_str().expect("path")])
+                .into_iter()
+                .map(render::undo_chart_only)
+                .collect(),
+        );
+        let kustomized = render::by_id(
+            render::kustomize(&kustomize, &case)
+                .into_iter()
+                .map(render::undo_kustomize_only)
+                .collect(),
+        );
+        assert_eq!(
+            chart.keys().collect::<Vec<_>>(),
+            kustomized.keys().collect::<Vec<_>>(),
+            "{}: the chart installs other objects",
+            case.display()
+        );
+        for (id, want) in &kustomized {
+            assert!(
+                want == &chart[id],
+                "{}: {id}: the chart's object differs (a JSON patch from kustomize's to the chart's):\n{}",
+                case.display(),
+                render::differences(want, &chart[id])
+            );
         }
     }
 }

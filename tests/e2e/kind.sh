@@ -4,8 +4,10 @@
 #   tests/e2e/kind.sh            # create cluster, build and load the image, run every step
 #   REUSE=1 tests/e2e/kind.sh    # reuse an existing cluster named revhook-e2e
 #   KEEP=1 tests/e2e/kind.sh     # leave the cluster running afterwards
+#   INSTALL=helm tests/e2e/kind.sh  # install with the Helm chart instead of kustomize
 #
-# Needs docker, kind and kubectl on PATH, and cargo (to make certificates). Each step checks its
+# Needs docker, kind and kubectl on PATH (and helm with INSTALL=helm), and cargo (to make
+# certificates). Each step checks its
 # result and stops with what it expected and what it saw. Not run in CI (no Docker there).
 set -euo pipefail
 
@@ -15,7 +17,13 @@ NS=revhook-system
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TMP=$(mktemp -d)
 
-for tool in docker kind kubectl cargo; do
+INSTALL=${INSTALL:-kustomize}
+case "$INSTALL" in
+  kustomize) tools="docker kind kubectl cargo" ;;
+  helm) tools="docker kind kubectl cargo helm" ;;
+  *) echo "e2e: INSTALL is kustomize or helm, not $INSTALL" >&2; exit 2 ;;
+esac
+for tool in $tools; do
   command -v "$tool" >/dev/null || { echo "e2e: $tool is required on PATH" >&2; exit 2; }
 done
 
@@ -51,12 +59,19 @@ step "certificates and revhook"
 (cd "$ROOT" && cargo run --quiet --release -- certs --out "$TMP/certs" --namespace "$NS" >/dev/null)
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f -
 kubectl -n "$NS" create secret generic revhook-tls --from-file="$TMP/certs" --dry-run=client -o yaml | kubectl apply -f -
-kubectl kustomize "$ROOT/manifests/overlays/self-managed" \
-  | sed "s#image: ghcr.io/example/revhook:0.1.0#image: $IMAGE#" \
-  | kubectl apply -f -
-kubectl -n "$NS" patch deployment revhook --type=json -p '[
-  {"op":"add","path":"/spec/template/spec/containers/0/imagePullPolicy","value":"Never"},
-  {"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--reload-interval=1s"}]'
+if [[ "$INSTALL" == helm ]]; then
+  # The chart's defaults are the self-managed overlay; the Secret above is its serving Secret.
+  helm upgrade --install revhook "$ROOT/manifests/helm/revhook" -n "$NS" \
+    --set image.repository="${IMAGE%:*}" --set image.tag="${IMAGE##*:}" \
+    --set image.pullPolicy=Never --set 'extraArgs={--reload-interval=1s}'
+else
+  kubectl kustomize "$ROOT/manifests/overlays/self-managed" \
+    | sed "s#image: ghcr.io/example/revhook:0.1.0#image: $IMAGE#" \
+    | kubectl apply -f -
+  kubectl -n "$NS" patch deployment revhook --type=json -p '[
+    {"op":"add","path":"/spec/template/spec/containers/0/imagePullPolicy","value":"Never"},
+    {"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--reload-interval=1s"}]'
+fi
 
 step "two fake revisions and their tags (what istioctl / helm would have installed)"
 kubectl create namespace istio-system --dry-run=client -o yaml | kubectl apply -f -

@@ -223,3 +223,12 @@ fn render_istiod_chart(values: &Value, namespace: &str) -> Vec<Value> {
     );
     yaml_docs(&String::from_utf8_lossy(&out.stdout))
 }
+
+/// The AKS add-on fixture (`tests/fixtures/kube/aks-istio.yaml`) in `namespace`, its injector
+/// ConfigMaps made real by [`with_istio_charts`].
+pub fn istio_fixture_in(namespace: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(repo_path("tests/fixtures/kube/aks-istio.yaml"))
+        .expect("fixture")
+        .replace("aks-istio-system", namespace);
+    with_istio_charts(yaml_docs(&text))
+}
