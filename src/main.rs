@@ -11,6 +11,8 @@ use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, V
 
 use revhook::cabundle::CaBundleOptions;
 use revhook::check::{CheckOptions, ClusterObjects, Gate, Output, Platform, Severity};
+use revhook::core::injector::IstioVersion;
+use revhook::core::labels::NamespaceLabels;
 use revhook::core::policy::{Mode, OnConflict, OnStale, Policy};
 use revhook::core::revisions::MeshSettings;
 use revhook::core::snapshot::Snapshot;
@@ -180,8 +182,26 @@ cli_enum!(
 #[derive(Args, Debug, Clone)]
 struct PolicyArgs {
     /// Revisions, tags and namespace labels (YAML); the embedded default when absent.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "injector")]
     config: Option<PathBuf>,
+    /// One revision's own injector ConfigMap (data.config and data.values, as `kubectl get
+    /// configmap istio-sidecar-injector-<rev> -o yaml` prints it), like istioctl kube-inject's
+    /// --injectConfigFile/--valuesFile: that revision is then the only one, and every pod is
+    /// considered for it.
+    #[arg(long)]
+    injector: Option<PathBuf>,
+    /// The mesh config for --injector: an `istio[-<rev>]` ConfigMap (data.mesh) or a MeshConfig
+    /// YAML (istioctl's --meshConfigFile), over Istio's defaults.
+    #[arg(long, requires = "injector")]
+    mesh: Option<PathBuf>,
+    /// With --injector: run the proxy as a native sidecar (default: the injector's
+    /// ENABLE_NATIVE_SIDECARS, else false).
+    #[arg(long, requires = "injector")]
+    native_sidecars: Option<bool>,
+    /// With --injector: the Istio version whose rules apply, e.g. 1.23 (default: the values'
+    /// global.tag when it is a version, else the newest).
+    #[arg(long, requires = "injector", value_parser = istio_version)]
+    istio_version: Option<IstioVersion>,
     /// inject: revhook injects; guard: a managed istiod injects and revhook only refuses.
     #[arg(long, value_enum, default_value_t = ModeArg::Inject)]
     mode: ModeArg,
@@ -207,11 +227,55 @@ impl PolicyArgs {
     }
 
     fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        if let Some(path) = &self.injector {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let mesh = match &self.mesh {
+                Some(m) => Some(
+                    std::fs::read_to_string(m)
+                        .with_context(|| format!("cannot read {}", m.display()))?,
+                ),
+                None => None,
+            };
+            let snapshot = config::from_injector_files(
+                &text,
+                mesh.as_deref(),
+                self.native_sidecars,
+                self.istio_version,
+                &path.display().to_string(),
+            )?;
+            for rev in snapshot.table.revisions() {
+                if let Err(problem) = &rev.injector {
+                    bail!(
+                        "{}: revision {:?} cannot inject: {problem}",
+                        path.display(),
+                        rev.name
+                    );
+                }
+            }
+            return Ok(snapshot);
+        }
         Ok(match &self.config {
             Some(path) => config::load(path)?,
             None => config::embedded()?,
         })
     }
+
+    /// The namespace labels every review is judged with: with --injector, every pod is
+    /// considered for that revision (as istiod's own webhook is called only for pods its
+    /// selectors chose).
+    fn selection(&self, snapshot: &Snapshot) -> Option<NamespaceLabels> {
+        self.injector.as_ref()?;
+        let rev = snapshot.table.revisions().next()?;
+        Some(NamespaceLabels {
+            injection: None,
+            rev: Some(rev.name.clone()),
+        })
+    }
+}
+
+fn istio_version(s: &str) -> Result<IstioVersion, String> {
+    IstioVersion::parse(s).ok_or_else(|| format!("{s:?} is not an Istio version such as 1.23"))
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -547,7 +611,16 @@ fn replay_one(
         .object()
         .map(serde_json::from_str::<serde_json::Value>)
         .transpose()?;
-    let handled = handler::handle(webhook, body, snapshot, policy)?;
+    let decoded = handler::decode(webhook, body)?;
+    let selection = args.policy.selection(snapshot);
+    let handled = handler::judge(
+        webhook,
+        &decoded,
+        body,
+        snapshot,
+        policy,
+        selection.as_ref(),
+    );
     if !args.apply {
         return Ok(serde_json::from_slice(&handled.body)?);
     }
@@ -622,7 +695,10 @@ fn inject(args: &InjectArgs) -> anyhow::Result<ExitCode> {
     let input =
         read_input(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let text = String::from_utf8(input).context("the manifests are not UTF-8")?;
-    let selection = revhook::offline::selection(args.revision.as_deref(), args.tag.as_deref());
+    let selection = match args.policy.selection(&snapshot) {
+        Some(from_injector) if args.revision.is_none() && args.tag.is_none() => from_injector,
+        _ => revhook::offline::selection(args.revision.as_deref(), args.tag.as_deref()),
+    };
     let out =
         revhook::offline::inject_manifests(&text, &snapshot, &args.policy.policy(), &selection)?;
     print!("{out}");

@@ -110,6 +110,7 @@ pub fn render(
     let target = Target {
         ns_labels,
         workload: Some(&workload),
+        path: crate::inject::Path::KubeInject,
         ..Target::pod(&pod, &raw, namespace)
     };
     let verdict = review_pod(&target, snapshot, policy);

@@ -88,3 +88,89 @@ fn unknown_revision_fails_with_what_is_installed() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("installed: asm-1-22, asm-1-23"), "{stderr}");
 }
+
+/// `--injector` and `--mesh` take a revision's own ConfigMaps as files (here revhook's own
+/// injector ConfigMap and an `istio` mesh ConfigMap): that revision injects every pod, with the
+/// mesh config's trust domain and istiod address and the injector's image; `--native-sidecars`
+/// turns the proxy into a native sidecar; a broken injector is refused with the reason.
+#[test]
+fn a_revisions_own_configmaps_as_files() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("temp");
+    let mesh = dir.path().join("mesh.yaml");
+    std::fs::write(
+        &mesh,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio}\ndata:\n  mesh: |\n    trustDomain: example.org\n    defaultConfig:\n      discoveryAddress: istiod.mesh.svc:15012\n",
+    )
+    .expect("mesh");
+    let injector = root.join("src/default-injector.yaml");
+    let input = root.join("tests/golden/inject-file/app.yaml");
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "inject",
+            "-f",
+            input.to_str().expect("path"),
+            "--injector",
+            injector.to_str().expect("path"),
+            "--mesh",
+            mesh.to_str().expect("path"),
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let out = run(&args(&[]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    assert!(
+        text.contains("value: example.org"),
+        "TRUST_DOMAIN from the mesh file"
+    );
+    assert!(
+        text.contains("value: istiod.mesh.svc:15012"),
+        "CA_ADDR from the mesh file"
+    );
+    assert!(
+        text.contains("image: docker.io/istio/proxyv2:1.23.0"),
+        "image from the values"
+    );
+    assert!(
+        text.contains("\"revision\":\"default\""),
+        "the ConfigMap's revision"
+    );
+
+    let out = run(&args(&["--native-sidecars", "true"])
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    assert!(text.contains("restartPolicy: Always"), "a native sidecar");
+
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio-sidecar-injector}\ndata:\n  values: '{}'\n  config: |\n    templates:\n      sidecar: '{{ nosuchfunction }}'\n",
+    )
+    .expect("broken");
+    let out = run(&[
+        "inject",
+        "-f",
+        input.to_str().expect("path"),
+        "--injector",
+        broken.to_str().expect("path"),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot inject") && err.contains("nosuchfunction"),
+        "{err}"
+    );
+}

@@ -69,8 +69,9 @@ fn is_injector_configmap(meta: &ObjectMeta) -> bool {
     })
 }
 
-/// The revision a ConfigMap belongs to: its `istio.io/rev` label, else the name's suffix.
-fn revision_name(meta: &ObjectMeta, values: &Value) -> String {
+/// The revision an injector ConfigMap belongs to: its `istio.io/rev` label, else its values'
+/// `revision`, else the name's suffix, else `default`.
+pub fn revision_name(meta: &ObjectMeta, values: &Value) -> String {
     let from_label = meta.labels.as_ref().and_then(|l| l.get(ISTIO_REV)).cloned();
     let from_values = values["revision"].as_str().map(str::to_owned);
     let from_name = meta

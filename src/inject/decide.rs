@@ -27,6 +27,8 @@ use crate::core::pod::PodIn;
 use crate::core::policy::{Mode, OnConflict, Policy};
 use crate::core::verdict::Skip;
 
+use super::render::Path;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision<'t> {
     Skip(Skip),
@@ -124,6 +126,7 @@ pub fn inject_required(pod: &PodIn<'_>, config: &InjectorConfig, version: IstioV
     }
 }
 
+/// The decision for a pod sent to the webhook.
 pub fn decide<'t>(
     pod: &PodIn<'_>,
     namespace: &str,
@@ -131,9 +134,22 @@ pub fn decide<'t>(
     table: &'t RevisionTable,
     policy: &Policy,
 ) -> Decided<'t> {
+    decide_on(pod, namespace, ns_labels, table, policy, Path::Webhook)
+}
+
+/// The decision on either of istiod's paths: kube-inject (`revhook inject -f`) reads only the
+/// pod's own `sidecar.istio.io/inject`, never the injector config's selectors or policy.
+pub fn decide_on<'t>(
+    pod: &PodIn<'_>,
+    namespace: &str,
+    ns_labels: &NamespaceLabels,
+    table: &'t RevisionTable,
+    policy: &Policy,
+    path: Path,
+) -> Decided<'t> {
     let mut warnings = Vec::new();
     let decision = match select(pod, namespace, ns_labels, policy, &mut warnings) {
-        Ok((value, selector)) => resolve(pod, value, selector, table, policy),
+        Ok((value, selector)) => resolve(pod, value, selector, table, policy, path),
         Err(Early::Skip(skip)) => Decision::Skip(skip),
         Err(Early::Conflict) => Decision::Conflict {
             namespace: namespace.to_owned(),
@@ -200,6 +216,7 @@ fn resolve<'t>(
     selector: Selector,
     table: &'t RevisionTable,
     policy: &Policy,
+    path: Path,
 ) -> Decision<'t> {
     let injected = injected_revision(pod);
     if policy.mode == Mode::Guard && injected.is_some() {
@@ -209,7 +226,11 @@ fn resolve<'t>(
         Ok(resolved) => resolved,
         Err(stale) => return Decision::Stale { stale, selector },
     };
+    let kube_inject_rules = InjectorConfig::default();
     let required = match &resolved.revision.injector {
+        Ok(inj) if path == Path::KubeInject => {
+            inject_required(pod, &kube_inject_rules, inj.version)
+        }
         Ok(inj) => inject_required(pod, &inj.config, inj.version),
         // Guard mode judges only whether Istio injects: with the injector's config unreadable,
         // by Istio's defaults (policy enabled, no selectors).

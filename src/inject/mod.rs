@@ -203,12 +203,13 @@ fn review_pod_with<'r>(
         .ns_labels
         .or_else(|| snapshot.namespace(target.namespace))
         .unwrap_or(&no_labels);
-    let decided = decide::decide(
+    let decided = decide::decide_on(
         target.pod,
         target.namespace,
         ns_labels,
         &snapshot.table,
         policy,
+        target.path,
     );
     let verdict = match decided.decision {
         Decision::Skip(skip) => Verdict::skip(skip),

@@ -259,7 +259,7 @@ fn revision(
             }
             injector::embedded_source(&s.name, mesh, &overlay(&s))
         }
-        Some(path) => own_injector_source(&s, path, base, mesh)?,
+        Some(path) => own_injector_source(&s, path, base)?,
     };
     let source = source.map(|mut src| {
         src.version = version.or(src.version);
@@ -268,13 +268,13 @@ fn revision(
     Ok(Revision::from_source(&s.name, source))
 }
 
-/// A revision's own injector from its files: the ConfigMap, then the mesh file over the
-/// mesh settings, then the section's conveniences.
+/// A revision's own injector from its files: the ConfigMap, its mesh file, then the
+/// section's conveniences (the file's `mesh:` section is for revhook's own template; a
+/// revision's own mesh file says its trust domain and istiod address).
 fn own_injector_source(
     s: &RevisionSection,
     path: &str,
     base: Option<&Path>,
-    mesh: &MeshSettings,
 ) -> Result<Result<InjectorSource, InjectorProblem>, ConfigError> {
     let resolve = |p: &str| -> PathBuf {
         match base {
@@ -290,8 +290,54 @@ fn own_injector_source(
     Ok(injector_source_from_files(
         &injector_text,
         mesh_text.as_deref(),
-        mesh,
         &overlay(s),
+    ))
+}
+
+/// A snapshot of one revision from its injector ConfigMap file (and mesh file), as
+/// `istioctl kube-inject --injectConfigFile --meshConfigFile` takes them: the revision named
+/// as the ConfigMap names it, the `default` tag pointing at it.
+pub fn from_injector_files(
+    injector_text: &str,
+    mesh_text: Option<&str>,
+    native_sidecars: Option<bool>,
+    version: Option<IstioVersion>,
+    origin: &str,
+) -> Result<Snapshot, ConfigError> {
+    let doc: serde_json::Value =
+        serde_yaml::from_str(injector_text).map_err(|source| ConfigError::Yaml {
+            origin: origin.to_owned(),
+            source,
+        })?;
+    let meta: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta =
+        serde_json::from_value(doc["metadata"].clone()).unwrap_or_default();
+    let values: serde_json::Value = doc["data"]["values"]
+        .as_str()
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or_default();
+    let name = crate::core::mapping::revision_name(&meta, &values);
+    let source = injector_source_from_files(injector_text, mesh_text, &RevisionOverlay::default())
+        .map(|mut s| {
+            s.native_sidecars = native_sidecars.unwrap_or(s.native_sidecars);
+            s.version = version;
+            s
+        });
+    let revision = Revision::from_source(&name, source);
+    let tags: Vec<(String, String)> = if name == crate::core::revisions::DEFAULT_TAG {
+        Vec::new()
+    } else {
+        vec![(crate::core::revisions::DEFAULT_TAG.to_owned(), name.clone())]
+    };
+    let table = RevisionTable::new([revision], tags).map_err(|source| ConfigError::Table {
+        origin: origin.to_owned(),
+        field: "metadata".to_owned(),
+        source,
+    })?;
+    Ok(Snapshot::new(
+        table,
+        MeshSettings::default(),
+        HashMap::new(),
+        origin,
     ))
 }
 
@@ -299,7 +345,6 @@ fn own_injector_source(
 pub fn injector_source_from_files(
     injector_text: &str,
     mesh_text: Option<&str>,
-    _mesh: &MeshSettings,
     overlay: &RevisionOverlay,
 ) -> Result<InjectorSource, InjectorProblem> {
     let (config, values) = injector::configmap_parts(injector_text)?;
