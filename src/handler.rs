@@ -97,7 +97,7 @@ pub fn handle(
     policy: &Policy,
 ) -> Result<Handled, ReviewError> {
     let req = decode(webhook, body)?;
-    Ok(judge(webhook, &req, body, snapshot, policy, None))
+    Ok(judge(webhook, &req, body, snapshot, policy, None, &[]))
 }
 
 /// Whether judging `req` needs the labels of a namespace the snapshot does not know.
@@ -111,7 +111,8 @@ pub fn unknown_namespace<'r>(
 }
 
 /// Judges a decoded request and encodes the response. `namespace` supplies the labels of the
-/// request's namespace when they were looked up outside the snapshot.
+/// request's namespace when they were looked up outside the snapshot; `proxy_envs` the
+/// cluster and network of an `/inject/cluster/<id>/net/<network>` path.
 pub fn judge(
     webhook: Webhook,
     req: &Decoded<'_>,
@@ -119,6 +120,7 @@ pub fn judge(
     snapshot: &Snapshot,
     policy: &Policy,
     namespace: Option<&NamespaceLabels>,
+    proxy_envs: &[(String, String)],
 ) -> Handled {
     match req {
         Decoded::Pod(r) => handled(
@@ -129,12 +131,14 @@ pub fn judge(
                 snapshot,
                 policy,
                 namespace,
-                &[],
+                proxy_envs,
             ),
         ),
         Decoded::Any(r) => {
             let verdict = match webhook {
-                Webhook::Inject => crate::inject::review(r, snapshot, policy, namespace, &[]),
+                Webhook::Inject => {
+                    crate::inject::review(r, snapshot, policy, namespace, proxy_envs)
+                }
                 Webhook::Validate => crate::validate::review(r, snapshot, policy),
             };
             handled(r, verdict)

@@ -620,6 +620,7 @@ fn replay_one(
         snapshot,
         policy,
         selection.as_ref(),
+        &[],
     );
     if !args.apply {
         return Ok(serde_json::from_slice(&handled.body)?);

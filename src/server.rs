@@ -403,6 +403,8 @@ where
         );
         reply
     };
+    // `/inject/cluster/<id>/net/<network>`: the proxy's cluster and network, as istiod reads them.
+    let proxy_envs = crate::inject::inject_path_envs(req.uri().path());
     let deadline = started
         + request_timeout(
             req.uri().query(),
@@ -476,6 +478,7 @@ where
         &snapshot,
         &app.policy,
         looked_up.as_ref(),
+        &proxy_envs,
     );
     let elapsed = started.elapsed();
     app.metrics

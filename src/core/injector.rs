@@ -295,11 +295,16 @@ pub fn apply_mesh_settings(
             Value::from(mesh.istio_namespace.as_str()),
         );
         set(v, &["global", "meshID"], Value::from(mesh.mesh_id.as_str()));
-        set(
-            v,
-            &["global", "multiCluster", "clusterName"],
-            Value::from(mesh.cluster_id.as_str()),
-        );
+        // Istio's default is no cluster name (the template says `Kubernetes`); a name set
+        // here makes istiod's cluster ID an explicit proxy setting.
+        let default_cluster = super::revisions::MeshSettings::default().cluster_id;
+        if mesh.cluster_id != default_cluster {
+            set(
+                v,
+                &["global", "multiCluster", "clusterName"],
+                Value::from(mesh.cluster_id.as_str()),
+            );
+        }
     })?;
     let address = super::revisions::default_discovery_address(revision, &mesh.istio_namespace);
     let layer = serde_json::json!({

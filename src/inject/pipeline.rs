@@ -41,6 +41,11 @@ pub fn inject_pod(
     limits: gotmpl::Limits,
 ) -> Result<Value, PipelineError> {
     validate_annotations(pod)?;
+    let envs = cluster_and_network(inj, pod, ctx.proxy_envs);
+    let ctx = &PodContext {
+        proxy_envs: &envs,
+        ..ctx.clone()
+    };
     let stripped = reinsert_overrides(strip_pod(pod, inj.status_port()))?;
     let Rendered {
         merged,
@@ -51,6 +56,36 @@ pub fn inject_pod(
     postprocess::post_process(&mut merged, &template_pod, pod, inj, ctx)
         .map_err(PipelineError::PostProcess)?;
     Ok(merged)
+}
+
+/// istiod's `extractClusterAndNetwork`: the revision's cluster name and network, the webhook
+/// path's over them, the pod's `topology.istio.io/network` label over all, as the proxy's
+/// `ISTIO_META_CLUSTER_ID` / `ISTIO_META_NETWORK` (in name order).
+fn cluster_and_network(
+    inj: &Injector,
+    pod: &Value,
+    from_path: &[(String, String)],
+) -> Vec<(String, String)> {
+    const CLUSTER: &str = "ISTIO_META_CLUSTER_ID";
+    const NETWORK: &str = "ISTIO_META_NETWORK";
+    let global = &inj.values["global"];
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let path = |name: &str| {
+        from_path
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let cluster = path(CLUSTER).unwrap_or_else(|| text(&global["multiCluster"]["clusterName"]));
+    let mut network = path(NETWORK).unwrap_or_else(|| text(&global["network"]));
+    if let Some(label) = pod["metadata"]["labels"]["topology.istio.io/network"].as_str() {
+        network = label.to_owned();
+    }
+    [(CLUSTER, cluster), (NETWORK, network)]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
 }
 
 fn validate_annotations(pod: &Value) -> Result<(), AnnotationError> {

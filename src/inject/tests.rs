@@ -474,3 +474,60 @@ fn reinjection_renders_over_the_stripped_pod_at_any_count() {
         "the templates saw the stripped pod"
     );
 }
+
+#[test]
+fn inject_paths_name_the_cluster_and_network() {
+    let envs = |p: &str| inject_path_envs(p);
+    assert_eq!(
+        envs("/inject/cluster/c1/net/n1"),
+        [
+            ("ISTIO_META_CLUSTER_ID".to_owned(), "c1".to_owned()),
+            ("ISTIO_META_NETWORK".to_owned(), "n1".to_owned())
+        ]
+    );
+    assert_eq!(
+        envs("/inject/:ENV:cluster=c2:ENV:net=n2"),
+        envs("/inject/cluster/c2/net/n2")
+    );
+    assert!(envs("/inject").is_empty());
+    assert!(envs("/inject/unknown/x").is_empty());
+    assert!(envs("/validate/cluster/c1").is_empty());
+}
+
+#[test]
+fn the_paths_cluster_and_network_reach_the_proxy_and_the_pod() {
+    let pod = deployment_pod();
+    let raw = pod.to_string();
+    let parsed = PodIn::parse(&raw).expect("pod");
+    let envs = inject_path_envs("/inject/cluster/east/net/net-east");
+    let target = Target {
+        proxy_envs: &envs,
+        ..Target::pod(&parsed, &raw, "shop")
+    };
+    let v = review_pod(&target, &snapshot(), &Policy::default());
+    let ops: json_patch::Patch = serde_json::from_str(&v.patch.expect("patch")).expect("patch");
+    let mut out = pod.clone();
+    json_patch::patch(&mut out, &ops).expect("applies");
+    assert_eq!(
+        out["metadata"]["labels"]["topology.istio.io/network"],
+        "net-east"
+    );
+    let env = out["spec"]["containers"][1]["env"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let get = |n: &str| {
+        env.iter()
+            .find(|e| e["name"] == n)
+            .map(|e| e["value"].clone())
+    };
+    assert_eq!(get("ISTIO_META_CLUSTER_ID"), Some(json!("east")));
+    assert_eq!(get("ISTIO_META_NETWORK"), Some(json!("net-east")));
+    assert_eq!(
+        env.iter()
+            .filter(|e| e["name"] == "ISTIO_META_CLUSTER_ID")
+            .count(),
+        1,
+        "replaced, not doubled"
+    );
+}
