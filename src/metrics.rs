@@ -240,6 +240,11 @@ struct RevisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UsableLabels {
+    revision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
     revision: String,
@@ -397,6 +402,7 @@ pub struct Metrics {
     ca_bundle_writes: Counter,
     cert_not_after: Gauge,
     injections: Family<RevisionLabels, Counter>,
+    revisions_usable: Family<UsableLabels, Gauge>,
     skips: Family<ReasonLabels, Counter>,
     denials: Family<ReasonLabels, Counter>,
     validation_denials: Family<ValidationLabels, Counter>,
@@ -497,6 +503,12 @@ impl Metrics {
             "Pods given a sidecar, by revision and the tag that selected it (empty: none)",
             injections.clone(),
         );
+        let revisions_usable = Family::<UsableLabels, Gauge>::default();
+        registry.register(
+            "revision_usable",
+            "1 for each installed revision whose injector (templates, values, mesh config) revhook can run, 0 for one it cannot: its pods are refused (see /readyz and `revhook check`)",
+            revisions_usable.clone(),
+        );
         let skips = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "injection_skips",
@@ -540,6 +552,7 @@ impl Metrics {
             snapshot_age,
             snapshot_updates,
             injections,
+            revisions_usable,
             skips,
             denials,
             validation_denials,
@@ -642,6 +655,14 @@ impl Metrics {
             snapshot.table.revisions().map(|r| r.name.as_str()),
             snapshot.table.tags(),
         );
+        self.revisions_usable.clear();
+        for rev in snapshot.table.revisions() {
+            self.revisions_usable
+                .get_or_create_owned(&UsableLabels {
+                    revision: rev.name.clone(),
+                })
+                .set(i64::from(rev.injector.is_ok()));
+        }
         let mut names = self.names.write().unwrap_or_else(|p| p.into_inner());
         names.seen = Arc::downgrade(snapshot);
     }

@@ -28,6 +28,7 @@ use tracing::Instrument;
 
 use crate::core::lookup::NamespaceLookup;
 use crate::core::policy::Policy;
+use crate::core::snapshot::Snapshot;
 use crate::core::verdict::{Allow, Decision};
 use crate::handler::{self, Webhook};
 use crate::health::Health;
@@ -305,6 +306,18 @@ fn method_not_allowed(allow: &'static str) -> Reply {
     resp
 }
 
+/// `/readyz`'s body when ready: and each revision that cannot inject, with why (the server
+/// still serves the others; their pods are refused with the same reason).
+fn ready_text(snapshot: &Snapshot) -> String {
+    let mut out = String::from("ready");
+    for rev in snapshot.table.revisions() {
+        if let Err(problem) = &rev.injector {
+            out.push_str(&format!("\nrevision {} cannot inject: {problem}", rev.name));
+        }
+    }
+    out
+}
+
 /// Which endpoint a path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
@@ -349,7 +362,7 @@ where
         Endpoint::Readyz => (
             "readyz",
             get_only(&req).unwrap_or_else(|| match app.health.ready() {
-                Ok(()) => text(StatusCode::OK, "ready"),
+                Ok(()) => text(StatusCode::OK, ready_text(&app.snapshot.load())),
                 Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
             }),
         ),

@@ -14,6 +14,7 @@ use crate::core::snapshot::Snapshot;
 pub(super) fn findings(cluster: &Cluster<'_>) -> Vec<Finding> {
     let snapshot = &cluster.snapshot;
     let mut out = dangling_tags(snapshot);
+    out.extend(unusable(snapshot));
     out.extend(unused(snapshot, &cluster.pods));
     out.extend(
         cluster
@@ -43,6 +44,32 @@ fn dangling_tags(snapshot: &Snapshot) -> Vec<Finding> {
                     .suggested_target()
                     .map(|t| format!("istioctl tag set {tag} --revision {t} --overwrite")),
             )
+        })
+        .collect()
+}
+
+/// Revisions whose injector revhook cannot run (no config, a template it cannot parse,
+/// values or mesh config it cannot read): in inject mode their pods are refused.
+fn unusable(snapshot: &Snapshot) -> Vec<Finding> {
+    snapshot
+        .table
+        .revisions()
+        .filter_map(|rev| {
+            let problem = rev.injector.as_ref().err()?;
+            Some(finding(
+                Severity::Error,
+                "REVHOOK-REVISION-UNUSABLE",
+                None,
+                format!("Revision/{}", rev.name),
+                format!(
+                    "revhook cannot run revision {:?}'s injector: {problem}; in inject mode its pods are refused",
+                    rev.name
+                ),
+                Some(format!(
+                    "kubectl get configmap -A -l istio.io/rev={} -o yaml   # fix the injector ConfigMap's data.config/data.values, or its mesh ConfigMap",
+                    rev.name
+                )),
+            ))
         })
         .collect()
 }
@@ -370,6 +397,27 @@ mod tests {
 
     fn judge_with(objects: ClusterObjects, opts: CheckOptions) -> Vec<Finding> {
         judge_cluster(objects, opts, findings)
+    }
+
+    #[test]
+    fn a_revision_whose_injector_cannot_run_is_reported_with_why() {
+        let mut objects = both_used(ClusterObjects::default());
+        for cm in &mut objects.configmaps {
+            if cm.metadata.name.as_deref() == Some("istio-sidecar-injector-asm-1-23") {
+                cm.data.get_or_insert_with(Default::default).insert(
+                    "config".into(),
+                    "templates:\n  sidecar: '{{ nosuchfunc }}'\n".into(),
+                );
+            }
+        }
+        let found = judge(objects);
+        assert_eq!(codes(&found), ["REVHOOK-REVISION-UNUSABLE"]);
+        assert_eq!(found[0].object, "Revision/asm-1-23");
+        assert!(
+            found[0].message.contains("nosuchfunc"),
+            "{}",
+            found[0].message
+        );
     }
 
     #[test]

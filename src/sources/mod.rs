@@ -115,7 +115,18 @@ impl SharedSnapshot {
         self.0.load_full()
     }
 
+    /// Swaps in a new snapshot, logging each revision that cannot inject (its pods will be
+    /// refused with the same reason).
     pub fn store(&self, snapshot: Snapshot) {
+        for rev in snapshot.table.revisions() {
+            if let Err(problem) = &rev.injector {
+                tracing::error!(
+                    revision = %rev.name,
+                    origin = %snapshot.origin,
+                    "revision cannot inject, its pods are refused: {problem}"
+                );
+            }
+        }
         self.0.store(Arc::new(snapshot));
     }
 }
