@@ -79,9 +79,6 @@ pub fn format_g(x: f64, single: bool) -> String {
     out
 }
 
-const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
-const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
-
 /// The `serde_json` number for the JSON text `encoding/json` writes for the float64 `x`:
 /// integral values below 1e21 are written without a point, so they read back as integers
 /// when they fit. `None` for NaN and infinities, which `encoding/json` refuses.
@@ -89,15 +86,24 @@ pub fn json_number(x: f64) -> Option<Number> {
     if !x.is_finite() {
         return None;
     }
-    if x.fract() == 0.0 && x.abs() < 1e21 && !(x == 0.0 && x.is_sign_negative()) {
-        if x >= 0.0 && x < TWO_POW_64 {
-            return Some(Number::from(x as u64));
+    if let Some(text) = json_integer_text(x) {
+        if let Ok(u) = text.parse::<u64>() {
+            return Some(Number::from(u));
         }
-        if x < 0.0 && x >= -TWO_POW_63 {
-            return Some(Number::from(x as i64));
+        if let Ok(i) = text.parse::<i64>() {
+            if i != 0 {
+                return Some(Number::from(i));
+            }
         }
     }
     Number::from_f64(x)
+}
+
+/// `encoding/json`'s text for an integral float64 below 1e21: the shortest digits that
+/// read back as it, padded with zeros (`-4.041700526150706e+17` is `-404170052615070600`).
+/// Rust's `Display` of a float is that same text.
+pub fn json_integer_text(x: f64) -> Option<String> {
+    (x.is_finite() && x.fract() == 0.0 && x.abs() < 1e21).then(|| format!("{x}"))
 }
 
 #[cfg(test)]
@@ -136,5 +142,9 @@ mod tests {
         assert_eq!(serde_json::Value::Number(json_number(1e20).unwrap()), parse("100000000000000000000"));
         assert_eq!(serde_json::Value::Number(json_number(-0.0).unwrap()), parse("-0"));
         assert!(json_number(f64::NAN).is_none());
+        assert_eq!(
+            serde_json::Value::Number(json_number(-4.041700526150706e17).unwrap()),
+            parse("-404170052615070600")
+        );
     }
 }

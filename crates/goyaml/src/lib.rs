@@ -22,6 +22,7 @@ mod gofloat;
 mod load;
 mod resolve;
 mod scan;
+mod unicode_tables;
 
 pub use error::{Error, ErrorKind};
 
@@ -45,7 +46,17 @@ pub fn documents(text: &str) -> Result<Vec<serde_json::Value>, Error> {
 /// The text `sigs.k8s.io/yaml.Marshal` gives for `value` (which marshals to JSON and writes
 /// that with go-yaml v2): keys in go-yaml's order, strings quoted where YAML 1.1 would read
 /// them as something else, multi-line strings as `|-` blocks, long strings folded at 80
-/// columns, numbers as Go prints them. Always ends with a newline.
+/// columns, numbers as Go prints them. Ends with a newline.
+///
+/// Where Go's `Marshal` fails (see [`try_to_string`]) this is `""`, which is what Istio's
+/// `toYaml` template function renders then.
 pub fn to_string(value: &serde_json::Value) -> String {
     emit::to_string(value)
+}
+
+/// [`to_string`], or the error where Go's `Marshal` fails: a mapping key longer than
+/// go-yaml's 1024-character simple-key limit once JSON-quoted ([`ErrorKind::Conversion`]),
+/// or nesting deeper than [`MAX_DEPTH`] ([`ErrorKind::TooDeep`]; Go allows 10000).
+pub fn try_to_string(value: &serde_json::Value) -> Result<String, Error> {
+    emit::try_to_string(value)
 }

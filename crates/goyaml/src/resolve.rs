@@ -94,14 +94,44 @@ fn keyword(text: &str) -> Option<Resolved> {
     })
 }
 
-/// `strconv.ParseFloat` on a text starting with '.': digits, an optional exponent.
+/// `strconv.ParseFloat` on a text starting with '.': digits, an optional exponent, and
+/// underscores where Go's number syntax allows them (between digits).
 fn dot_float(text: &str) -> Option<Resolved> {
-    let rest = &text.as_bytes()[1..];
+    let cleaned: std::borrow::Cow<str> = if text.contains('_') {
+        if !underscores_ok(text.as_bytes()) {
+            return None;
+        }
+        text.replace('_', "").into()
+    } else {
+        text.into()
+    };
+    let rest = &cleaned.as_bytes()[1..];
     let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
     if digits == 0 || !valid_exponent(&rest[digits..]) {
         return None;
     }
-    finite(text)
+    finite(&cleaned)
+}
+
+/// Go's `strconv.underscoreOK` for a number without a base prefix: every `_` between two
+/// digits.
+fn underscores_ok(b: &[u8]) -> bool {
+    let mut saw = b'^';
+    for &c in b {
+        if c.is_ascii_digit() {
+            saw = b'0';
+        } else if c == b'_' {
+            if saw != b'0' {
+                return false;
+            }
+            saw = b'_';
+        } else if saw == b'_' {
+            return false;
+        } else {
+            saw = b'!';
+        }
+    }
+    saw != b'_'
 }
 
 fn valid_exponent(b: &[u8]) -> bool {
@@ -344,6 +374,9 @@ mod tests {
             ("1e999", Str),
             (".5", Float(0.5)),
             ("._5", Str),
+            (".2_2", Float(0.22)),
+            (".2__2", Str),
+            (".2_", Str),
             ("+.5", Float(0.5)),
             ("18446744073709551615", Uint(u64::MAX)),
             ("-9223372036854775809", Float(-9223372036854775809.0)),
