@@ -576,13 +576,55 @@ struct Poison {
     /// refused key).
     whole: Option<Error>,
     /// For a mapping: keys whose current value is refused (a later duplicate may replace it).
-    keys: Vec<(String, Error)>,
+    keys: HashMap<String, Error>,
 }
 
 impl Poison {
     fn first(&self) -> Option<&Error> {
-        self.whole.as_ref().or_else(|| self.keys.first().map(|(_, e)| e))
+        self.whole.as_ref().or_else(|| self.keys.values().next())
     }
+}
+
+/// The Go value a mapping key had before `sigs.k8s.io/yaml` made it a string. Two keys that
+/// are different Go values but the same string (`0.0` and `"0"`) collide in an order Go
+/// leaves to chance.
+#[derive(Clone, Copy, Debug)]
+enum GoKey {
+    Str,
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl GoKey {
+    fn of(r: Resolved) -> GoKey {
+        match r {
+            Resolved::Int(i) => GoKey::Int(i),
+            Resolved::Float(f) => GoKey::Float(f),
+            Resolved::Bool(b) => GoKey::Bool(b),
+            _ => GoKey::Str,
+        }
+    }
+
+    /// Equal as Go map keys (floats by `==`: NaN never, -0 and 0 are one key).
+    fn same(self, other: GoKey) -> bool {
+        match (self, other) {
+            (GoKey::Str, GoKey::Str) => true,
+            (GoKey::Int(a), GoKey::Int(b)) => a == b,
+            (GoKey::Float(a), GoKey::Float(b)) => a == b,
+            (GoKey::Bool(a), GoKey::Bool(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// A mapping being built: the JSON object, what would make `encoding/json` refuse it, and
+/// the Go values of its keys that were not strings.
+#[derive(Clone, Debug, Default)]
+struct MapState {
+    map: Map<String, Value>,
+    poison: Option<Box<Poison>>,
+    go_keys: Option<Box<HashMap<String, GoKey>>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -607,13 +649,17 @@ struct Node<'a> {
     element_poisons: Vec<(usize, Box<Poison>)>,
     /// Whether it came from an alias (a merge takes only an alias of a mapping).
     aliased: bool,
+    /// For a mapping: the Go values of its keys that were not strings.
+    go_keys: Option<Box<HashMap<String, GoKey>>>,
+    /// For a sequence: those of each element mapping that has some (merges need them).
+    element_go_keys: Vec<(usize, Box<HashMap<String, GoKey>>)>,
     mark: Mark,
 }
 
 enum PendingKey {
     None,
     /// A key, as `sigs.k8s.io/yaml` writes it, or `Err` when it refuses the key type.
-    Key(Result<String, Error>),
+    Key(Result<(String, GoKey), Error>),
     Merge(Mark),
 }
 
@@ -623,14 +669,14 @@ enum Frame<'a> {
         anchor: Option<&'a str>,
         poisoned: Option<Error>,
         element_poisons: Vec<(usize, Box<Poison>)>,
+        element_go_keys: Vec<(usize, Box<HashMap<String, GoKey>>)>,
         decodes: u64,
         mark: Mark,
     },
     Mapping {
-        map: Map<String, Value>,
+        state: MapState,
         key: PendingKey,
         anchor: Option<&'a str>,
-        poison: Option<Box<Poison>>,
         decodes: u64,
         mark: Mark,
     },
@@ -785,6 +831,7 @@ impl<'a> Builder<'a> {
                     anchor: props.anchor,
                     poisoned: None,
                     element_poisons: Vec::new(),
+                    element_go_keys: Vec::new(),
                     decodes: u64::from(counted),
                     mark,
                 });
@@ -795,10 +842,9 @@ impl<'a> Builder<'a> {
                 self.count(1, false, mark)?;
                 self.begin_anchor(props.anchor);
                 self.stack.push(Frame::Mapping {
-                    map: Map::new(),
+                    state: MapState::default(),
                     key: PendingKey::None,
                     anchor: props.anchor,
-                    poison: None,
                     decodes: 1,
                     mark,
                 });
@@ -810,6 +856,7 @@ impl<'a> Builder<'a> {
                     anchor,
                     poisoned,
                     element_poisons,
+                    element_go_keys,
                     decodes,
                     mark,
                     ..
@@ -822,12 +869,14 @@ impl<'a> Builder<'a> {
                         poison: poisoned.map(|e| {
                             Box::new(Poison {
                                 whole: Some(e),
-                                keys: Vec::new(),
+                                keys: HashMap::new(),
                             })
                         }),
                         decodes,
                         element_poisons,
                         aliased: false,
+                        go_keys: None,
+                        element_go_keys,
                         mark,
                     };
                     self.finish_anchor(anchor, &node);
@@ -837,22 +886,23 @@ impl<'a> Builder<'a> {
             },
             Event::MappingEnd => match self.stack.pop() {
                 Some(Frame::Mapping {
-                    map,
+                    state,
                     anchor,
-                    poison,
                     decodes,
                     mark,
                     ..
                 }) => {
                     let node = Node {
                         kind: Kind::Mapping,
-                        value: Value::Object(map),
+                        value: Value::Object(state.map),
                         resolved: Resolved::Str,
                         text: Cow::Borrowed(""),
-                        poison: poison.filter(|p| p.first().is_some()),
+                        poison: state.poison.filter(|p| p.first().is_some()),
                         decodes,
                         element_poisons: Vec::new(),
                         aliased: false,
+                        go_keys: state.go_keys,
+                        element_go_keys: Vec::new(),
                         mark,
                     };
                     self.finish_anchor(anchor, &node);
@@ -883,10 +933,14 @@ impl<'a> Builder<'a> {
                 items,
                 poisoned,
                 element_poisons,
+                element_go_keys,
                 decodes,
                 ..
             } => {
                 *decodes = decodes.saturating_add(node.decodes);
+                if let Some(g) = node.go_keys.clone() {
+                    element_go_keys.push((items.len(), g));
+                }
                 let (value, poison) = into_value(node)?;
                 if let Some(p) = poison {
                     if poisoned.is_none() {
@@ -897,11 +951,7 @@ impl<'a> Builder<'a> {
                 items.push(value);
             }
             Frame::Mapping {
-                map,
-                key,
-                poison,
-                decodes,
-                ..
+                state, key, decodes, ..
             } => match std::mem::replace(key, PendingKey::None) {
                 PendingKey::None => {
                     *decodes = decodes.saturating_add(node.decodes);
@@ -909,17 +959,18 @@ impl<'a> Builder<'a> {
                 }
                 PendingKey::Key(k) => {
                     *decodes = decodes.saturating_add(node.decodes);
+                    let mark = node.mark;
                     let (value, value_poison) = into_value(node)?;
                     match k {
-                        Ok(k) => insert(map, poison, k, value, value_poison),
-                        Err(e) => poison_whole(poison, e),
+                        Ok((k, go_key)) => insert(state, k, go_key, value, value_poison, mark)?,
+                        Err(e) => poison_whole(&mut state.poison, e),
                     }
                 }
                 PendingKey::Merge(mark) => {
                     // A sequence under `<<` was not counted itself (go-yaml merges its
                     // elements one by one).
                     *decodes = decodes.saturating_add(node.decodes);
-                    merge(map, poison, node, mark)?;
+                    merge(state, node, mark)?;
                 }
             },
         }
@@ -937,6 +988,8 @@ fn scalar_node<'a>(resolved: Resolved, text: Cow<'a, str>, mark: Mark, decodes: 
         decodes,
         element_poisons: Vec::new(),
         aliased: false,
+        go_keys: None,
+        element_go_keys: Vec::new(),
         mark,
     }
 }
@@ -991,7 +1044,7 @@ fn into_value(node: Node<'_>) -> Res<(Value, Option<Box<Poison>>)> {
                     Value::Null,
                     Some(Box::new(Poison {
                         whole: Some(e),
-                        keys: Vec::new(),
+                        keys: HashMap::new(),
                     })),
                 ));
             }
@@ -1003,16 +1056,18 @@ fn into_value(node: Node<'_>) -> Res<(Value, Option<Box<Poison>>)> {
 
 /// The mapping key `sigs.k8s.io/yaml` makes of a node; a collection is refused at once (as
 /// go-yaml does), a nil or uint64 key only if its mapping reaches the output.
-fn key_of(node: &Node<'_>) -> Res<Result<String, Error>> {
+fn key_of(node: &Node<'_>) -> Res<Result<(String, GoKey), Error>> {
     if node.kind != Kind::Scalar {
         return Err(conversion(node.mark, "invalid map key: a mapping or sequence"));
     }
-    Ok(resolve::key_string(node.resolved, &node.text).ok_or_else(|| {
-        conversion(
-            node.mark,
-            format!("unsupported map key: {:?}", node.text.as_ref()),
-        )
-    }))
+    Ok(resolve::key_string(node.resolved, &node.text)
+        .map(|k| (k, GoKey::of(node.resolved)))
+        .ok_or_else(|| {
+            conversion(
+                node.mark,
+                format!("unsupported map key: {:?}", node.text.as_ref()),
+            )
+        }))
 }
 
 fn poison_whole(poison: &mut Option<Box<Poison>>, e: Error) {
@@ -1022,56 +1077,84 @@ fn poison_whole(poison: &mut Option<Box<Poison>>, e: Error) {
     }
 }
 
-/// Sets a key as go-yaml does (a later duplicate replaces the earlier one).
+/// Sets a key as go-yaml does: a later duplicate replaces the earlier one. Keys that are
+/// different Go values but one JSON string are refused: which one Go keeps is left to
+/// chance.
 fn insert(
-    map: &mut Map<String, Value>,
-    poison: &mut Option<Box<Poison>>,
+    state: &mut MapState,
     key: String,
+    go_key: GoKey,
     value: Value,
     value_poison: Option<Box<Poison>>,
-) {
-    if let Some(p) = poison.as_mut() {
-        p.keys.retain(|(k, _)| *k != key);
+    mark: Mark,
+) -> Res<()> {
+    if !matches!(go_key, GoKey::Str) || state.go_keys.is_some() {
+        if state.map.contains_key(&key) {
+            let previous = state
+                .go_keys
+                .as_ref()
+                .and_then(|g| g.get(&key).copied())
+                .unwrap_or(GoKey::Str);
+            if !previous.same(go_key) {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    mark,
+                    format!(
+                        "two different keys both become {key:?} in JSON; Go keeps either one at random"
+                    ),
+                ));
+            }
+        }
+        let go_keys = state.go_keys.get_or_insert_with(Box::default);
+        match go_key {
+            GoKey::Str => go_keys.remove(&key),
+            other => go_keys.insert(key.clone(), other),
+        };
+    }
+    if let Some(p) = state.poison.as_mut() {
+        p.keys.remove(&key);
     }
     if let Some(e) = value_poison.as_ref().and_then(|vp| vp.first()) {
-        poison
+        state
+            .poison
             .get_or_insert_with(Box::default)
             .keys
-            .push((key.clone(), e.clone()));
+            .insert(key.clone(), e.clone());
     }
-    map.insert(key, value);
+    state.map.insert(key, value);
+    Ok(())
 }
 
 /// go-yaml v2's merge (`<<`): the keys of a mapping, or of each mapping of a sequence (the
 /// last first, so earlier ones win), are set into the mapping being built, replacing keys
 /// set before the merge.
-fn merge(
-    map: &mut Map<String, Value>,
-    poison: &mut Option<Box<Poison>>,
-    node: Node<'_>,
-    mark: Mark,
-) -> Res<()> {
+fn merge(state: &mut MapState, node: Node<'_>, mark: Mark) -> Res<()> {
     let want_map = || conversion(mark, "map merge requires map or sequence of maps as the value");
     match (node.kind, node.value) {
         (Kind::Mapping, Value::Object(source)) => {
-            merge_one(map, poison, source, node.poison);
-            Ok(())
+            merge_one(state, source, node.poison, node.go_keys.as_deref(), mark)
         }
         _ if node.aliased => Err(want_map()),
         (Kind::Sequence, Value::Array(items)) => {
             if !items.iter().all(Value::is_object) {
                 return Err(want_map());
             }
+            // Element records are in index order; the merge goes from the last element.
             let mut poisons = node.element_poisons;
+            let mut go_keys = node.element_go_keys;
             for (i, item) in items.into_iter().enumerate().rev() {
                 let Value::Object(source) = item else {
                     return Err(want_map());
                 };
-                let p = poisons
-                    .iter()
-                    .position(|(at, _)| *at == i)
-                    .map(|at| poisons.swap_remove(at).1);
-                merge_one(map, poison, source, p);
+                let p = match poisons.last() {
+                    Some((at, _)) if *at == i => poisons.pop().map(|(_, p)| p),
+                    _ => None,
+                };
+                let g = match go_keys.last() {
+                    Some((at, _)) if *at == i => go_keys.pop().map(|(_, g)| g),
+                    _ => None,
+                };
+                merge_one(state, source, p, g.as_deref(), mark)?;
             }
             Ok(())
         }
@@ -1080,25 +1163,30 @@ fn merge(
 }
 
 fn merge_one(
-    map: &mut Map<String, Value>,
-    poison: &mut Option<Box<Poison>>,
+    state: &mut MapState,
     source: Map<String, Value>,
     source_poison: Option<Box<Poison>>,
-) {
+    source_keys: Option<&HashMap<String, GoKey>>,
+    mark: Mark,
+) -> Res<()> {
     for (k, v) in source {
         let kp = source_poison.as_ref().and_then(|p| {
-            p.keys.iter().find(|(pk, _)| *pk == k).map(|(_, e)| {
+            p.keys.get(&k).map(|e| {
                 Box::new(Poison {
                     whole: Some(e.clone()),
-                    keys: Vec::new(),
+                    keys: HashMap::new(),
                 })
             })
         });
-        insert(map, poison, k, v, kp);
+        let go_key = source_keys
+            .and_then(|g| g.get(&k).copied())
+            .unwrap_or(GoKey::Str);
+        insert(state, k, go_key, v, kp, mark)?;
     }
     if let Some(e) = source_poison.and_then(|p| p.whole) {
-        poison_whole(poison, e);
+        poison_whole(&mut state.poison, e);
     }
+    Ok(())
 }
 
 // ---- documents -----------------------------------------------------------------------

@@ -432,6 +432,12 @@ pub const EDGE_CASES: &[&str] = &[
     "a: {b: .inf}\na: 3\n",
     "a: {b: .inf, b: 1}\n",
     "a: 1\na: 2\n",
+    "1: a\n0x1: b\n01: c\n",
+    "true: a\nyes: b\nOn: c\n",
+    "0.0: a\n\"0\": b\n",
+    "1.5: a\n1.50: b\n",
+    "base: &b {0.0: a}\nm:\n  \"0\": b\n  <<: *b\n",
+    "m:\n  \"0\": b\n  <<: [{0.0: a}]\n",
     "[a]: b\n",
     "{a: 1}: b\n",
     "? - a\n: b\n",
@@ -494,6 +500,8 @@ pub const EDGE_CASES: &[&str] = &[
     "- 1_000\n- 0b1010\n- -0x1F\n- +12\n- 0xFFFFFFFFFFFFFFFF\n- 0x10000000000000000\n",
     "- 1e308\n- 1e309\n- 4.9e-324\n- 1e-400\n- -0.0\n- 123456789012345678901234567890\n",
     "a: [[[[[[[[[[1]]]]]]]]]]\n",
+    "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n",
+    "a: &a [\"lol\",\"lol\",\"lol\"]\nb: &b [*a,*a,*a]\nc: &c [*b,*b,*b]\nd: &d [*c,*c,*c]\ne: [*d,*d,*d]\n",
 ];
 
 fn json_string() -> impl Strategy<Value = String> {
@@ -565,6 +573,13 @@ pub fn edge_values() -> Vec<Value> {
         serde_json::json!({"nested": {"list": [{"k": "v", "k2": [1, 2]}, [3, [4]]]}}),
         serde_json::json!("top level string"),
         serde_json::json!(["\u{85}", "\u{2028}", "\u{feff}x", "é", "\u{7f}"]),
+        serde_json::json!({ "k".repeat(1022): 1 }),
+        serde_json::json!({ "k".repeat(1023): 1 }),
+        serde_json::json!({ "<".repeat(170): 1 }),
+        serde_json::json!({ "<".repeat(171): 1 }),
+        serde_json::json!({ "a\u{85}b": 1 }),
+        serde_json::json!(["a \u{85} b", "a\u{85}\u{85}b", "x\u{85}--- y", "\u{85}"]),
+        serde_json::json!({ "k".repeat(200): {"a": [1]}, "x y ".repeat(40): "v" }),
     ]
     .into()
 }
