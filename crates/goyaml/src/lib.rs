@@ -18,6 +18,7 @@
 
 mod emit;
 mod error;
+mod fast;
 mod gofloat;
 mod load;
 mod resolve;
@@ -34,6 +35,19 @@ pub const MAX_DEPTH: usize = 1000;
 /// empty text or one with no document is `null`); the rest of the text is not read.
 pub fn from_str(text: &str) -> Result<serde_json::Value, Error> {
     load::first_document(text)
+}
+
+/// [`from_str`] by the full reader alone, without its fast path for plain block YAML: for
+/// tests that hold the two to the same answers.
+#[doc(hidden)]
+pub fn from_str_full(text: &str) -> Result<serde_json::Value, Error> {
+    load::full_first_document(text)
+}
+
+/// Whether the fast path reads `text` by itself (for tests and benchmarks).
+#[doc(hidden)]
+pub fn fast_path_reads(text: &str) -> bool {
+    scan::Scanner::new(text).is_ok_and(|s| fast::only_document(s).is_some())
 }
 
 /// Every document of a YAML stream, each as [`from_str`] converts one: what go-yaml v2's

@@ -571,7 +571,7 @@ impl<'a> Parser<'a> {
 /// go-yaml v2 lets a later duplicate key replace it, so the refusal waits until the node
 /// is known to stay.
 #[derive(Clone, Debug, Default)]
-struct Poison {
+pub(crate) struct Poison {
     /// The node itself cannot be converted (a seq holding a refused value, a map with a
     /// refused key).
     whole: Option<Error>,
@@ -589,7 +589,7 @@ impl Poison {
 /// are different Go values but the same string (`0.0` and `"0"`) collide in an order Go
 /// leaves to chance.
 #[derive(Clone, Copy, Debug)]
-enum GoKey {
+pub(crate) enum GoKey {
     Str,
     Int(i64),
     Float(f64),
@@ -597,7 +597,7 @@ enum GoKey {
 }
 
 impl GoKey {
-    fn of(r: Resolved) -> GoKey {
+    pub(crate) fn of(r: Resolved) -> GoKey {
         match r {
             Resolved::Int(i) => GoKey::Int(i),
             Resolved::Float(f) => GoKey::Float(f),
@@ -621,8 +621,8 @@ impl GoKey {
 /// A mapping being built: the JSON object, what would make `encoding/json` refuse it, and
 /// the Go values of its keys that were not strings.
 #[derive(Clone, Debug, Default)]
-struct MapState {
-    map: Map<String, Value>,
+pub(crate) struct MapState {
+    pub(crate) map: Map<String, Value>,
     poison: Option<Box<Poison>>,
     go_keys: Option<Box<HashMap<String, GoKey>>>,
 }
@@ -1080,7 +1080,7 @@ fn poison_whole(poison: &mut Option<Box<Poison>>, e: Error) {
 /// Sets a key as go-yaml does: a later duplicate replaces the earlier one. Keys that are
 /// different Go values but one JSON string are refused: which one Go keeps is left to
 /// chance.
-fn insert(
+pub(crate) fn insert(
     state: &mut MapState,
     key: String,
     go_key: GoKey,
@@ -1224,11 +1224,22 @@ fn next_document(parser: &mut Parser<'_>) -> Res<Option<Value>> {
 }
 
 pub fn first_document(text: &str) -> Res<Value> {
+    if let Some(doc) = crate::fast::only_document(Scanner::new(text)?) {
+        return Ok(doc.unwrap_or(Value::Null));
+    }
+    full_first_document(text)
+}
+
+/// [`first_document`] by the full reader only (the fast reader's tests compare the two).
+pub fn full_first_document(text: &str) -> Res<Value> {
     let mut parser = Parser::new(text)?;
     Ok(next_document(&mut parser)?.unwrap_or(Value::Null))
 }
 
 pub fn all_documents(text: &str) -> Res<Vec<Value>> {
+    if let Some(doc) = crate::fast::only_document(Scanner::new(text)?) {
+        return Ok(doc.into_iter().collect());
+    }
     let mut parser = Parser::new(text)?;
     let mut docs = Vec::new();
     while let Some(doc) = next_document(&mut parser)? {

@@ -83,20 +83,23 @@ enum Break {
 pub struct Scanner<'a> {
     src: &'a str,
     b: &'a [u8],
-    pos: usize,
-    mark: Mark,
+    pub(crate) pos: usize,
+    pub(crate) mark: Mark,
     tokens: VecDeque<Token<'a>>,
     tokens_parsed: usize,
     token_available: bool,
     stream_start_produced: bool,
     stream_end_produced: bool,
     flow_level: usize,
-    indent: isize,
+    pub(crate) indent: isize,
     indents: Vec<isize>,
     simple_key_allowed: bool,
     simple_keys: Vec<SimpleKey>,
     /// The level to attach to the next token pushed (its simple key was just saved).
     pending_key_level: u32,
+    /// The text has none of what the fast reader leaves to this one (tabs, CR, NEL, LS,
+    /// PS, byte order marks).
+    pub(crate) plain_text: bool,
 }
 
 type Res<T> = Result<T, Error>;
@@ -131,20 +134,75 @@ fn hex_value(c: u8) -> u32 {
     }
 }
 
+/// ASCII bytes a plain scalar takes without a second look: not blank, not a break, not ':'
+/// (nor, in flow context, a flow indicator), not the start of a multi-byte character.
+pub(crate) const PLAIN_BLOCK: [bool; 256] = plain_table(false);
+const PLAIN_FLOW: [bool; 256] = plain_table(true);
+
+const fn plain_table(flow: bool) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0x21;
+    while c < 0x7F {
+        t[c] = c != b':' as usize
+            && !(flow
+                && matches!(c as u8, b',' | b'?' | b'[' | b']' | b'{' | b'}'));
+        c += 1;
+    }
+    t
+}
+
 /// The first character go-yaml's reader refuses ("control characters are not allowed"),
-/// as a byte offset.
-fn first_disallowed(text: &str) -> Option<usize> {
-    text.char_indices()
-        .find(|&(_, c)| {
-            !matches!(c as u32,
-                0x09 | 0x0A | 0x0D | 0x20..=0x7E | 0x85 | 0xA0..=0xD7FF | 0xE000..=0xFFFD | 0x10000..)
-        })
-        .map(|(i, _)| i)
+/// as a byte offset; and whether the text is free of tabs, CR, NEL, LS, PS and U+FEFF.
+fn check_characters(b: &[u8]) -> (Option<usize>, bool) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut plain = true;
+    let mut i = 0;
+    while i < b.len() {
+        // Eight printable ASCII bytes or LFs at a time (no byte >= 0x80, 0x7F, or below 0x20
+        // but LF).
+        if let Some(chunk) = b.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            let w = u64::from_le_bytes(w);
+            // The high bit of each zero byte of x, exactly (no borrows between bytes).
+            let zeros = |x: u64| !((((x & !HIGH) + !HIGH) | x) | !HIGH);
+            let control = zeros(w & (ONES * 0xE0)) & !zeros(w ^ (ONES * b'\n' as u64));
+            let del = zeros(w ^ (ONES * 0x7F));
+            if (w & HIGH) | control | del == 0 {
+                i += 8;
+                continue;
+            }
+        }
+        let c = b[i];
+        if c < 0x80 {
+            match c {
+                b'\t' | b'\r' => plain = false,
+                0x20..=0x7E | b'\n' => {}
+                _ => return (Some(i), plain),
+            }
+            i += 1;
+            continue;
+        }
+        let next = b.get(i + 1).copied().unwrap_or(0);
+        let third = b.get(i + 2).copied().unwrap_or(0);
+        match c {
+            0xC2 if next == 0x85 => plain = false,
+            0xC2 if next < 0xA0 => return (Some(i), plain),
+            0xE2 if next == 0x80 && matches!(third, 0xA8 | 0xA9) => plain = false,
+            0xEF if next == 0xBF && matches!(third, 0xBE | 0xBF) => return (Some(i), plain),
+            0xEF if next == 0xBB && third == 0xBF => plain = false,
+            _ => {}
+        }
+        i += utf8_width(c);
+    }
+    (None, plain)
 }
 
 impl<'a> Scanner<'a> {
     pub fn new(text: &'a str) -> Res<Self> {
-        if let Some(at) = first_disallowed(text) {
+        let (disallowed, plain_text) = check_characters(text.as_bytes());
+        if let Some(at) = disallowed {
             let before = &text[..at];
             let line = before.matches('\n').count();
             let col = before[before.rfind('\n').map_or(0, |i| i + 1)..].chars().count();
@@ -160,7 +218,7 @@ impl<'a> Scanner<'a> {
             b: src.as_bytes(),
             pos: 0,
             mark: Mark::default(),
-            tokens: VecDeque::with_capacity(16),
+            tokens: VecDeque::new(),
             tokens_parsed: 0,
             token_available: false,
             stream_start_produced: false,
@@ -171,6 +229,7 @@ impl<'a> Scanner<'a> {
             simple_key_allowed: false,
             simple_keys: Vec::new(),
             pending_key_level: NO_KEY,
+            plain_text,
         })
     }
 
@@ -204,22 +263,22 @@ impl<'a> Scanner<'a> {
     // ---- characters -------------------------------------------------------------------
 
     #[inline]
-    fn ch(&self, k: usize) -> u8 {
+    pub(crate) fn ch(&self, k: usize) -> u8 {
         self.b.get(self.pos + k).copied().unwrap_or(0)
     }
 
     #[inline]
-    fn is_z(&self, k: usize) -> bool {
+    pub(crate) fn is_z(&self, k: usize) -> bool {
         self.pos + k >= self.b.len()
     }
 
     #[inline]
-    fn is_blank(&self, k: usize) -> bool {
+    pub(crate) fn is_blank(&self, k: usize) -> bool {
         matches!(self.ch(k), b' ' | b'\t')
     }
 
     #[inline]
-    fn is_break(&self, k: usize) -> bool {
+    pub(crate) fn is_break(&self, k: usize) -> bool {
         match self.ch(k) {
             b'\r' | b'\n' => true,
             0xC2 => self.ch(k + 1) == 0x85,
@@ -234,20 +293,38 @@ impl<'a> Scanner<'a> {
     }
 
     #[inline]
-    fn is_blankz(&self, k: usize) -> bool {
+    pub(crate) fn is_blankz(&self, k: usize) -> bool {
         self.is_blank(k) || self.is_breakz(k)
     }
 
     #[inline]
-    fn skip(&mut self) {
+    pub(crate) fn skip(&mut self) {
         let w = utf8_width(self.ch(0));
         self.pos = (self.pos + w).min(self.b.len());
         self.mark.index += 1;
         self.mark.col += 1;
     }
 
+    /// The text being read, as bytes.
+    pub(crate) fn bytes(&self) -> &'a [u8] {
+        self.b
+    }
+
+    pub(crate) fn text(&self) -> &'a str {
+        self.src
+    }
+
+    /// Skips a run of spaces.
+    #[inline]
+    pub(crate) fn skip_spaces(&mut self) {
+        let n = self.b[self.pos..].iter().take_while(|&&c| c == b' ').count();
+        self.pos += n;
+        self.mark.index += n;
+        self.mark.col += n;
+    }
+
     /// Skips one line break (CRLF counts as one).
-    fn skip_line(&mut self) {
+    pub(crate) fn skip_line(&mut self) {
         if self.ch(0) == b'\r' && self.ch(1) == b'\n' {
             self.pos += 2;
             self.mark.index += 2;
@@ -282,7 +359,7 @@ impl<'a> Scanner<'a> {
         br
     }
 
-    fn at_document_indicator(&self) -> bool {
+    pub(crate) fn at_document_indicator(&self) -> bool {
         self.mark.col == 0
             && ((self.ch(0) == b'-' && self.ch(1) == b'-' && self.ch(2) == b'-')
                 || (self.ch(0) == b'.' && self.ch(1) == b'.' && self.ch(2) == b'.'))
@@ -989,7 +1066,7 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 
-    fn scan_block_scalar(&mut self, literal: bool) -> Res<(String, Mark)> {
+    pub(crate) fn scan_block_scalar(&mut self, literal: bool) -> Res<(String, Mark)> {
         let start = self.mark;
         self.skip();
         let mut chomping = 0i8;
@@ -1102,7 +1179,7 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 
-    fn scan_flow_scalar(&mut self, single: bool) -> Res<Cow<'a, str>> {
+    pub(crate) fn scan_flow_scalar(&mut self, single: bool) -> Res<Cow<'a, str>> {
         let start = self.mark;
         self.skip();
         if let Some(v) = self.quoted_on_one_line(single) {
@@ -1306,7 +1383,7 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 
-    fn scan_plain_scalar(&mut self) -> Res<(Cow<'a, str>, Mark)> {
+    pub(crate) fn scan_plain_scalar(&mut self) -> Res<(Cow<'a, str>, Mark)> {
         // Borrowed until a line break is folded into the value; then an owned copy.
         let from = self.pos;
         let mut to = self.pos;
@@ -1360,13 +1437,24 @@ impl<'a> Scanner<'a> {
                     }
                     whitespace = None;
                 }
-                let next = (self.pos + w).min(self.b.len());
+                // This character and the ordinary ASCII ones after it, in one step.
+                let mut next = (self.pos + w).min(self.b.len());
+                let mut chars = 1;
+                if c < 0x80 && c != b':' {
+                    let table = if flow { &PLAIN_FLOW } else { &PLAIN_BLOCK };
+                    let run = self.b[next..]
+                        .iter()
+                        .take_while(|&&d| table[usize::from(d)])
+                        .count();
+                    next += run;
+                    chars += run;
+                }
                 if let Some(s) = owned.as_mut() {
                     s.push_str(&self.src[self.pos..next]);
                 }
                 self.pos = next;
-                self.mark.index += 1;
-                self.mark.col += 1;
+                self.mark.index += chars;
+                self.mark.col += chars;
                 end = self.mark;
                 to = self.pos;
             }
@@ -1374,6 +1462,14 @@ impl<'a> Scanner<'a> {
                 break;
             }
             while self.is_blank(0) || self.is_break(0) {
+                if leading_blanks && self.ch(0) == b' ' {
+                    // Indentation: a run of spaces in one step.
+                    let n = self.b[self.pos..].iter().take_while(|&&c| c == b' ').count();
+                    self.pos += n;
+                    self.mark.index += n;
+                    self.mark.col += n;
+                    continue;
+                }
                 if self.is_blank(0) {
                     if leading_blanks && (self.mark.col as isize) < indent && self.ch(0) == b'\t' {
                         return Err(syntax(

@@ -43,7 +43,8 @@ proptest! {
     #[test]
     fn writing_never_panics_and_reads_back(v in support::gen::json_value()) {
         let text = goyaml::to_string(&v);
-        if goyaml::try_to_string(&v).is_ok() {
+        // (A `<<` key reads back as a merge, in Go too.)
+        if goyaml::try_to_string(&v).is_ok() && support::gen::no_merge_keys(&v) {
             prop_assert!(text.ends_with('\n'));
             let back = goyaml::from_str(&text);
             prop_assert!(back.is_ok(), "{text:?}: {back:?}");

@@ -598,3 +598,12 @@ pub fn exact_in_go(v: &Value) -> bool {
         _ => true,
     }
 }
+
+/// Whether no mapping of `v` has the key `<<` (which go-yaml reads back as a merge).
+pub fn no_merge_keys(v: &Value) -> bool {
+    match v {
+        Value::Array(a) => a.iter().all(no_merge_keys),
+        Value::Object(m) => m.iter().all(|(k, v)| k != "<<" && no_merge_keys(v)),
+        _ => true,
+    }
+}
