@@ -20,9 +20,9 @@ fn as_json(v: &Value) -> Result<J, String> {
         Value::Nil => J::Null,
         Value::Bool(b) => J::Bool(*b),
         Value::Int(i) => J::from(*i),
-        Value::Float(f) => J::Number(
-            Number::from_f64(*f).ok_or_else(|| format!("json: unsupported value: {f}"))?,
-        ),
+        Value::Float(f) => {
+            J::Number(Number::from_f64(*f).ok_or_else(|| format!("json: unsupported value: {f}"))?)
+        }
         Value::String(s) => J::String(s.clone()),
         Value::List(items) => J::Array(items.iter().map(as_json).collect::<Result<_, _>>()?),
         Value::Map(m) => J::Object(

@@ -36,10 +36,7 @@ fn rendered_sidecar(dir: &Path) -> Option<String> {
 
 /// The first document of a `---` stream, as text.
 fn first_document(text: &str) -> String {
-    text.split("\n---")
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+    text.split("\n---").next().unwrap_or_default().to_owned()
 }
 
 fn bench_parse(c: &mut Criterion) {
@@ -49,7 +46,10 @@ fn bench_parse(c: &mut Criterion) {
         return;
     };
     let inputs = [
-        ("rendered sidecar template", rendered_sidecar(&dir).expect("the stock template renders")),
+        (
+            "rendered sidecar template",
+            rendered_sidecar(&dir).expect("the stock template renders"),
+        ),
         ("injected pod", first_document(&injected)),
     ];
     for (name, text) in &inputs {

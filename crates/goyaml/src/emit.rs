@@ -389,7 +389,9 @@ fn is_timestamp(s: &str) -> bool {
 
 fn days_in(month: u32, year: u32) -> u32 {
     match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
+            29
+        }
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -663,7 +665,13 @@ impl Emitter {
         self.indention = true;
     }
 
-    fn write_indicator(&mut self, ind: &str, need_whitespace: bool, is_whitespace: bool, is_indention: bool) {
+    fn write_indicator(
+        &mut self,
+        ind: &str,
+        need_whitespace: bool,
+        is_whitespace: bool,
+        is_indention: bool,
+    ) {
         if need_whitespace && !self.whitespace {
             self.put(' ');
         }
@@ -697,8 +705,12 @@ impl Emitter {
                 let s = read_back(s).unwrap_or_default();
                 self.scalar(&s, string_style(&s), ctx)
             }
-            Value::Array(items) if items.is_empty() || self.flow_level > 0 => self.flow_empty("[", "]"),
-            Value::Object(map) if map.is_empty() || self.flow_level > 0 => self.flow_empty("{", "}"),
+            Value::Array(items) if items.is_empty() || self.flow_level > 0 => {
+                self.flow_empty("[", "]")
+            }
+            Value::Object(map) if map.is_empty() || self.flow_level > 0 => {
+                self.flow_empty("{", "}")
+            }
             Value::Array(items) => {
                 self.increase_indent(false, ctx.mapping && !self.indention);
                 for item in items {
@@ -989,7 +1001,18 @@ mod tests {
 
     #[test]
     fn ambiguous_strings_are_quoted() {
-        let v = json!(["yes", "1", "1.5", "~", "0777", "2001-12-14", "1:20", "a: b", "- x", "plain"]);
+        let v = json!([
+            "yes",
+            "1",
+            "1.5",
+            "~",
+            "0777",
+            "2001-12-14",
+            "1:20",
+            "a: b",
+            "- x",
+            "plain"
+        ]);
         assert_eq!(
             to_string(&v),
             "- \"yes\"\n- \"1\"\n- \"1.5\"\n- \"~\"\n- \"0777\"\n- \"2001-12-14\"\n- \"1:20\"\n- 'a: b'\n- '- x'\n- plain\n"
@@ -1013,6 +1036,9 @@ mod tests {
     #[test]
     fn numbers_as_go_prints_them() {
         let v = json!([1.0, 1e6, 1e21, 0.5, 1e-7, 1e20]);
-        assert_eq!(to_string(&v), "- 1\n- 1000000\n- 1e+21\n- 0.5\n- 1e-07\n- 1e+20\n");
+        assert_eq!(
+            to_string(&v),
+            "- 1\n- 1000000\n- 1e+21\n- 0.5\n- 1e-07\n- 1e+20\n"
+        );
     }
 }

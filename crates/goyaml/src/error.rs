@@ -27,7 +27,11 @@ pub struct Error {
 }
 
 impl Error {
-    pub(crate) fn new(kind: ErrorKind, mark: crate::scan::Mark, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        kind: ErrorKind,
+        mark: crate::scan::Mark,
+        message: impl Into<String>,
+    ) -> Self {
         Error {
             kind,
             line: mark.line + 1,

@@ -24,7 +24,10 @@ pub(crate) fn only_document(scanner: Scanner<'_>) -> Option<Option<Value>> {
     if !scanner.plain_text {
         return None;
     }
-    let mut r = Fast { s: scanner, depth: 0 };
+    let mut r = Fast {
+        s: scanner,
+        depth: 0,
+    };
     r.skip_to_token()?;
     if r.s.is_z(0) {
         return Some(None);
@@ -83,7 +86,8 @@ impl<'a> Fast<'a> {
                 break;
             }
         }
-        let at_marker = self.s.mark.col == 0 && (self.s.at_document_indicator() || self.s.ch(0) == b'%');
+        let at_marker =
+            self.s.mark.col == 0 && (self.s.at_document_indicator() || self.s.ch(0) == b'%');
         (!at_marker).then_some(())
     }
 
@@ -202,7 +206,9 @@ impl<'a> Fast<'a> {
             }
             if let Some(ls) = line_start {
                 let col = k - ls;
-                if b.get(k).is_some_and(|&c| col as isize > self.s.indent && c != b'#') {
+                if b.get(k)
+                    .is_some_and(|&c| col as isize > self.s.indent && c != b'#')
+                {
                     return None;
                 }
                 // The scanner has read the blanks and breaks after the scalar too.
@@ -298,14 +304,21 @@ impl<'a> Fast<'a> {
                     }
                 }
             }
-            Token::BlockScalar(_) | Token::EmptySequence | Token::EmptyMapping => self.inline_value(indent),
+            Token::BlockScalar(_) | Token::EmptySequence | Token::EmptyMapping => {
+                self.inline_value(indent)
+            }
             Token::Other => None,
         }
     }
 
     /// A block mapping whose keys stand at column `indent`; `first` is its first key when
     /// already read (the cursor then just after its `:`).
-    fn mapping(&mut self, indent: usize, first: Option<(String, GoKey)>, first_line: usize) -> Option<Value> {
+    fn mapping(
+        &mut self,
+        indent: usize,
+        first: Option<(String, GoKey)>,
+        first_line: usize,
+    ) -> Option<Value> {
         self.enter()?;
         let mut state = MapState::default();
         let mut pending = first.map(|k| (k, first_line));
@@ -368,7 +381,9 @@ impl<'a> Fast<'a> {
                         self.s.indent = indent as isize;
                         match self.scalar_start()? {
                             // `- key: value`: a mapping at the key's column.
-                            (Scanned::Key(k, gk), line, _) => self.mapping(col, Some((k, gk)), line)?,
+                            (Scanned::Key(k, gk), line, _) => {
+                                self.mapping(col, Some((k, gk)), line)?
+                            }
                             (Scanned::Value(text, quoted), _, end_line) => {
                                 let value = Self::scalar_value(text, quoted)?;
                                 self.after_value(value, end_line)?

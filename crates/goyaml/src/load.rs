@@ -131,7 +131,10 @@ impl<'a> Parser<'a> {
 
     fn next(&mut self) -> Res<Event<'a>> {
         if self.scanner.stream_ended() || self.state == State::End {
-            return Err(syntax(Mark::default(), "attempted to go past the end of stream"));
+            return Err(syntax(
+                Mark::default(),
+                "attempted to go past the end of stream",
+            ));
         }
         match self.state {
             State::StreamStart => {
@@ -188,7 +191,10 @@ impl<'a> Parser<'a> {
             State::FlowMappingKey => self.flow_mapping_key(false),
             State::FlowMappingValue => self.flow_mapping_value(false),
             State::FlowMappingEmptyValue => self.flow_mapping_value(true),
-            State::End => Err(syntax(Mark::default(), "attempted to go past the end of stream")),
+            State::End => Err(syntax(
+                Mark::default(),
+                "attempted to go past the end of stream",
+            )),
         }
     }
 
@@ -624,7 +630,7 @@ impl GoKey {
 pub(crate) struct MapState {
     pub(crate) map: Map<String, Value>,
     poison: Option<Box<Poison>>,
-    go_keys: Option<Box<HashMap<String, GoKey>>>,
+    go_keys: Option<HashMap<String, GoKey>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -650,9 +656,9 @@ struct Node<'a> {
     /// Whether it came from an alias (a merge takes only an alias of a mapping).
     aliased: bool,
     /// For a mapping: the Go values of its keys that were not strings.
-    go_keys: Option<Box<HashMap<String, GoKey>>>,
+    go_keys: Option<HashMap<String, GoKey>>,
     /// For a sequence: those of each element mapping that has some (merges need them).
-    element_go_keys: Vec<(usize, Box<HashMap<String, GoKey>>)>,
+    element_go_keys: Vec<(usize, HashMap<String, GoKey>)>,
     mark: Mark,
 }
 
@@ -669,7 +675,7 @@ enum Frame<'a> {
         anchor: Option<&'a str>,
         poisoned: Option<Error>,
         element_poisons: Vec<(usize, Box<Poison>)>,
-        element_go_keys: Vec<(usize, Box<HashMap<String, GoKey>>)>,
+        element_go_keys: Vec<(usize, HashMap<String, GoKey>)>,
         decodes: u64,
         mark: Mark,
     },
@@ -795,18 +801,28 @@ impl<'a> Builder<'a> {
                     return Ok(None);
                 }
                 self.count(1, false, mark)?;
-                let (resolved, text) = resolve_scalar(props.tag.as_deref(), value, plain_implicit, mark)?;
+                let (resolved, text) =
+                    resolve_scalar(props.tag.as_deref(), value, plain_implicit, mark)?;
                 let node = scalar_node(resolved, text, mark, 1);
                 if let Some(a) = props.anchor {
-                    self.anchors.insert(a, Anchored::Done(Box::new(node.clone())));
+                    self.anchors
+                        .insert(a, Anchored::Done(Box::new(node.clone())));
                 }
                 node
             }
             Event::Alias(name, mark) => {
                 let target = match self.anchors.get(name) {
-                    None => return Err(conversion(mark, format!("unknown anchor '{name}' referenced"))),
+                    None => {
+                        return Err(conversion(
+                            mark,
+                            format!("unknown anchor '{name}' referenced"),
+                        ))
+                    }
                     Some(Anchored::InProgress) => {
-                        return Err(conversion(mark, format!("anchor '{name}' value contains itself")))
+                        return Err(conversion(
+                            mark,
+                            format!("anchor '{name}' value contains itself"),
+                        ))
                     }
                     Some(Anchored::Done(node)) => node,
                 };
@@ -911,7 +927,10 @@ impl<'a> Builder<'a> {
                 _ => return Err(syntax(Mark::default(), "unbalanced mapping end")),
             },
             Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => {
-                return Err(syntax(Mark::default(), "unexpected document event inside a node"))
+                return Err(syntax(
+                    Mark::default(),
+                    "unexpected document event inside a node",
+                ))
             }
         };
         self.deliver(node)
@@ -919,7 +938,8 @@ impl<'a> Builder<'a> {
 
     fn finish_anchor(&mut self, anchor: Option<&'a str>, node: &Node<'a>) {
         if let Some(a) = anchor {
-            self.anchors.insert(a, Anchored::Done(Box::new(node.clone())));
+            self.anchors
+                .insert(a, Anchored::Done(Box::new(node.clone())));
         }
     }
 
@@ -951,7 +971,10 @@ impl<'a> Builder<'a> {
                 items.push(value);
             }
             Frame::Mapping {
-                state, key, decodes, ..
+                state,
+                key,
+                decodes,
+                ..
             } => match std::mem::replace(key, PendingKey::None) {
                 PendingKey::None => {
                     *decodes = decodes.saturating_add(node.decodes);
@@ -1006,7 +1029,10 @@ fn resolve_scalar<'a>(
         None => Ok((resolve::plain(&text), text)),
         Some(resolve::BINARY) => match resolve::binary(&text) {
             Some(decoded) => Ok((Resolved::Str, Cow::Owned(decoded))),
-            None => Err(conversion(mark, "!!binary value contains invalid base64 data")),
+            None => Err(conversion(
+                mark,
+                "!!binary value contains invalid base64 data",
+            )),
         },
         Some(tag) => match resolve::tagged(tag, &text) {
             Ok(r) => Ok((r, text)),
@@ -1058,7 +1084,10 @@ fn into_value(node: Node<'_>) -> Res<(Value, Option<Box<Poison>>)> {
 /// go-yaml does), a nil or uint64 key only if its mapping reaches the output.
 fn key_of(node: &Node<'_>) -> Res<Result<(String, GoKey), Error>> {
     if node.kind != Kind::Scalar {
-        return Err(conversion(node.mark, "invalid map key: a mapping or sequence"));
+        return Err(conversion(
+            node.mark,
+            "invalid map key: a mapping or sequence",
+        ));
     }
     Ok(resolve::key_string(node.resolved, &node.text)
         .map(|k| (k, GoKey::of(node.resolved)))
@@ -1105,7 +1134,7 @@ pub(crate) fn insert(
                 ));
             }
         }
-        let go_keys = state.go_keys.get_or_insert_with(Box::default);
+        let go_keys = state.go_keys.get_or_insert_with(HashMap::new);
         match go_key {
             GoKey::Str => go_keys.remove(&key),
             other => go_keys.insert(key.clone(), other),
@@ -1129,10 +1158,15 @@ pub(crate) fn insert(
 /// last first, so earlier ones win), are set into the mapping being built, replacing keys
 /// set before the merge.
 fn merge(state: &mut MapState, node: Node<'_>, mark: Mark) -> Res<()> {
-    let want_map = || conversion(mark, "map merge requires map or sequence of maps as the value");
+    let want_map = || {
+        conversion(
+            mark,
+            "map merge requires map or sequence of maps as the value",
+        )
+    };
     match (node.kind, node.value) {
         (Kind::Mapping, Value::Object(source)) => {
-            merge_one(state, source, node.poison, node.go_keys.as_deref(), mark)
+            merge_one(state, source, node.poison, node.go_keys.as_ref(), mark)
         }
         _ if node.aliased => Err(want_map()),
         (Kind::Sequence, Value::Array(items)) => {
@@ -1154,7 +1188,7 @@ fn merge(state: &mut MapState, node: Node<'_>, mark: Mark) -> Res<()> {
                     Some((at, _)) if *at == i => go_keys.pop().map(|(_, g)| g),
                     _ => None,
                 };
-                merge_one(state, source, p, g.as_deref(), mark)?;
+                merge_one(state, source, p, g.as_ref(), mark)?;
             }
             Ok(())
         }
@@ -1218,7 +1252,12 @@ fn next_document(parser: &mut Parser<'_>) -> Res<Option<Value>> {
             Event::StreamStart => continue,
             Event::StreamEnd => return Ok(None),
             Event::DocumentStart => return read_document(parser).map(Some),
-            _ => return Err(syntax(Mark::default(), "did not find expected <document start>")),
+            _ => {
+                return Err(syntax(
+                    Mark::default(),
+                    "did not find expected <document start>",
+                ))
+            }
         }
     }
 }

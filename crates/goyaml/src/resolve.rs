@@ -227,7 +227,11 @@ fn parse_uint(s: &[u8], base: u32) -> Option<u64> {
     }
     let (base, digits) = if base == 0 {
         if s[0] == b'0' {
-            let prefix = if s.len() >= 3 { s[1].to_ascii_lowercase() } else { 0 };
+            let prefix = if s.len() >= 3 {
+                s[1].to_ascii_lowercase()
+            } else {
+                0
+            };
             match prefix {
                 b'b' => (2, &s[2..]),
                 b'o' => (8, &s[2..]),
@@ -394,7 +398,10 @@ mod tests {
     fn keys_as_sigs_yaml_writes_them() {
         assert_eq!(key_string(Float(1.5), "").as_deref(), Some("1.5"));
         assert_eq!(key_string(Float(0.1), "").as_deref(), Some("0.1"));
-        assert_eq!(key_string(Float(f64::INFINITY), "").as_deref(), Some(".inf"));
+        assert_eq!(
+            key_string(Float(f64::INFINITY), "").as_deref(),
+            Some(".inf")
+        );
         assert_eq!(key_string(Null, ""), None);
     }
 

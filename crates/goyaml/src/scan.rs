@@ -144,8 +144,7 @@ const fn plain_table(flow: bool) -> [bool; 256] {
     let mut c = 0x21;
     while c < 0x7F {
         t[c] = c != b':' as usize
-            && !(flow
-                && matches!(c as u8, b',' | b'?' | b'[' | b']' | b'{' | b'}'));
+            && !(flow && matches!(c as u8, b',' | b'?' | b'[' | b']' | b'{' | b'}'));
         c += 1;
     }
     t
@@ -205,9 +204,15 @@ impl<'a> Scanner<'a> {
         if let Some(at) = disallowed {
             let before = &text[..at];
             let line = before.matches('\n').count();
-            let col = before[before.rfind('\n').map_or(0, |i| i + 1)..].chars().count();
+            let col = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+                .chars()
+                .count();
             return Err(syntax(
-                Mark { index: 0, line, col },
+                Mark {
+                    index: 0,
+                    line,
+                    col,
+                },
                 "control characters are not allowed",
             ));
         }
@@ -250,7 +255,13 @@ impl<'a> Scanner<'a> {
         self.token_available = false;
         self.tokens_parsed += 1;
         let t = self.tokens.pop_front();
-        if matches!(t, Some(Token { tok: Tok::StreamEnd, .. })) {
+        if matches!(
+            t,
+            Some(Token {
+                tok: Tok::StreamEnd,
+                ..
+            })
+        ) {
             self.stream_end_produced = true;
         }
         t
@@ -317,7 +328,10 @@ impl<'a> Scanner<'a> {
     /// Skips a run of spaces.
     #[inline]
     pub(crate) fn skip_spaces(&mut self) {
-        let n = self.b[self.pos..].iter().take_while(|&&c| c == b' ').count();
+        let n = self.b[self.pos..]
+            .iter()
+            .take_while(|&&c| c == b' ')
+            .count();
         self.pos += n;
         self.mark.index += n;
         self.mark.col += n;
@@ -488,7 +502,13 @@ impl<'a> Scanner<'a> {
 
     /// Opens a block collection at `column` if it is deeper than the current one; the start
     /// token goes at `number` (a simple key's token number) or at the end.
-    fn roll_indent(&mut self, column: usize, number: Option<usize>, tok: Tok<'a>, mark: Mark) -> Res<()> {
+    fn roll_indent(
+        &mut self,
+        column: usize,
+        number: Option<usize>,
+        tok: Tok<'a>,
+        mark: Mark,
+    ) -> Res<()> {
         if self.flow_level > 0 {
             return Ok(());
         }
@@ -530,7 +550,10 @@ impl<'a> Scanner<'a> {
             return Ok(());
         }
         if self.stream_end_produced {
-            return Err(syntax(self.mark, "no more tokens after the end of the stream"));
+            return Err(syntax(
+                self.mark,
+                "no more tokens after the end of the stream",
+            ));
         }
         self.scan_to_next_token()?;
         self.unroll_indent(self.mark.col as isize);
@@ -541,10 +564,20 @@ impl<'a> Scanner<'a> {
         if self.mark.col == 0 && c == b'%' {
             return self.fetch_directive();
         }
-        if self.mark.col == 0 && c == b'-' && self.ch(1) == b'-' && self.ch(2) == b'-' && self.is_blankz(3) {
+        if self.mark.col == 0
+            && c == b'-'
+            && self.ch(1) == b'-'
+            && self.ch(2) == b'-'
+            && self.is_blankz(3)
+        {
             return self.fetch_document_indicator(Tok::DocumentStart);
         }
-        if self.mark.col == 0 && c == b'.' && self.ch(1) == b'.' && self.ch(2) == b'.' && self.is_blankz(3) {
+        if self.mark.col == 0
+            && c == b'.'
+            && self.ch(1) == b'.'
+            && self.ch(2) == b'.'
+            && self.is_blankz(3)
+        {
             return self.fetch_document_indicator(Tok::DocumentEnd);
         }
         match c {
@@ -602,7 +635,10 @@ impl<'a> Scanner<'a> {
         {
             return self.fetch_plain_scalar();
         }
-        Err(syntax(self.mark, "found character that cannot start any token"))
+        Err(syntax(
+            self.mark,
+            "found character that cannot start any token",
+        ))
     }
 
     fn scan_to_next_token(&mut self) -> Res<()> {
@@ -720,7 +756,10 @@ impl<'a> Scanner<'a> {
     fn fetch_key(&mut self) -> Res<()> {
         if self.flow_level == 0 {
             if !self.simple_key_allowed {
-                return Err(syntax(self.mark, "mapping keys are not allowed in this context"));
+                return Err(syntax(
+                    self.mark,
+                    "mapping keys are not allowed in this context",
+                ));
             }
             let m = self.mark;
             self.roll_indent(m.col, None, Tok::BlockMappingStart, m)?;
@@ -786,7 +825,10 @@ impl<'a> Scanner<'a> {
         let end = self.mark;
         if name.is_empty()
             || !(self.is_blankz(0)
-                || matches!(self.ch(0), b'?' | b':' | b',' | b']' | b'}' | b'%' | b'@' | b'`'))
+                || matches!(
+                    self.ch(0),
+                    b'?' | b':' | b',' | b']' | b'}' | b'%' | b'@' | b'`'
+                ))
         {
             return Err(syntax(
                 start,
@@ -830,7 +872,10 @@ impl<'a> Scanner<'a> {
             }
         };
         if !self.is_blankz(0) {
-            return Err(syntax(start, "did not find expected whitespace or line break"));
+            return Err(syntax(
+                start,
+                "did not find expected whitespace or line break",
+            ));
         }
         let end = self.mark;
         self.push_token(Tok::Tag { handle, suffix }, start, end);
@@ -842,7 +887,11 @@ impl<'a> Scanner<'a> {
         self.simple_key_allowed = true;
         let start = self.mark;
         let (value, end) = self.scan_block_scalar(literal)?;
-        let style = if literal { Style::Literal } else { Style::Folded };
+        let style = if literal {
+            Style::Literal
+        } else {
+            Style::Folded
+        };
         self.push_token(
             Tok::Scalar {
                 value: Cow::Owned(value),
@@ -919,7 +968,10 @@ impl<'a> Scanner<'a> {
                 }
                 let major = self.scan_version_number(start)?;
                 if self.ch(0) != b'.' {
-                    return Err(syntax(start, "did not find expected digit or '.' character"));
+                    return Err(syntax(
+                        start,
+                        "did not find expected digit or '.' character",
+                    ));
                 }
                 self.skip();
                 let minor = self.scan_version_number(start)?;
@@ -938,7 +990,10 @@ impl<'a> Scanner<'a> {
                 }
                 let prefix = self.scan_tag_uri(true, "", start)?;
                 if !self.is_blankz(0) {
-                    return Err(syntax(start, "did not find expected whitespace or line break"));
+                    return Err(syntax(
+                        start,
+                        "did not find expected whitespace or line break",
+                    ));
                 }
                 Tok::TagDirective { handle, prefix }
             }
@@ -1037,7 +1092,10 @@ impl<'a> Scanner<'a> {
         let mut bytes = Vec::new();
         let mut width = 0usize;
         loop {
-            if !(self.ch(0) == b'%' && self.ch(1).is_ascii_hexdigit() && self.ch(2).is_ascii_hexdigit()) {
+            if !(self.ch(0) == b'%'
+                && self.ch(1).is_ascii_hexdigit()
+                && self.ch(2).is_ascii_hexdigit())
+            {
                 return Err(syntax(start, "did not find URI escaped octet"));
             }
             let octet = (hex_value(self.ch(1)) << 4 | hex_value(self.ch(2))) as u8;
@@ -1464,7 +1522,10 @@ impl<'a> Scanner<'a> {
             while self.is_blank(0) || self.is_break(0) {
                 if leading_blanks && self.ch(0) == b' ' {
                     // Indentation: a run of spaces in one step.
-                    let n = self.b[self.pos..].iter().take_while(|&&c| c == b' ').count();
+                    let n = self.b[self.pos..]
+                        .iter()
+                        .take_while(|&&c| c == b' ')
+                        .count();
                     self.pos += n;
                     self.mark.index += n;
                     self.mark.col += n;

@@ -12,7 +12,11 @@ fn same_answer(text: &str) -> bool {
     assert_eq!(ours, full, "fast and full readers differ on {text:?}");
     if let Ok(docs) = goyaml::documents(text) {
         if let Ok(v) = &full {
-            assert_eq!(docs.first().unwrap_or(&serde_json::Value::Null), v, "{text:?}");
+            assert_eq!(
+                docs.first().unwrap_or(&serde_json::Value::Null),
+                v,
+                "{text:?}"
+            );
         }
     }
     goyaml::fast_path_reads(text)
@@ -44,12 +48,18 @@ fn reference_yaml_reads_the_same_both_ways() {
         }
     }
     eprintln!("{} files; {fast} texts read by the fast path", files.len());
-    assert!(injected_fast > 500, "only {injected_fast} injected pods took the fast path");
+    assert!(
+        injected_fast > 500,
+        "only {injected_fast} injected pods took the fast path"
+    );
 }
 
 #[test]
 fn edge_cases_read_the_same_both_ways() {
-    let fast = support::gen::EDGE_CASES.iter().filter(|t| same_answer(t)).count();
+    let fast = support::gen::EDGE_CASES
+        .iter()
+        .filter(|t| same_answer(t))
+        .count();
     assert!(fast > 10, "only {fast} edge cases took the fast path");
 }
 

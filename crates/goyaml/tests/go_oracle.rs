@@ -125,7 +125,11 @@ impl Tally {
             self.failures.is_empty(),
             "{what}: {} disagreements with Go, first ones:\n{}",
             self.failures.len(),
-            shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n\n")
+            shown
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n\n")
         );
     }
 }
@@ -163,7 +167,13 @@ fn same(a: &Value, b: &Value) -> bool {
 
 /// Compares a reading of `text` with Go's answer (`json` for one document, `docs` for a
 /// stream).
-fn compare(tally: &mut Tally, name: &str, text: &str, ours: Result<Value, goyaml::Error>, go: &Value) {
+fn compare(
+    tally: &mut Tally,
+    name: &str,
+    text: &str,
+    ours: Result<Value, goyaml::Error>,
+    go: &Value,
+) {
     let go_value = go.get("json").or_else(|| go.get("docs")).cloned();
     match (ours, go.get("error")) {
         (Ok(v), None) => {
@@ -221,7 +231,9 @@ fn case_count() -> usize {
 fn generate<S: Strategy>(strategy: S, n: usize) -> Vec<S::Value> {
     let mut runner = TestRunner::new_with_rng(
         Config::default(),
-        proptest::test_runner::TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha),
+        proptest::test_runner::TestRng::deterministic_rng(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+        ),
     );
     (0..n)
         .map(|_| strategy.new_tree(&mut runner).unwrap().current())
@@ -235,7 +247,11 @@ fn istio_reference_and_repository_yaml_read_as_go_reads_them() {
         skip_or_fail("../shared/reference is missing");
         return;
     };
-    assert!(files.len() > 1000, "only {} reference files found", files.len());
+    assert!(
+        files.len() > 1000,
+        "only {} reference files found",
+        files.len()
+    );
     let cases: Vec<(String, String)> = files
         .into_iter()
         .map(|p| {
@@ -277,7 +293,10 @@ fn generated_yaml_reads_as_go_reads_it() {
             .map(|(i, t)| (format!("edge case #{i}"), (*t).to_owned())),
     );
     let tally = differential(bin, "generated YAML", &cases);
-    assert!(tally.agreed_values > n / 2, "too few generated texts were YAML");
+    assert!(
+        tally.agreed_values > n / 2,
+        "too few generated texts were YAML"
+    );
     tally.report("generated YAML");
 }
 
@@ -321,6 +340,11 @@ fn to_string_writes_what_go_marshal_writes() {
         failures.is_empty(),
         "{} disagreements with Go's Marshal, first ones:\n{}",
         failures.len(),
-        failures.iter().take(12).cloned().collect::<Vec<_>>().join("\n\n")
+        failures
+            .iter()
+            .take(12)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n\n")
     );
 }

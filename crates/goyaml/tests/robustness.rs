@@ -96,7 +96,9 @@ fn nesting_up_to_the_limit_reads() {
 
 #[test]
 fn billion_laughs_is_refused_as_go_refuses_it() {
-    let mut text = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    let mut text = String::from(
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
     let names: Vec<String> = (b'b'..=b'i').map(|c| (c as char).to_string()).collect();
     let mut prev = "a".to_string();
     for n in &names {
@@ -132,7 +134,10 @@ fn errors_say_where() {
     let err = goyaml::from_str("a:\n  b: \"x\\q\"\n").unwrap_err();
     assert_eq!((err.line, err.column), (2, 6), "{err}");
     let err = goyaml::from_str("a: *nope\n").unwrap_err();
-    assert_eq!((err.kind, err.line, err.column), (ErrorKind::Conversion, 1, 4));
+    assert_eq!(
+        (err.kind, err.line, err.column),
+        (ErrorKind::Conversion, 1, 4)
+    );
 }
 
 #[test]
@@ -141,7 +146,10 @@ fn writing_deep_or_unreadable_values_fails_as_go_does() {
     for _ in 0..(goyaml::MAX_DEPTH + 1) {
         v = json!([v]);
     }
-    assert_eq!(goyaml::try_to_string(&v).unwrap_err().kind, ErrorKind::TooDeep);
+    assert_eq!(
+        goyaml::try_to_string(&v).unwrap_err().kind,
+        ErrorKind::TooDeep
+    );
     assert_eq!(goyaml::to_string(&v), "");
     let long_key = json!({ "k".repeat(1023): 1 });
     assert!(goyaml::try_to_string(&long_key).is_err());

@@ -7,25 +7,153 @@ use serde_json::{Map, Number, Value};
 
 /// Scalars YAML 1.1 reads as something other than a string, or almost does.
 pub const ODD_SCALARS: &[&str] = &[
-    "yes", "no", "Yes", "NO", "on", "Off", "y", "n", "Y", "N", "true", "False", "TRUE", "~",
-    "null", "Null", "NULL", "", "0777", "0o17", "0x1F", "0X1f", "0b101", "-0b11", "0b-1",
-    "1_000", "1e3", "1E3", "1e-3", "1.5e+10", ".5", "+.5", "-.5", "5.", "1.", "08", "09.5",
-    ".inf", "-.inf", "+.Inf", ".nan", ".NaN", ".Nan", "1e999", "-0", "+1", "-1", "0",
-    "00", "9223372036854775807", "9223372036854775808", "18446744073709551615",
-    "18446744073709551616", "-9223372036854775808", "-9223372036854775809", "1.0",
-    "123456789.123", "2001-12-14", "2001-12-14t21:59:43.10-05:00", "12:30:00", "1:20",
-    "190:20:30", "<<", "=", "0.1", "3.14159265358979", "1e21", "100000000000000000000",
-    "1_0.5", "._5", ".2_2", ".2__2", "4.041700526150706e+17", "-2.4339865399391867e18", "0x_1F", "yes please", "on-off", "+", "-", ".", "..", "~~", "nulls",
-    "0xGG", "0b2", "1__2", "_1", "1_", "0.0", "-0.0", "1e+", "1e", "e3", "0e0",
+    "yes",
+    "no",
+    "Yes",
+    "NO",
+    "on",
+    "Off",
+    "y",
+    "n",
+    "Y",
+    "N",
+    "true",
+    "False",
+    "TRUE",
+    "~",
+    "null",
+    "Null",
+    "NULL",
+    "",
+    "0777",
+    "0o17",
+    "0x1F",
+    "0X1f",
+    "0b101",
+    "-0b11",
+    "0b-1",
+    "1_000",
+    "1e3",
+    "1E3",
+    "1e-3",
+    "1.5e+10",
+    ".5",
+    "+.5",
+    "-.5",
+    "5.",
+    "1.",
+    "08",
+    "09.5",
+    ".inf",
+    "-.inf",
+    "+.Inf",
+    ".nan",
+    ".NaN",
+    ".Nan",
+    "1e999",
+    "-0",
+    "+1",
+    "-1",
+    "0",
+    "00",
+    "9223372036854775807",
+    "9223372036854775808",
+    "18446744073709551615",
+    "18446744073709551616",
+    "-9223372036854775808",
+    "-9223372036854775809",
+    "1.0",
+    "123456789.123",
+    "2001-12-14",
+    "2001-12-14t21:59:43.10-05:00",
+    "12:30:00",
+    "1:20",
+    "190:20:30",
+    "<<",
+    "=",
+    "0.1",
+    "3.14159265358979",
+    "1e21",
+    "100000000000000000000",
+    "1_0.5",
+    "._5",
+    ".2_2",
+    ".2__2",
+    "4.041700526150706e+17",
+    "-2.4339865399391867e18",
+    "0x_1F",
+    "yes please",
+    "on-off",
+    "+",
+    "-",
+    ".",
+    "..",
+    "~~",
+    "nulls",
+    "0xGG",
+    "0b2",
+    "1__2",
+    "_1",
+    "1_",
+    "0.0",
+    "-0.0",
+    "1e+",
+    "1e",
+    "e3",
+    "0e0",
 ];
 
 const WORDS: &[&str] = &[
-    "a", "b", "key", "name", "istio-proxy", "sidecar.istio.io/inject", "15090", "http-envoy-prom",
-    "x y", "with: colon", "hash #tag", "a#b", "a:b", "- dash", "? q", "[x]", "{y}", "a,b", "it's",
-    "say \"hi\"", "back\\slash", "tab\there", "ünïcödé", "日本", "emoji 🎉", " lead", "trail ",
-    "@at", "`tick", "%pct", "!bang", "&amp", "*star", "|pipe", ">gt", "'q'", "\"dq\"", "a: b: c",
-    "--- x", "... y", "k: v\nk2: v2", "line1\nline2", "para1\n\npara2", "trailing\n", "two\n\n",
-    "\nlead", "  indented\nlines", "a\tb\nc", "\u{85}nel", "ls\u{2028}ps\u{2029}",
+    "a",
+    "b",
+    "key",
+    "name",
+    "istio-proxy",
+    "sidecar.istio.io/inject",
+    "15090",
+    "http-envoy-prom",
+    "x y",
+    "with: colon",
+    "hash #tag",
+    "a#b",
+    "a:b",
+    "- dash",
+    "? q",
+    "[x]",
+    "{y}",
+    "a,b",
+    "it's",
+    "say \"hi\"",
+    "back\\slash",
+    "tab\there",
+    "ünïcödé",
+    "日本",
+    "emoji 🎉",
+    " lead",
+    "trail ",
+    "@at",
+    "`tick",
+    "%pct",
+    "!bang",
+    "&amp",
+    "*star",
+    "|pipe",
+    ">gt",
+    "'q'",
+    "\"dq\"",
+    "a: b: c",
+    "--- x",
+    "... y",
+    "k: v\nk2: v2",
+    "line1\nline2",
+    "para1\n\npara2",
+    "trailing\n",
+    "two\n\n",
+    "\nlead",
+    "  indented\nlines",
+    "a\tb\nc",
+    "\u{85}nel",
+    "ls\u{2028}ps\u{2029}",
 ];
 
 #[derive(Clone, Debug)]
@@ -73,7 +201,11 @@ struct Dice {
 
 impl Dice {
     fn roll(&mut self, n: u8) -> u8 {
-        let r = self.rolls.get(self.at % self.rolls.len().max(1)).copied().unwrap_or(0);
+        let r = self
+            .rolls
+            .get(self.at % self.rolls.len().max(1))
+            .copied()
+            .unwrap_or(0);
         self.at += 1;
         if n == 0 {
             0
@@ -128,7 +260,7 @@ fn single_quoted(s: &str) -> String {
 
 fn scalar(s: &str, flow: bool, d: &mut Dice) -> String {
     match d.roll(6) {
-        0 | 1 | 2 if plain_ok(s, flow) => s.to_owned(),
+        0..=2 if plain_ok(s, flow) => s.to_owned(),
         3 if !s.contains(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}']) => single_quoted(s),
         _ => double_quoted(s, d),
     }
@@ -167,12 +299,20 @@ fn block_scalar(s: &str, indent: usize, d: &mut Dice) -> Option<String> {
     } else {
         String::new()
     };
-    let mut out = format!("{}{indicator}{chomp}{}\n", if folded { ">" } else { "|" }, comment(d));
+    let mut out = format!(
+        "{}{indicator}{chomp}{}\n",
+        if folded { ">" } else { "|" },
+        comment(d)
+    );
     if folded {
         // Words on separate lines fold back into single spaces.
         let mut line = String::new();
         for w in body.split(' ') {
-            if !line.is_empty() && line.len() + w.len() > 20 && !w.is_empty() && !line.ends_with(' ') {
+            if !line.is_empty()
+                && line.len() + w.len() > 20
+                && !w.is_empty()
+                && !line.ends_with(' ')
+            {
                 out.push_str(&format!("{pad}{line}\n"));
                 line.clear();
             } else if !line.is_empty() {
@@ -348,9 +488,9 @@ pub fn yaml_text() -> impl Strategy<Value = String> {
 }
 
 const INSERTS: &[&str] = &[
-    " ", "  ", "\t", "\n", ":", ": ", "-", "- ", "#", " #", "'", "\"", "[", "]", "{", "}", ",", "?",
-    "? ", "&a ", "*a", "!", "!!str ", "!!int ", "|", ">", "%", "@", "---", "...", "<<: ", "\\",
-    "\r\n", "~", "0x", "\u{FEFF}", "é",
+    " ", "  ", "\t", "\n", ":", ": ", "-", "- ", "#", " #", "'", "\"", "[", "]", "{", "}", ",",
+    "?", "? ", "&a ", "*a", "!", "!!str ", "!!int ", "|", ">", "%", "@", "---", "...", "<<: ",
+    "\\", "\r\n", "~", "0x", "\u{FEFF}", "é",
 ];
 
 /// A generated YAML text with a few random edits (inserted indicators, deleted or
@@ -358,12 +498,23 @@ const INSERTS: &[&str] = &[
 pub fn mutated_yaml_text() -> impl Strategy<Value = String> {
     (
         yaml_text(),
-        prop::collection::vec((0u8..4, any::<prop::sample::Index>(), prop::sample::select(INSERTS)), 1..4),
+        prop::collection::vec(
+            (
+                0u8..4,
+                any::<prop::sample::Index>(),
+                prop::sample::select(INSERTS),
+            ),
+            1..4,
+        ),
     )
         .prop_map(|(text, edits)| {
             let mut chars: Vec<char> = text.chars().collect();
             for (op, at, ins) in edits {
-                let i = if chars.is_empty() { 0 } else { at.index(chars.len()) };
+                let i = if chars.is_empty() {
+                    0
+                } else {
+                    at.index(chars.len())
+                };
                 match op {
                     0 | 1 => {
                         for (k, c) in ins.chars().enumerate() {
@@ -374,8 +525,14 @@ pub fn mutated_yaml_text() -> impl Strategy<Value = String> {
                         chars.remove(i);
                     }
                     _ => {
-                        let start = chars[..i].iter().rposition(|&c| c == '\n').map_or(0, |p| p + 1);
-                        let end = chars[i..].iter().position(|&c| c == '\n').map_or(chars.len(), |p| i + p + 1);
+                        let start = chars[..i]
+                            .iter()
+                            .rposition(|&c| c == '\n')
+                            .map_or(0, |p| p + 1);
+                        let end = chars[i..]
+                            .iter()
+                            .position(|&c| c == '\n')
+                            .map_or(chars.len(), |p| i + p + 1);
                         let line: Vec<char> = chars[start..end].to_vec();
                         for (k, c) in line.into_iter().enumerate() {
                             chars.insert(end + k, c);
