@@ -53,8 +53,8 @@ struct Fast<'a> {
 enum Token {
     BlockEntry,
     Scalar,
-    EmptySequence,
-    EmptyMapping,
+    /// `[` or `{`.
+    Flow,
     BlockScalar(bool),
     Other,
 }
@@ -96,16 +96,13 @@ impl<'a> Fast<'a> {
         let blank_after = |k| self.s.is_blankz(k);
         match c {
             b'-' if blank_after(1) => Token::BlockEntry,
-            b'[' if self.s.ch(1) == b']' && blank_after(2) => Token::EmptySequence,
-            b'{' if self.s.ch(1) == b'}' && blank_after(2) => Token::EmptyMapping,
+            b'[' | b'{' => Token::Flow,
             b'|' => Token::BlockScalar(true),
             b'>' => Token::BlockScalar(false),
             b'\'' | b'"' => Token::Scalar,
             b'?' | b':' if blank_after(1) => Token::Other,
             b'-' | b'?' | b':' => Token::Scalar,
-            b',' | b'[' | b']' | b'{' | b'}' | b'#' | b'&' | b'*' | b'!' | b'%' | b'@' | b'`' => {
-                Token::Other
-            }
+            b',' | b']' | b'}' | b'#' | b'&' | b'*' | b'!' | b'%' | b'@' | b'`' => Token::Other,
             _ if self.s.is_blankz(0) => Token::Other,
             _ => Token::Scalar,
         }
@@ -271,22 +268,129 @@ impl<'a> Fast<'a> {
                 let value = Value::String(self.s.scan_block_scalar(literal).ok()?.0);
                 self.after_value(value, line)
             }
-            Token::EmptySequence => {
-                let value = self.empty(Value::Array(Vec::new()));
-                self.after_value(value, line)
-            }
-            Token::EmptyMapping => {
-                let value = self.empty(Value::Object(serde_json::Map::new()));
-                self.after_value(value, line)
+            Token::Flow => {
+                let value = self.flow_collection()?;
+                let end_line = self.line();
+                self.after_value(value, end_line)
             }
             Token::BlockEntry | Token::Other => None,
         }
     }
 
-    fn empty(&mut self, v: Value) -> Value {
+    /// Spaces, comments and line breaks inside a flow collection.
+    fn skip_in_flow(&mut self) -> Option<()> {
+        self.skip_to_token()?;
+        (!self.s.is_z(0)).then_some(())
+    }
+
+    /// A flow collection (`[a, b]`, `{k: v, ...}`, over lines if need be) with plain and
+    /// quoted scalars and nested flow collections; the cursor just after its closing
+    /// bracket.
+    fn flow_collection(&mut self) -> Option<Value> {
+        self.enter()?;
+        let open = self.s.ch(0);
         self.s.skip();
+        let value = if open == b'[' {
+            let mut items = Vec::new();
+            loop {
+                self.skip_in_flow()?;
+                if self.s.ch(0) == b']' {
+                    break;
+                }
+                items.push(self.flow_value()?);
+                self.skip_in_flow()?;
+                match self.s.ch(0) {
+                    b',' => self.s.skip(),
+                    b']' => break,
+                    _ => return None,
+                }
+            }
+            Value::Array(items)
+        } else {
+            let mut state = MapState::default();
+            loop {
+                self.skip_in_flow()?;
+                if self.s.ch(0) == b'}' {
+                    break;
+                }
+                let (key, go_key) = self.flow_key()?;
+                self.skip_in_flow()?;
+                let value = if matches!(self.s.ch(0), b',' | b'}') {
+                    Value::Null
+                } else {
+                    self.flow_value()?
+                };
+                insert(&mut state, key, go_key, value, None, Mark::default()).ok()?;
+                self.skip_in_flow()?;
+                match self.s.ch(0) {
+                    b',' => self.s.skip(),
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+            Value::Object(state.map)
+        };
         self.s.skip();
-        v
+        self.depth -= 1;
+        Some(value)
+    }
+
+    /// A plain or quoted scalar in flow context, as the scanner reads it there.
+    fn flow_scalar(&mut self) -> Option<(Cow<'a, str>, bool, usize)> {
+        let line = self.line();
+        match self.s.ch(0) {
+            q @ (b'\'' | b'"') => {
+                let text = self.s.scan_flow_scalar(q == b'\'').ok()?;
+                Some((text, true, line))
+            }
+            // In flow context `?` and `:` are always indicators.
+            b'-' if !self.s.is_blankz(1) => self.flow_plain(line),
+            b',' | b'[' | b']' | b'{' | b'}' | b'#' | b'&' | b'*' | b'!' | b'|' | b'>' | b'%'
+            | b'@' | b'`' | b'-' | b'?' | b':' => None,
+            _ => self.flow_plain(line),
+        }
+    }
+
+    fn flow_plain(&mut self, line: usize) -> Option<(Cow<'a, str>, bool, usize)> {
+        self.s.flow_level = 1;
+        let scanned = self.s.scan_plain_scalar();
+        self.s.flow_level = 0;
+        Some((scanned.ok()?.0, false, line))
+    }
+
+    /// A key of a flow mapping: a scalar on one line, then `:` (after a quoted key, right
+    /// after it; after a plain one, with a blank).
+    fn flow_key(&mut self) -> Option<(String, GoKey)> {
+        let (text, quoted, line) = self.flow_scalar()?;
+        if self.line() != line || self.s.ch(0) != b':' || text.len() > 1000 {
+            return None;
+        }
+        if !quoted && !self.s.is_blankz(1) {
+            return None;
+        }
+        self.s.skip();
+        if quoted {
+            return Some((text.into_owned(), GoKey::Str));
+        }
+        if text == "<<" {
+            return None;
+        }
+        let r = resolve::plain(&text);
+        Some((resolve::key_string(r, &text)?, GoKey::of(r)))
+    }
+
+    /// A value in a flow collection: a scalar (not followed by `:`: single-pair mappings in
+    /// sequences are left to the full reader) or a nested collection.
+    fn flow_value(&mut self) -> Option<Value> {
+        if matches!(self.s.ch(0), b'[' | b'{') {
+            return self.flow_collection();
+        }
+        let (text, quoted, _) = self.flow_scalar()?;
+        self.skip_in_flow()?;
+        if self.s.ch(0) == b':' {
+            return None;
+        }
+        Self::scalar_value(text, quoted)
     }
 
     /// A node starting on a line of its own at a column deeper than its parent's `indent`.
@@ -304,9 +408,7 @@ impl<'a> Fast<'a> {
                     }
                 }
             }
-            Token::BlockScalar(_) | Token::EmptySequence | Token::EmptyMapping => {
-                self.inline_value(indent)
-            }
+            Token::BlockScalar(_) | Token::Flow => self.inline_value(indent),
             Token::Other => None,
         }
     }

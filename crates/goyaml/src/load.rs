@@ -9,7 +9,7 @@ use crate::scan::{Mark, Scanner, Style, Tok, Token};
 use crate::MAX_DEPTH;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 type Res<T> = Result<T, Error>;
 
@@ -581,8 +581,9 @@ pub(crate) struct Poison {
     /// The node itself cannot be converted (a seq holding a refused value, a map with a
     /// refused key).
     whole: Option<Error>,
-    /// For a mapping: keys whose current value is refused (a later duplicate may replace it).
-    keys: HashMap<String, Error>,
+    /// For a mapping: keys whose current value is refused (a later duplicate may replace it);
+    /// ordered, so that the error reported is always the same one.
+    keys: BTreeMap<String, Error>,
 }
 
 impl Poison {
@@ -885,7 +886,7 @@ impl<'a> Builder<'a> {
                         poison: poisoned.map(|e| {
                             Box::new(Poison {
                                 whole: Some(e),
-                                keys: HashMap::new(),
+                                keys: BTreeMap::new(),
                             })
                         }),
                         decodes,
@@ -1070,7 +1071,7 @@ fn into_value(node: Node<'_>) -> Res<(Value, Option<Box<Poison>>)> {
                     Value::Null,
                     Some(Box::new(Poison {
                         whole: Some(e),
-                        keys: HashMap::new(),
+                        keys: BTreeMap::new(),
                     })),
                 ));
             }
@@ -1208,7 +1209,7 @@ fn merge_one(
             p.keys.get(&k).map(|e| {
                 Box::new(Poison {
                     whole: Some(e.clone()),
-                    keys: HashMap::new(),
+                    keys: BTreeMap::new(),
                 })
             })
         });

@@ -90,7 +90,7 @@ pub struct Scanner<'a> {
     token_available: bool,
     stream_start_produced: bool,
     stream_end_produced: bool,
-    flow_level: usize,
+    pub(crate) flow_level: usize,
     pub(crate) indent: isize,
     indents: Vec<isize>,
     simple_key_allowed: bool,

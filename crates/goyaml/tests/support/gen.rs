@@ -349,7 +349,13 @@ fn flow(t: &Tree, d: &mut Dice) -> String {
                 .iter()
                 .map(|(k, v)| format!("{}: {}", scalar(k, true, d), flow(v, d)))
                 .collect();
-            format!("{{{}}}", parts.join(", "))
+            if d.one_in(3) {
+                // As Istio's templates write annotations: one entry a line, trailing comma.
+                let body: String = parts.iter().map(|p| format!("\n    {p},")).collect();
+                format!("{{{body}\n  }}")
+            } else {
+                format!("{{{}}}", parts.join(", "))
+            }
         }
     }
 }
