@@ -21,7 +21,7 @@ pub fn to_string(value: &Value) -> String {
 pub fn try_to_string(value: &Value) -> Result<String, Error> {
     check(value, 0)?;
     let mut e = Emitter {
-        out: String::new(),
+        out: String::with_capacity(1024),
         column: 0,
         indent: -1,
         indents: Vec::new(),
@@ -50,24 +50,31 @@ fn check(value: &Value, depth: usize) -> Result<(), Error> {
         ));
     }
     match value {
-        Value::String(s) if s.chars().any(unreadable) => {
-            refuse("control characters are not allowed")
-        }
+        Value::String(s) if has_unreadable(s) => refuse("control characters are not allowed"),
         Value::String(s) if read_back(s).is_none() => {
             refuse("a string go-yaml cannot read back (a document marker after NEL)")
         }
         Value::Array(items) => items.iter().try_for_each(|v| check(v, depth + 1)),
         Value::Object(map) => map.iter().try_for_each(|(k, v)| {
-            if k.chars().any(unreadable) {
+            if has_unreadable(k) {
                 return refuse("control characters are not allowed");
             }
-            if json_escaped_chars(k) + 2 > 1024 || k.contains('\u{85}') {
+            // At most six characters for each byte once escaped.
+            let long = k.len() > 170 && json_escaped_chars(k) + 2 > 1024;
+            if long || (!k.is_ascii() && k.contains('\u{85}')) {
                 return refuse("mapping key that go-yaml cannot read back as a simple key");
             }
             check(v, depth + 1)
         }),
         _ => Ok(()),
     }
+}
+
+fn has_unreadable(s: &str) -> bool {
+    if s.is_ascii() {
+        return s.as_bytes().contains(&0x7F);
+    }
+    s.chars().any(unreadable)
 }
 
 /// Characters go-yaml's reader refuses that `encoding/json` writes as they are.
@@ -80,7 +87,7 @@ fn unreadable(c: char) -> bool {
 /// with the spaces around it. `None` when that text is not YAML at all (a document marker
 /// after the break).
 fn read_back(s: &str) -> Option<std::borrow::Cow<'_, str>> {
-    if !s.contains('\u{85}') {
+    if s.is_ascii() || !s.contains('\u{85}') {
         return Some(s.into());
     }
     let mut quoted = String::with_capacity(s.len() + 2);
@@ -147,6 +154,39 @@ struct Analysis {
     block_allowed: bool,
 }
 
+/// Bytes that make no difference to how a scalar may be written, wherever they stand:
+/// ASCII letters, digits and `-` `_` `.` `/` `=` `+` `~` `$` `^` `(` `)` `;` `<` `\\`.
+/// (A leading `-` only matters before a blank or alone; `---`, `...` and `-` are checked
+/// apart.)
+const QUIET: [bool; 256] = quiet_table();
+
+const fn quiet_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'_'
+                    | b'.'
+                    | b'/'
+                    | b'='
+                    | b'+'
+                    | b'~'
+                    | b'$'
+                    | b'^'
+                    | b'('
+                    | b')'
+                    | b';'
+                    | b'<'
+                    | b'\\'
+            );
+        c += 1;
+    }
+    t
+}
+
 /// libyaml's `is_printable` on a character (as go-yaml v2 has it: no 4-byte characters).
 fn is_printable(c: char) -> bool {
     let u = c as u32;
@@ -190,10 +230,20 @@ fn analyze(value: &str) -> Analysis {
         block_indicators = true;
         flow_indicators = true;
     }
+    if !block_indicators && value != "-" && value.bytes().all(|b| QUIET[usize::from(b)]) {
+        // Letters, digits and punctuation that is never an indicator here: plain anywhere.
+        return Analysis {
+            multiline: false,
+            flow_plain_allowed: true,
+            block_plain_allowed: true,
+            single_quoted_allowed: true,
+            block_allowed: true,
+        };
+    }
     let mut preceded_by_whitespace = true;
-    let chars: Vec<char> = value.chars().collect();
-    for (i, &c) in chars.iter().enumerate() {
-        let next = chars.get(i + 1).copied();
+    let mut chars = value.chars().enumerate().peekable();
+    while let Some((i, c)) = chars.next() {
+        let next = chars.peek().map(|&(_, n)| n);
         let followed_by_whitespace = next.is_none_or(|n| is_blank(n) || is_break(n));
         if i == 0 {
             match c {
@@ -233,7 +283,7 @@ fn analyze(value: &str) -> Analysis {
         if !is_printable(c) {
             special_characters = true;
         }
-        let last = i + 1 == chars.len();
+        let last = next.is_none();
         if c == ' ' {
             if i == 0 {
                 leading_space = true;
@@ -512,14 +562,23 @@ fn number_text(n: &Number) -> String {
 /// go-yaml v2's order of string keys (`keyList.Less`): runs of digits compare as numbers,
 /// letters after other characters.
 fn key_less(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return runes_less(a.as_bytes(), b.as_bytes());
+    }
     let ar: Vec<char> = a.chars().collect();
     let br: Vec<char> = b.chars().collect();
+    runes_less(&ar, &br)
+}
+
+/// `keyList.Less` on two strings' runes (bytes when both are ASCII).
+fn runes_less<T: Copy + Into<u32> + PartialEq + PartialOrd>(ar: &[T], br: &[T]) -> bool {
+    let rune = |c: T| char::from_u32(c.into()).unwrap_or('\0');
     for i in 0..ar.len().min(br.len()) {
         if ar[i] == br[i] {
             continue;
         }
-        let al = is_letter(ar[i]);
-        let bl = is_letter(br[i]);
+        let al = is_letter(rune(ar[i]));
+        let bl = is_letter(rune(br[i]));
         if al && bl {
             return ar[i] < br[i];
         }
@@ -527,25 +586,26 @@ fn key_less(a: &str, b: &str) -> bool {
             return bl;
         }
         let (mut an, mut bn) = (0i64, 0i64);
-        if ar[i] == '0' || br[i] == '0' {
+        if rune(ar[i]) == '0' || rune(br[i]) == '0' {
             let mut j = i;
-            while j > 0 && is_digit(ar[j - 1]) {
+            while j > 0 && is_digit(rune(ar[j - 1])) {
                 j -= 1;
-                if ar[j] != '0' {
+                if rune(ar[j]) != '0' {
                     an = 1;
                     bn = 1;
                     break;
                 }
             }
         }
+        let digit_value = |c: T| i64::from(c.into()) - i64::from(u32::from('0'));
         let mut ai = i;
-        while ai < ar.len() && is_digit(ar[ai]) {
-            an = an.wrapping_mul(10).wrapping_add(ar[ai] as i64 - '0' as i64);
+        while ai < ar.len() && is_digit(rune(ar[ai])) {
+            an = an.wrapping_mul(10).wrapping_add(digit_value(ar[ai]));
             ai += 1;
         }
         let mut bi = i;
-        while bi < br.len() && is_digit(br[bi]) {
-            bn = bn.wrapping_mul(10).wrapping_add(br[bi] as i64 - '0' as i64);
+        while bi < br.len() && is_digit(rune(br[bi])) {
+            bn = bn.wrapping_mul(10).wrapping_add(digit_value(br[bi]));
             bi += 1;
         }
         if an != bn {
@@ -801,12 +861,12 @@ impl Emitter {
         if !self.whitespace {
             self.put(' ');
         }
-        let chars: Vec<char> = value.chars().collect();
         let mut spaces = false;
         let mut breaks = false;
-        for (i, &c) in chars.iter().enumerate() {
+        let mut chars = value.chars().peekable();
+        while let Some(c) = chars.next() {
             if c == ' ' {
-                let next_space = chars.get(i + 1) == Some(&' ');
+                let next_space = chars.peek() == Some(&' ');
                 if allow_breaks && !spaces && self.column > BEST_WIDTH && !next_space {
                     self.write_indent();
                 } else {
@@ -836,18 +896,18 @@ impl Emitter {
 
     fn write_single_quoted(&mut self, value: &str, allow_breaks: bool) {
         self.write_indicator("'", true, false, false);
-        let chars: Vec<char> = value.chars().collect();
         let mut spaces = false;
         let mut breaks = false;
-        for (i, &c) in chars.iter().enumerate() {
+        let mut chars = value.chars().enumerate().peekable();
+        while let Some((i, c)) = chars.next() {
             if c == ' ' {
-                let next_space = chars.get(i + 1) == Some(&' ');
+                let next = chars.peek().map(|&(_, n)| n);
                 if allow_breaks
                     && !spaces
                     && self.column > BEST_WIDTH
                     && i > 0
-                    && i + 1 < chars.len()
-                    && !next_space
+                    && next.is_some()
+                    && next != Some(' ')
                 {
                     self.write_indent();
                 } else {
