@@ -64,7 +64,7 @@ fn edge_cases_read_the_same_both_ways() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(600))]
 
     #[test]
     fn generated_yaml_reads_the_same_both_ways(text in support::gen::yaml_text()) {
