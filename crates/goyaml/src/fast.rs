@@ -1,12 +1,13 @@
 //! The fast reader: one pass from text to values for the YAML that templates and manifests
-//! are made of (block mappings with simple keys, block sequences, scalars, `[]` and `{}`),
-//! without the token queue and events of the full reader. Scalars are scanned by the full
-//! reader's own scanner code; the block structure follows libyaml's rules for that subset
-//! (a mapping's keys at its column, a sequence's dashes at its column or at its parent
-//! key's). Anything else — flow collections, anchors, tags, `?` keys, directives, document
-//! markers, tabs, odd line breaks, values JSON cannot hold, and every error — makes it give
-//! up (`None`), and the full reader reads the text. Tests hold both readers to the same
-//! answers.
+//! are made of (block mappings with simple keys, block sequences, flow collections of
+//! scalars and flow collections, plain / quoted / block scalars), without the token queue and
+//! events of the full reader. Scalars are scanned by the full reader's own scanner code; the
+//! structure follows libyaml's rules for that subset (a mapping's keys at its column, a
+//! sequence's dashes at its column or at its parent key's, flow entries between `,`).
+//! Anything else — anchors, tags, `?` keys, single-pair mappings in flow sequences,
+//! directives, document markers, tabs, odd line breaks, values JSON cannot hold, and every
+//! error — makes it give up (`None`), and the full reader reads the text. Tests hold both
+//! readers to the same answers.
 
 use crate::gofloat;
 use crate::load::{insert, GoKey, MapState};
