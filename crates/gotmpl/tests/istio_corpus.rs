@@ -90,7 +90,7 @@ fn render_expecting(
 ) -> Result<J, String> {
     let t = Template::parse("inject", src, funcs).map_err(|e| e.to_string())?;
     let out = t.render(data).map_err(|e| e.to_string())?;
-    let doc: J = serde_yaml::from_str(&out).map_err(|e| format!("not YAML: {e}\n{out}"))?;
+    let doc: J = goyaml::from_str(&out).map_err(|e| format!("not YAML: {e}\n{out}"))?;
     if container(&doc["spec"], container_name).is_none() {
         return Err(format!("no {container_name} container in:\n{out}"));
     }
@@ -265,10 +265,11 @@ fn compare_rendered(
 ) -> Result<usize, String> {
     let rendered = render(funcs, src, data)?;
     let text = std::fs::read_to_string(version.join("inject/hello.yaml.injected")).unwrap();
-    let golden_doc = serde_yaml::Deserializer::from_str(&text)
+    let golden_doc = goyaml::documents(&text)
+        .map_err(|e| e.to_string())?
+        .into_iter()
         .next()
-        .map(|d| <J as serde::Deserialize>::deserialize(d).map_err(|e| e.to_string()))
-        .ok_or("empty golden")??;
+        .ok_or("empty golden")?;
     let golden_spec = &golden_doc["spec"]["template"]["spec"];
     let mut compared = 0;
     let mut diffs = Vec::new();
@@ -439,8 +440,7 @@ fn workload_pod(doc: &J) -> Option<J> {
 
 fn first_doc(path: &Path) -> Option<J> {
     let text = std::fs::read_to_string(path).ok()?;
-    let doc = serde_yaml::Deserializer::from_str(&text).next()?;
-    <J as serde::Deserialize>::deserialize(doc).ok()
+    goyaml::documents(&text).ok()?.into_iter().next()
 }
 
 /// Every golden whose settings we have (1.22–1.24: committed in `inputs/`; later: the cases
@@ -500,7 +500,7 @@ fn goldens_rendered_with_their_committed_settings() {
                 .map_err(|e| e.to_string())
                 .and_then(|t| t.render(&data).map_err(|e| e.to_string()))
             {
-                Ok(out) => serde_yaml::from_str::<J>(&out).map_err(|e| e.to_string()),
+                Ok(out) => goyaml::from_str(&out).map_err(|e| e.to_string()),
                 Err(e) => Err(e),
             };
             let rendered = match rendered {

@@ -148,12 +148,12 @@ fn json_and_yaml() {
         ("{{ protoToJSON .PC }}", r#"{"concurrency":2}"#),
         (
             "{{ toYaml .Values.res }}",
-            "limits:\n  cpu: '2'\n  memory: 1024\nrequests:\n  cpu: 100m\n",
+            "limits:\n  cpu: \"2\"\n  memory: 1024\nrequests:\n  cpu: 100m\n",
         ),
         ("{{ toYaml .Values.nothing }}", "null\n"),
         (
             "{{ toYaml .Values.res | indent 4 }}",
-            "limits:\n      cpu: '2'\n      memory: 1024\n    requests:\n      cpu: 100m\n    ",
+            "limits:\n      cpu: \"2\"\n      memory: 1024\n    requests:\n      cpu: 100m\n    ",
         ),
         ("{{ toYaml (omitNil .Values.withNil) }}", "d:\n- 1\n"),
         (

@@ -8,7 +8,7 @@ use std::path::Path;
 
 pub fn yaml_file(path: &Path) -> J {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    goyaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// `mesh.DefaultProxyConfig()` as protobuf JSON (read from the versions' `mesh/mesh.go`).
@@ -57,7 +57,7 @@ pub fn chart_values(version: &Path) -> J {
 /// The first Deployment of `inject/hello.yaml`.
 pub fn hello_deployment(version: &Path) -> J {
     let text = std::fs::read_to_string(version.join("inject/hello.yaml")).unwrap();
-    serde_yaml::from_str(&text).unwrap()
+    goyaml::from_str(&text).unwrap()
 }
 
 /// `SidecarTemplateData` for the deployment's pod, as istiod builds it for kube-inject.
