@@ -11,6 +11,7 @@ mod metadata;
 pub mod overrides;
 mod patch;
 mod probes;
+pub mod strategic;
 mod workload;
 
 use crate::core::labels::NamespaceLabels;
