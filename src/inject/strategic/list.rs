@@ -115,12 +115,12 @@ fn merge_scalars(
     let original_keys: Vec<GoKey> = original.iter().map(GoKey::of).collect();
     let server = FirstIndex::new(&original_keys);
     if server.distinct() != original.len() {
-        // Go deduplicates `append(original, patch...)` in place; when that append did not
-        // reallocate (it depends on the decoded slice's spare capacity), the swaps rewrite
-        // the original that later orders the result.
+        // Go deduplicates `append(original, patch...)` in place by swaps; when that append did
+        // not reallocate (it depends on the decoded slice's spare capacity) or the patch is
+        // empty, the swaps rewrite the original that later orders the result.
         return Err(StrategicError::GoUndefined {
             path: path.to_string(),
-            reason: "the pod's list repeats a value, and Go's order then depends on slice capacity",
+            reason: "the pod's list repeats a value; Go's order then follows in-place swaps through a slice that may share the pod's, depending on its capacity",
         });
     }
     let patch_keys: Vec<GoKey> = patch.iter().map(GoKey::of).collect();

@@ -186,7 +186,10 @@ fn containers(names: impl Iterator<Item = Value>, extra: &dyn Fn(usize) -> Value
     )
 }
 
-fn hostile_cases() -> Vec<(&'static str, Box<dyn Fn(usize) -> (Value, Value)>)> {
+/// A pod and a patch of size `n`.
+type Case = Box<dyn Fn(usize) -> (Value, Value)>;
+
+fn hostile_cases() -> Vec<(&'static str, Case)> {
     vec![
         (
             "containers half shared, each with env and ports",
