@@ -9,12 +9,12 @@
 pub mod annotations;
 pub mod decide;
 pub mod diff;
-mod overlay;
 pub mod pipeline;
 pub mod pod;
 mod postprocess;
 mod probes;
 pub mod render;
+pub mod strategic;
 mod workload;
 
 use std::borrow::Cow;

@@ -9,10 +9,10 @@ use serde_json::{Map, Value};
 use crate::core::injector::Injector;
 
 use super::annotations::{self, AnnotationError};
-use super::overlay::merge_pod;
 use super::pod::{self, INIT_NAME, PROXY_NAME, VALIDATION_NAME};
 use super::postprocess;
 use super::render::{self, PodContext, RenderError, Rendered};
+use super::strategic::merge_pod;
 
 pub const STATUS_ANNOTATION: &str = "sidecar.istio.io/status";
 pub const OVERRIDES_ANNOTATION: &str = "proxy.istio.io/overrides";

@@ -11,8 +11,8 @@ use serde_json::Value;
 use crate::core::injector::Injector;
 use crate::core::yaml;
 
-use super::overlay::merge_pod;
 use super::pod::{self, PROXY_NAME};
+use super::strategic::merge_pod;
 
 /// Which of istiod's two paths a pod takes: they differ in small ways istiod has always had
 /// (kube-inject runs only the `sidecar` template and applies the proxy config annotation to
