@@ -237,8 +237,8 @@ fn rust_table(go: &Value) -> String {
          //! `REVHOOK_SMP_WRITE_SCHEMA=1 cargo test --test strategic_merge schema` from\n\
          //! `smp-oracle schema`, and that test fails when the two differ.\n\n\
          use super::schema::{Field, Kind, Ty};\n\n\
-         const fn f(name: &'static str, ty: u16, strategy: &'static str, merge_key: &'static str) -> Field {\n    \
-         Field { name, ty, strategy, merge_key }\n}\n\n\
+         const fn f(name: &'static str, ty: u16, strategy: &'static str, merge_key: &'static str, omit_empty: bool) -> Field {\n    \
+         Field { name, ty, strategy, merge_key, omit_empty }\n}\n\n\
          #[rustfmt::skip]\npub(super) static TYPES: &[Ty] = &[\n",
     );
     for (i, t) in go.as_array().expect("types").iter().enumerate() {
@@ -250,8 +250,8 @@ fn rust_table(go: &Value) -> String {
                 for f in t["fields"].as_array().into_iter().flatten() {
                     writeln!(
                         fields,
-                        "        f({}, {}, {}, {}),",
-                        f["name"], f["type"], f["strategy"], f["mergeKey"]
+                        "        f({}, {}, {}, {}, {}),",
+                        f["name"], f["type"], f["strategy"], f["mergeKey"], f["omitEmpty"]
                     )
                     .expect("write");
                 }

@@ -254,7 +254,7 @@ fn refuse_or_admit_uninjected(policy: &Policy, deny: Deny, message: String) -> V
 
 /// The verdict that injects the revision into the target pod: the pipeline's pod, as a patch.
 fn inject(target: &Target<'_, '_>, inj: &Injector, revision: &str, raw: &str) -> Verdict {
-    let admitted: Value = match serde_json::from_str(raw) {
+    let mut admitted: Value = match serde_json::from_str(raw) {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) => return Verdict::fail(Failure::BadPod, "request.object is not an object".into()),
         Err(e) => {
@@ -264,6 +264,9 @@ fn inject(target: &Target<'_, '_>, inj: &Injector, revision: &str, raw: &str) ->
             )
         }
     };
+    // istiod works on the pod as Go decodes and encodes it; so do we, and the patch is
+    // computed from it (the fields this leaves out are zero or null: no operation needs them).
+    strategic::as_go_encodes(&mut admitted);
     let mut pod = admitted.clone();
     prepare(&mut pod, target.namespace);
     let derived;
@@ -287,8 +290,14 @@ fn inject(target: &Target<'_, '_>, inj: &Injector, revision: &str, raw: &str) ->
     };
     match pipeline::inject_pod(inj, &pod, &ctx, gotmpl::Limits::default()) {
         Ok(mut injected) => {
+            strategic::as_go_encodes(&mut injected);
             as_admitted(&admitted, &mut injected);
-            Verdict::inject(revision, diff::diff(&admitted, &injected))
+            let mut verdict = Verdict::inject(revision, diff::diff(&admitted, &injected));
+            // Injected already (the API server's reinvocation, a copied spec): nothing to say.
+            if verdict.patch.as_deref() == Some("[]") {
+                verdict.patch = None;
+            }
+            verdict
         }
         Err(PipelineError::Annotation(e)) => Verdict::deny(Deny::InvalidAnnotation, e.to_string()),
         Err(e) => Verdict::deny(

@@ -28,6 +28,12 @@ use serde_json::{Map, Value};
 
 pub use schema::{describe as describe_schema, Schema};
 
+/// The pod as istiod's Go code writes it once decoded into a `corev1.Pod` (see
+/// [`Schema::as_go_encodes`]).
+pub fn as_go_encodes(pod: &mut Value) {
+    Schema::POD.as_go_encodes(pod);
+}
+
 /// Applies `patch` (a partial Pod) to `pod` in place, as apimachinery's strategic merge does
 /// for `corev1.Pod`. A `null` patch changes nothing. On error the pod is left partly merged (as
 /// Go leaves its map): discard it.

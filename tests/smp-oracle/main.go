@@ -99,10 +99,11 @@ type typeInfo struct {
 }
 
 type fieldInfo struct {
-	Name     string `json:"name"`
-	Type     int    `json:"type"`
-	Strategy string `json:"strategy"`
-	MergeKey string `json:"mergeKey"`
+	Name      string `json:"name"`
+	Type      int    `json:"type"`
+	Strategy  string `json:"strategy"`
+	MergeKey  string `json:"mergeKey"`
+	OmitEmpty bool   `json:"omitEmpty"`
 }
 
 // describe lists every type reachable from root (id = position, root first). Field names are
@@ -130,16 +131,18 @@ func describe(root reflect.Type) []typeInfo {
 		case reflect.Struct:
 			meta := strategicpatch.PatchMetaFromStruct{T: t}
 			var fields []fieldInfo
+			omitEmpty := jsonOmitEmpty(t)
 			for _, name := range jsonNames(t) {
 				sub, pm, err := meta.LookupPatchMetadataForStruct(name)
 				if err != nil {
 					fatal(fmt.Errorf("%s.%s: %w", t, name, err))
 				}
 				fields = append(fields, fieldInfo{
-					Name:     name,
-					Type:     visit(sub.(strategicpatch.PatchMetaFromStruct).T),
-					Strategy: strings.Join(pm.GetPatchStrategies(), ","),
-					MergeKey: pm.GetPatchMergeKey(),
+					Name:      name,
+					Type:      visit(sub.(strategicpatch.PatchMetaFromStruct).T),
+					Strategy:  strings.Join(pm.GetPatchStrategies(), ","),
+					MergeKey:  pm.GetPatchMergeKey(),
+					OmitEmpty: omitEmpty[name],
 				})
 			}
 			types[id].Fields = fields
@@ -148,6 +151,36 @@ func describe(root reflect.Type) []typeInfo {
 	}
 	visit(root)
 	return types
+}
+
+// jsonOmitEmpty tells, by JSON name, which of t's fields (embedded structs flattened) carry
+// `omitempty`: encoding/json leaves them out when they hold their zero value.
+func jsonOmitEmpty(t reflect.Type) map[string]bool {
+	out := map[string]bool{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := 0; i < t.NumField(); i++ {
+			sf := t.Field(i)
+			tag := sf.Tag.Get("json")
+			name, opts, _ := strings.Cut(tag, ",")
+			ft := sf.Type
+			if ft.Name() == "" && ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if name == "" && sf.Anonymous && ft.Kind() == reflect.Struct {
+				walk(ft)
+				continue
+			}
+			if name == "" {
+				name = sf.Name
+			}
+			if _, seen := out[name]; !seen {
+				out[name] = strings.Contains(","+opts+",", ",omitempty,")
+			}
+		}
+	}
+	walk(t)
+	return out
 }
 
 // jsonNames are the names encoding/json gives t's fields, in field order (embedded structs

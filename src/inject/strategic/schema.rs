@@ -40,6 +40,8 @@ pub(super) struct Field {
     pub ty: u16,
     pub strategy: &'static str,
     pub merge_key: &'static str,
+    /// `omitempty`: encoding/json leaves the field out when it holds its zero value.
+    pub omit_empty: bool,
 }
 
 /// Why a lookup failed, in Go's terms.
@@ -133,6 +135,58 @@ impl Schema {
     }
 }
 
+impl Schema {
+    /// The pod as Go's encoding/json writes it after decoding it into these types (istiod
+    /// decodes the merged pod into a `corev1.Pod` and encodes it again): `null` fields are
+    /// left out, and so are `omitempty` fields holding their zero value (`0`, `false`, `""`,
+    /// an empty list or map). Fields the types do not have are kept as they are: a newer API
+    /// server's fields are the pod's, not revhook's to drop.
+    pub fn as_go_encodes(self, value: &mut serde_json::Value) {
+        use serde_json::Value;
+        match (&self.ty().kind, value) {
+            (Kind::Pointer(elem), v) => Schema(*elem).as_go_encodes(v),
+            (Kind::Struct(fields), Value::Object(map)) => {
+                map.retain(|key, v| {
+                    let Some(field) = fields
+                        .iter()
+                        .find(|f| f.name == key)
+                        .or_else(|| fields.iter().find(|f| go_fold_equal(f.name, key)))
+                    else {
+                        return true;
+                    };
+                    Schema(field.ty).as_go_encodes(v);
+                    !(v.is_null() || (field.omit_empty && Schema(field.ty).is_go_zero(v)))
+                });
+            }
+            (Kind::Slice(elem) | Kind::Array(elem), Value::Array(items)) => {
+                for item in items {
+                    Schema(*elem).as_go_encodes(item);
+                }
+            }
+            (Kind::Map(elem), Value::Object(map)) => {
+                for v in map.values_mut() {
+                    Schema(*elem).as_go_encodes(v);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether `v` is the zero value of this type as `omitempty` sees it (pointers, structs
+    /// and unknown shapes never are).
+    fn is_go_zero(self, v: &serde_json::Value) -> bool {
+        use serde_json::Value;
+        match (&self.ty().kind, v) {
+            (Kind::Leaf(_), Value::String(s)) => s.is_empty(),
+            (Kind::Leaf(_), Value::Bool(b)) => !b,
+            (Kind::Leaf(_), Value::Number(n)) => n.as_f64() == Some(0.0),
+            (Kind::Slice(_) | Kind::Map(_), Value::Array(a)) => a.is_empty(),
+            (Kind::Map(_), Value::Object(m)) => m.is_empty(),
+            _ => false,
+        }
+    }
+}
+
 /// The table as JSON, in the shape `tests/smp-oracle schema` prints from Go's reflection, so
 /// a test can hold the two side by side.
 #[doc(hidden)]
@@ -156,7 +210,7 @@ pub fn describe() -> serde_json::Value {
         if let Kind::Struct(fields) = ty.kind {
             if !fields.is_empty() {
                 let fields = fields.iter().map(|f| {
-                    json!({"name": f.name, "type": f.ty, "strategy": f.strategy, "mergeKey": f.merge_key})
+                    json!({"name": f.name, "type": f.ty, "strategy": f.strategy, "mergeKey": f.merge_key, "omitEmpty": f.omit_empty})
                 });
                 out.insert("fields".into(), Value::Array(fields.collect()));
             }
@@ -201,6 +255,41 @@ mod tests {
         assert!(!go_fold_equal("spec", "specs"));
         assert!(!go_fold_equal("host_network", "host-network"));
         assert!(!go_fold_equal("name", "n\u{e1}me"));
+    }
+
+    #[test]
+    fn encoding_leaves_out_nulls_and_empty_omitempty_fields_only() {
+        let mut pod = serde_json::json!({
+            "metadata": {"name": "p", "generateName": "", "labels": {}, "uid": null},
+            "spec": {
+                "hostNetwork": false,
+                "containers": [{
+                    "name": "a", "image": "",
+                    "ports": [{"containerPort": 0, "hostPort": 0}],
+                    "readinessProbe": {"initialDelaySeconds": 0, "periodSeconds": 15},
+                    "securityContext": {"runAsUser": 0, "privileged": false},
+                    "env": [{"name": "E", "value": ""}],
+                    "newerField": 0
+                }]
+            }
+        });
+        Schema::POD.as_go_encodes(&mut pod);
+        assert_eq!(
+            pod,
+            serde_json::json!({
+                "metadata": {"name": "p"},
+                "spec": {"containers": [{
+                    "name": "a",
+                    // containerPort has no omitempty; hostPort has.
+                    "ports": [{"containerPort": 0}],
+                    "readinessProbe": {"periodSeconds": 15},
+                    // Pointers keep their zero: runAsUser 0 means root.
+                    "securityContext": {"runAsUser": 0, "privileged": false},
+                    "env": [{"name": "E"}],
+                    "newerField": 0
+                }]}
+            })
+        );
     }
 
     #[test]
