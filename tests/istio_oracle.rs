@@ -1356,6 +1356,53 @@ fn oracle_accepts_or_refuses_generated_pods_as_expected() {
     }
 }
 
+/// The oracle's two paths, as Istio's own inject test checks them: the webhook (an
+/// AdmissionReview through `inject.NewWebhook`'s handler, its patch applied) and kube-inject give
+/// the same pod for a fixture of the load mix.
+#[test]
+fn oracle_webhook_and_kube_inject_agree() {
+    let Some(oracle) = oracle() else { return };
+    let review_path = repo().join("tests/fixtures/pod-create-prod-stable.json");
+    let review: Value =
+        serde_json::from_slice(&std::fs::read(&review_path).expect("fixture")).expect("json");
+    let out = Command::new(&oracle.bin)
+        .arg("--webhook")
+        .arg(&review_path)
+        .arg("--injector")
+        .arg(&oracle.configmaps)
+        .arg("--mesh")
+        .arg(&oracle.configmaps)
+        .output()
+        .expect("run istio-oracle");
+    assert!(
+        out.status.success(),
+        "istio-oracle --webhook: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let webhook: Value = serde_json::from_slice(&out.stdout).expect("a pod");
+    let pod = review["request"]["object"].clone();
+    let kube_inject = match &run_oracle(oracle, std::slice::from_ref(&pod))[0] {
+        Outcome::Injected(o) => o.clone(),
+        other => panic!("kube-inject: {other:?}"),
+    };
+    let names = |p: &Value, field: &str| -> Vec<String> {
+        p["spec"][field]
+            .as_array()
+            .map(|cs| {
+                cs.iter()
+                    .filter_map(|c| c["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(names(&webhook, "containers"), ["checkout", "istio-proxy"]);
+    assert_eq!(names(&webhook, "initContainers"), ["istio-init"]);
+    assert_eq!(
+        differences(&normalize(&kube_inject), &normalize(&webhook)),
+        Vec::<String>::new()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The differential test
 
