@@ -51,6 +51,8 @@ fn build_go_client(go: &Path, dir: &Path) -> PathBuf {
         .arg(&source)
         .env("GOCACHE", &cache)
         .env("GOFLAGS", "-mod=mod")
+        // A single-file build: the repository's go.work (for tests/istio-oracle) is not for it.
+        .env("GOWORK", "off")
         .env("GO111MODULE", "on")
         .env("CGO_ENABLED", "0")
         .env("GOTOOLCHAIN", "local")
