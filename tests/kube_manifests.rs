@@ -280,7 +280,7 @@ async fn shipped_manifests_and_rbac_run_revhook_for_real() {
     for hook in hooks {
         assert_eq!(hook["failurePolicy"], "Fail");
         assert_eq!(hook["timeoutSeconds"], 10);
-        assert_eq!(hook["reinvocationPolicy"], "IfNeeded");
+        assert_eq!(hook["reinvocationPolicy"], "Never");
         assert_eq!(hook["clientConfig"]["service"]["name"], "revhook");
         assert_eq!(hook["clientConfig"]["service"]["namespace"], NS);
         assert_eq!(hook["clientConfig"]["service"]["port"], 443);

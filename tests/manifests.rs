@@ -106,7 +106,7 @@ fn mutating_webhooks_fail_closed_on_inject_and_skip_system_namespaces() {
         );
         assert_eq!(w.failure_policy.as_deref(), Some("Fail"), "{}", w.name);
         assert_eq!(w.side_effects, "None");
-        assert_eq!(w.reinvocation_policy.as_deref(), Some("IfNeeded"));
+        assert_eq!(w.reinvocation_policy.as_deref(), Some("Never"));
         assert_eq!(w.admission_review_versions, vec!["v1"]);
         let ns = serde_json::to_string(&w.namespace_selector).expect("json");
         assert!(

@@ -140,10 +140,19 @@ proptest! {
         }
         prop_assert_eq!(&out["metadata"]["annotations"]["istio.io/rev"], "asm-1-23");
 
-        // A second pass changes nothing.
+        // A second pass (an injected pod is injected again, as istiod does) changes nothing,
+        // except for a pod with its own istio-proxy: istiod's re-injection does not lay the
+        // pod's own fields over the new sidecar again (they are in the status annotation), so
+        // they give way to the template's, and revhook does what istiod does (Istio's injector,
+        // tests/istio-oracle, turns such a pod's 10m CPU request into the template's 100m the
+        // same way). The shipped webhooks use reinvocationPolicy Never, as Istio's do.
         let raw2 = out.to_string();
         let parsed2 = PodIn::parse(&raw2).expect("injected pod parses");
         let again = review_pod(&Target::pod(&parsed2, &raw2, "shop"), &snap, &Policy::default());
-        prop_assert!(again.patch.is_none());
+        prop_assert!(again.allowed);
+        let custom_proxy = names(&pod, "containers").iter().any(|n| n == "istio-proxy");
+        if !custom_proxy {
+            prop_assert!(again.patch.is_none(), "{:?}", again.patch);
+        }
     }
 }

@@ -15,8 +15,9 @@
 //!    the pod's `sidecar.istio.io/inject` (label, else annotation), the injector config's
 //!    `neverInjectSelector` / `alwaysInjectSelector`, then its `policy`. A revision whose
 //!    injector cannot be built is unusable.
-//! 7. A pod whose `sidecar.istio.io/status` names the resolved revision is left as it is; one
-//!    injected for another revision is re-injected.
+//! 7. An injected pod (`sidecar.istio.io/status`) is injected again, as istiod does: by its own
+//!    revision it comes out the same; by another it moves to that one. In guard mode an
+//!    injected pod is left to its injector.
 
 use crate::core::injector::{InjectionPolicy, InjectorConfig, InjectorProblem, IstioVersion};
 use crate::core::labels::{self, NamespaceLabels, IGNORED_NAMESPACES};
@@ -248,18 +249,16 @@ fn resolve<'t>(
     if !required {
         return Decision::Skip(opt_out_or_policy(pod));
     }
-    match injected {
-        None => Decision::Inject {
-            resolved,
-            selector,
-            previous: None,
-        },
-        Some(Some(rev)) if rev != resolved.revision.name => Decision::Inject {
-            resolved,
-            selector,
-            previous: Some(rev),
-        },
-        Some(_) => Decision::AlreadyInjected,
+    // An injected pod is injected again, as istiod does (it strips the earlier injection and
+    // renders anew, so a pod injected for this revision comes out the same, and one injected
+    // by another revision moves to this one).
+    let previous = injected
+        .flatten()
+        .filter(|rev| *rev != resolved.revision.name);
+    Decision::Inject {
+        resolved,
+        selector,
+        previous,
     }
 }
 
@@ -523,10 +522,14 @@ mod tests {
     }
 
     #[test]
-    fn already_injected_for_resolved_revision_is_untouched() {
+    fn injected_for_the_resolved_revision_is_injected_again_as_istiod_does() {
         let p = r#"{"metadata":{"annotations":{"sidecar.istio.io/status":"{\"containers\":[\"istio-proxy\"],\"revision\":\"asm-1-22\"}"}},"spec":{"containers":[]}}"#;
-        let (_, d) = run(p, ns(None, Some("prod-stable")), Policy::default());
-        assert_eq!(d.decision, Decision::AlreadyInjected);
+        let (rev, d) = run(p, ns(None, Some("prod-stable")), Policy::default());
+        assert_eq!(rev.as_deref(), Some("asm-1-22"));
+        assert!(matches!(
+            d.decision,
+            Decision::Inject { previous: None, .. }
+        ));
     }
 
     #[test]
@@ -551,9 +554,15 @@ mod tests {
     }
 
     #[test]
-    fn status_without_revision_counts_as_injected() {
+    fn a_status_istio_cannot_read_is_injected_over_in_inject_mode_and_left_in_guard_mode() {
         let p = r#"{"metadata":{"annotations":{"sidecar.istio.io/status":"not json"}},"spec":{"containers":[]}}"#;
-        let (_, d) = run(p, ns(None, Some("prod-stable")), Policy::default());
+        let (rev, _) = run(p, ns(None, Some("prod-stable")), Policy::default());
+        assert_eq!(rev.as_deref(), Some("asm-1-22"));
+        let guard = Policy {
+            mode: Mode::Guard,
+            ..Policy::default()
+        };
+        let (_, d) = run(p, ns(None, Some("prod-stable")), guard);
         assert_eq!(d.decision, Decision::AlreadyInjected);
     }
 }

@@ -154,7 +154,7 @@ admissionReviewVersions:
 sideEffects: None
 failurePolicy: {{ .Values.webhooks.inject.failurePolicy }}
 timeoutSeconds: {{ .Values.webhooks.inject.timeoutSeconds }}
-reinvocationPolicy: IfNeeded
+reinvocationPolicy: Never
 {{- end -}}
 
 {{- define "revhook.validatePolicy" -}}
