@@ -2,6 +2,7 @@
 //! benchmarks share.
 
 use crate::admission::{self, ReviewError};
+use crate::core::deadline::{Deadline, Expired};
 use crate::core::labels::NamespaceLabels;
 use crate::core::policy::Policy;
 use crate::core::request::{PodRequestIn, Request, RequestIn};
@@ -133,6 +134,22 @@ pub fn judge(
             handled(r, verdict)
         }
     }
+}
+
+/// [`judge`], unless `deadline` has passed first. The server checks it between decoding and
+/// judging; the pipeline polls it between its own stages once it takes it (template
+/// rendering is the stage that can run long).
+pub fn judge_until(
+    webhook: Webhook,
+    req: &Decoded<'_>,
+    body: &[u8],
+    snapshot: &Snapshot,
+    policy: &Policy,
+    namespace: Option<&NamespaceLabels>,
+    deadline: Deadline,
+) -> Result<Handled, Expired> {
+    deadline.check()?;
+    Ok(judge(webhook, req, body, snapshot, policy, namespace))
 }
 
 /// The review's object as raw JSON, read again from the body: the fast path parsed it as a
