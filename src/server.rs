@@ -263,6 +263,11 @@ impl App {
         self.judging.budget.used.load(Ordering::Acquire)
     }
 
+    /// Admission requests holding an in-flight slot: being judged, or queued to be (tests).
+    pub fn requests_in_flight(&self) -> usize {
+        self.judging.in_flight.count.load(Ordering::Acquire)
+    }
+
     /// Response bytes handed to connections and not yet written out (metrics, tests).
     pub fn unsent_response_bytes(&self) -> usize {
         self.unsent.load(Ordering::Acquire)
