@@ -149,9 +149,18 @@ fn parse_u32(annotation: &'static str, value: &str) -> Result<u32, OverrideError
 fn parse_proxy_config(value: &str) -> Result<ProxyConfig, OverrideError> {
     const NAME: &str = "proxy.istio.io/config";
     // JSON is YAML too, but a JSON parser is many times faster, and most annotations are JSON.
-    let parsed: Value = serde_json::from_str(value)
-        .or_else(|_| serde_yaml::from_str(value))
-        .map_err(|_| err(NAME, value, "a ProxyConfig in YAML or JSON"))?;
+    let parsed: Value = match serde_json::from_str(value) {
+        Ok(parsed) => parsed,
+        Err(_) if !yaml_is_bounded(value) => {
+            return Err(err(
+                NAME,
+                value,
+                "a ProxyConfig in JSON, or in YAML of at most 16 KiB with [ ] and { } nested at most 16 deep",
+            ))
+        }
+        Err(_) => serde_yaml::from_str(value)
+            .map_err(|_| err(NAME, value, "a ProxyConfig in YAML or JSON"))?,
+    };
     let Value::Object(map) = parsed else {
         return Err(err(NAME, value, "a ProxyConfig in YAML or JSON"));
     };
@@ -193,6 +202,32 @@ fn parse_proxy_config(value: &str) -> Result<ProxyConfig, OverrideError> {
     })
 }
 
+/// Whether `value` is small and shallow enough for the YAML parser. libyaml checks every
+/// open flow collection at every token, so nested `[`/`{` cost time quadratic in their depth
+/// (measured: 128 KiB of `{a: ` took 14.6 s, 256 KiB of `[` 3.2 s); a ProxyConfig is a few
+/// hundred bytes. Brackets inside quoted strings count too: a looser bound, never a tighter.
+fn yaml_is_bounded(value: &str) -> bool {
+    const MAX_YAML: usize = 16 * 1024;
+    const MAX_FLOW_DEPTH: usize = 16;
+    if value.len() > MAX_YAML {
+        return false;
+    }
+    let mut depth = 0usize;
+    for b in value.bytes() {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
 thread_local! {
     /// Pods of one workload carry the same `proxy.istio.io/config`, and parsing YAML costs
     /// more than the rest of an injection: remember the last few results per thread.
@@ -201,6 +236,7 @@ thread_local! {
 }
 
 const PROXY_CONFIG_CACHE: usize = 256;
+const PROXY_CONFIG_CACHED_LEN: usize = 4096;
 
 fn cached_proxy_config(value: &str) -> Result<ProxyConfig, OverrideError> {
     PROXY_CONFIGS.with(|cache| {
@@ -208,6 +244,11 @@ fn cached_proxy_config(value: &str) -> Result<ProxyConfig, OverrideError> {
             return hit.clone();
         }
         let parsed = parse_proxy_config(value);
+        // Only values of the usual size are kept: 256 of the largest annotations would hold
+        // 64 MiB per judging thread.
+        if value.len() > PROXY_CONFIG_CACHED_LEN {
+            return parsed;
+        }
         let mut cache = cache.borrow_mut();
         if cache.len() >= PROXY_CONFIG_CACHE {
             cache.clear();
@@ -545,6 +586,31 @@ mod tests {
             let e = parse_ann(&[(k, v)]).expect_err(k);
             assert_eq!(e.annotation, k);
         }
+    }
+
+    #[test]
+    fn yaml_proxy_config_is_bounded_json_is_not() {
+        let shallow = format!("a: {}1{}", "[".repeat(16), "]".repeat(16));
+        assert!(yaml_is_bounded(&shallow));
+        assert!(
+            parse_proxy_config(&shallow).is_ok(),
+            "16 deep is read as YAML"
+        );
+        let deep = format!("{}1{}", "{a: ".repeat(100_000), "}".repeat(100_000));
+        let e = parse_proxy_config(&deep).expect_err("too deep for YAML");
+        assert!(e.expected.contains("at most 16 deep"), "{}", e.expected);
+        let long = format!("concurrency: 2\n{}", "# padding\n".repeat(2000));
+        let e = parse_proxy_config(&long).expect_err("too long for YAML");
+        assert!(e.expected.contains("16 KiB"), "{}", e.expected);
+        // The same size as JSON is read whatever its length.
+        let json = format!(
+            "{{\"concurrency\": 2, \"proxyMetadata\": {{\"A\": \"{}\"}}}}",
+            "x".repeat(20_000)
+        );
+        assert_eq!(
+            parse_proxy_config(&json).expect("json").concurrency,
+            Some(2)
+        );
     }
 
     #[test]
