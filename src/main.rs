@@ -235,6 +235,10 @@ struct ServeArgs {
     /// Where dev certificates are generated when no --tls-cert/--tls-key is given.
     #[arg(long, default_value = "certs")]
     certs_dir: PathBuf,
+    /// Accept only clients presenting a certificate signed by a CA in this file (PEM): the
+    /// API server, given a client certificate in its AdmissionConfiguration.
+    #[arg(long)]
+    client_ca: Option<PathBuf>,
     #[command(flatten)]
     policy: PolicyArgs,
     /// Where revisions and tags come from; default: cluster inside a pod, else file.
@@ -469,6 +473,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         reload_interval: args.reload_interval,
         namespace_lookup: None,
+        client_ca: args.client_ca,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
