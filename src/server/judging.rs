@@ -6,7 +6,9 @@
 //! that worker. So reviews are judged on threads of their own, in two lanes by body size:
 //! bodies over [`SMALL_BODY`] go to the large lane, where hostile large bodies wait only on
 //! each other, never in front of the usual review. The kernel shares the cores between these
-//! threads and the reactor, which wakes rarely and briefly and so stays responsive.
+//! threads and the reactor, which wakes rarely and briefly and so stays responsive. Bodies up
+//! to `Limits::inline_body_limit` (8 KiB) are judged inline: for them the hand-off costs more
+//! than the judging, and their cost is bounded by their size.
 //!
 //! A request waits for its verdict until its deadline (shortly before the API server's
 //! `?timeout=`), then is answered 504. The job holds the request's in-flight slot and its
