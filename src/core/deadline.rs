@@ -33,8 +33,8 @@ impl Deadline {
         self.expired_at(Instant::now())
     }
 
-    /// Whether the deadline has passed at `now` (for callers that already read the clock).
-    pub fn expired_at(self, now: Instant) -> bool {
+    /// Whether the deadline has passed at `now`.
+    fn expired_at(self, now: Instant) -> bool {
         self.0.is_some_and(|at| now >= at)
     }
 

@@ -187,8 +187,9 @@ impl LookupGuard {
         }
     }
 
-    /// Lookups in flight and names remembered absent (tests, metrics).
-    pub fn sizes(&self) -> (usize, usize) {
+    /// Lookups in flight and names remembered absent.
+    #[cfg(test)]
+    fn sizes(&self) -> (usize, usize) {
         let state = self.lock();
         (state.pending.len(), state.absent.len())
     }
