@@ -265,5 +265,78 @@ fn reinjected_with_listed_containers(n: usize) -> Vec<u8> {
     serde_json::to_vec(&review).expect("json")
 }
 
-criterion_group!(benches, bench, load_mix, hostile);
+/// The server's path for a request in-process, without TLS (routing, body read, judging,
+/// metrics, log line): judged inline on the runtime's workers, as before #17, or handed to a
+/// judging thread and back. One request at a time (the hand-off's latency), and 64 spawned
+/// at once on a 2-worker runtime (what it costs when busy).
+fn judging(c: &mut Criterion) {
+    use revhook::server::{route, App, Limits};
+    use std::sync::Arc;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("judging");
+    for (variant, inline_body_limit) in [("inline", usize::MAX), ("threads", 0)] {
+        let health = Arc::new(revhook::health::Health::default());
+        health.set_synced(true);
+        let app = Arc::new(App::new(
+            Arc::new(revhook::sources::SharedSnapshot::new(
+                support::fixture_snapshot(),
+            )),
+            Policy::default(),
+            revhook::metrics::Metrics::new(),
+            health,
+            Limits {
+                inline_body_limit,
+                ..Limits::default()
+            },
+        ));
+        let post = |path: &'static str, body: &bytes::Bytes| {
+            hyper::Request::post(format!("{path}?timeout=10s"))
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(body.clone()))
+                .expect("request")
+        };
+        for request in support::mix(Some("inject"))
+            .into_iter()
+            .chain(support::mix(Some("validate")))
+        {
+            let body = bytes::Bytes::from(request.body);
+            let path = request.path;
+            group.bench_function(
+                BenchmarkId::new(format!("{variant}/one"), request.kind),
+                |b| {
+                    b.iter(|| {
+                        let (app, req) = (app.clone(), post(path, &body));
+                        let task = runtime.spawn(async move { route(&app, req, false).await });
+                        runtime.block_on(task).expect("task").status()
+                    })
+                },
+            );
+            group.bench_function(
+                BenchmarkId::new(format!("{variant}/64-at-once"), request.kind),
+                |b| {
+                    b.iter(|| {
+                        runtime.block_on(async {
+                            let tasks: Vec<_> = (0..64)
+                                .map(|_| {
+                                    let (app, req) = (app.clone(), post(path, &body));
+                                    tokio::spawn(async move { route(&app, req, false).await })
+                                })
+                                .collect();
+                            for task in tasks {
+                                assert!(task.await.expect("task").status().is_success());
+                            }
+                        })
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, load_mix, hostile, judging);
 criterion_main!(benches);

@@ -2,6 +2,7 @@
 //! benchmarks share.
 
 use crate::admission::{self, ReviewError};
+use crate::core::deadline::{Deadline, Expired};
 use crate::core::labels::NamespaceLabels;
 use crate::core::policy::Policy;
 use crate::core::request::{PodRequestIn, Request, RequestIn};
@@ -97,7 +98,7 @@ pub fn handle(
     policy: &Policy,
 ) -> Result<Handled, ReviewError> {
     let req = decode(webhook, body)?;
-    Ok(judge(webhook, &req, body, snapshot, policy, None, &[]))
+    Ok(judge(webhook, &req, body, &Context::new(snapshot, policy)))
 }
 
 /// Whether judging `req` needs the labels of a namespace the snapshot does not know.
@@ -110,40 +111,73 @@ pub fn unknown_namespace<'r>(
     (webhook == Webhook::Inject && !ns.is_empty() && snapshot.namespace(ns).is_none()).then_some(ns)
 }
 
-/// Judges a decoded request and encodes the response. `namespace` supplies the labels of the
-/// request's namespace when they were looked up outside the snapshot; `proxy_envs` the
-/// cluster and network of an `/inject/cluster/<id>/net/<network>` path.
-pub fn judge(
-    webhook: Webhook,
-    req: &Decoded<'_>,
-    body: &[u8],
-    snapshot: &Snapshot,
-    policy: &Policy,
-    namespace: Option<&NamespaceLabels>,
-    proxy_envs: &[(String, String)],
-) -> Handled {
+/// What a request is judged against, besides its own review.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The installed revisions and tags and the namespaces' labels.
+    pub snapshot: &'a Snapshot,
+    pub policy: &'a Policy,
+    /// The labels of the request's namespace, when they were looked up outside the snapshot.
+    pub namespace: Option<&'a NamespaceLabels>,
+    /// The cluster and network of an `/inject/cluster/<id>/net/<network>` path.
+    pub proxy_envs: &'a [(String, String)],
+}
+
+impl<'a> Context<'a> {
+    /// The context of a request to plain `/inject` or `/validate` whose namespace the
+    /// snapshot knows.
+    pub fn new(snapshot: &'a Snapshot, policy: &'a Policy) -> Self {
+        Context {
+            snapshot,
+            policy,
+            namespace: None,
+            proxy_envs: &[],
+        }
+    }
+}
+
+/// Judges a decoded request and encodes the response.
+pub fn judge(webhook: Webhook, req: &Decoded<'_>, body: &[u8], ctx: &Context<'_>) -> Handled {
     match req {
         Decoded::Pod(r) => handled(
             r,
             crate::inject::review_pod_request(
                 r,
                 || raw_object(body),
-                snapshot,
-                policy,
-                namespace,
-                proxy_envs,
+                ctx.snapshot,
+                ctx.policy,
+                ctx.namespace,
+                ctx.proxy_envs,
             ),
         ),
         Decoded::Any(r) => {
             let verdict = match webhook {
-                Webhook::Inject => {
-                    crate::inject::review(r, snapshot, policy, namespace, proxy_envs)
-                }
-                Webhook::Validate => crate::validate::review(r, snapshot, policy),
+                Webhook::Inject => crate::inject::review(
+                    r,
+                    ctx.snapshot,
+                    ctx.policy,
+                    ctx.namespace,
+                    ctx.proxy_envs,
+                ),
+                Webhook::Validate => crate::validate::review(r, ctx.snapshot, ctx.policy),
             };
             handled(r, verdict)
         }
     }
+}
+
+/// [`judge`], unless `deadline` has passed first. The server checks it between decoding and
+/// judging; the pipeline polls it between its own stages once it takes it (template
+/// rendering is the stage that can run long).
+pub fn judge_until(
+    webhook: Webhook,
+    req: &Decoded<'_>,
+    body: &[u8],
+    ctx: &Context<'_>,
+    deadline: Deadline,
+) -> Result<Handled, Expired> {
+    deadline.check()?;
+    Ok(judge(webhook, req, body, ctx))
 }
 
 /// The review's object as raw JSON, read again from the body: the fast path parsed it as a

@@ -299,6 +299,10 @@ struct ServeArgs {
     /// Where dev certificates are generated when no --tls-cert/--tls-key is given.
     #[arg(long, default_value = "certs")]
     certs_dir: PathBuf,
+    /// Accept only clients presenting a certificate signed by a CA in this file (PEM): the
+    /// API server, given a client certificate in its AdmissionConfiguration.
+    #[arg(long)]
+    client_ca: Option<PathBuf>,
     #[command(flatten)]
     policy: PolicyArgs,
     /// Where revisions and tags come from; default: cluster inside a pod, else file.
@@ -548,6 +552,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         reload_interval: args.reload_interval,
         namespace_lookup: None,
+        client_ca: args.client_ca,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -613,15 +618,11 @@ fn replay_one(
         .transpose()?;
     let decoded = handler::decode(webhook, body)?;
     let selection = args.policy.selection(snapshot);
-    let handled = handler::judge(
-        webhook,
-        &decoded,
-        body,
-        snapshot,
-        policy,
-        selection.as_ref(),
-        &[],
-    );
+    let context = handler::Context {
+        namespace: selection.as_ref(),
+        ..handler::Context::new(snapshot, policy)
+    };
+    let handled = handler::judge(webhook, &decoded, body, &context);
     if !args.apply {
         return Ok(serde_json::from_slice(&handled.body)?);
     }

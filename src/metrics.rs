@@ -400,6 +400,8 @@ pub struct Metrics {
     snapshot_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     snapshot_updates: Family<ResultLabels, Counter>,
     ca_bundle_writes: Counter,
+    namespace_lookups: Family<ResultLabels, Counter>,
+    judging_timeouts: Counter,
     cert_not_after: Gauge,
     injections: Family<RevisionLabels, Counter>,
     revisions_usable: Family<UsableLabels, Gauge>,
@@ -497,6 +499,18 @@ impl Metrics {
             "Webhook caBundle fields revhook rewrote (--manage-ca-bundle)",
             ca_bundle_writes.clone(),
         );
+        let namespace_lookups = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "namespace_lookups",
+            "Reviews whose namespace the snapshot did not know, by what looking it up came to (found, absent, failed, limited: over the lookup rate, invalid: not a namespace name)",
+            namespace_lookups.clone(),
+        );
+        let judging_timeouts = Counter::default();
+        registry.register(
+            "judging_timeouts",
+            "Admission requests answered 504 because their ?timeout= passed before a verdict",
+            judging_timeouts.clone(),
+        );
         let injections = Family::<RevisionLabels, Counter>::default();
         registry.register(
             "injections",
@@ -543,6 +557,8 @@ impl Metrics {
             registry: Arc::new(root),
             webhooks,
             ca_bundle_writes,
+            namespace_lookups,
+            judging_timeouts,
             requests,
             latency,
             cert_reloads,
@@ -831,6 +847,17 @@ impl Metrics {
         self.snapshot_updates
             .get_or_create(&ResultLabels { result })
             .inc();
+    }
+
+    /// A review's namespace was looked up outside the snapshot; `result` is what came of it.
+    pub fn namespace_lookup(&self, result: &'static str) {
+        self.namespace_lookups
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    pub fn judging_timeout(&self) {
+        self.judging_timeouts.inc();
     }
 
     pub fn ca_bundle_written(&self, webhooks: u64) {

@@ -50,6 +50,8 @@ pub struct ServeOptions {
     pub reload_interval: Duration,
     /// Overrides how unknown namespaces are looked up (tests; the cluster source sets its own).
     pub namespace_lookup: Option<Arc<dyn NamespaceLookup>>,
+    /// `--client-ca`: accept only clients with a certificate signed by a CA in this file.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -66,6 +68,7 @@ impl Default for ServeOptions {
             limits: Limits::default(),
             reload_interval: Duration::from_secs(2),
             namespace_lookup: None,
+            client_ca: None,
         }
     }
 }
@@ -125,7 +128,20 @@ pub async fn start(
     let files = cert_paths(&opts)?;
     let pair_bytes = tls::read_pair(&files.cert, &files.key)?;
     let certs = CertStore::new(tls::load_pair(&pair_bytes.0, &pair_bytes.1, "serving")?);
-    let tls_config = Arc::new(tls::server_config(certs.clone())?);
+    let clients = match &opts.client_ca {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|source| tls::TlsError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            Some(tls::client_verifier(
+                &pem,
+                &format!("--client-ca {}", path.display()),
+            )?)
+        }
+        None => None,
+    };
+    let tls_config = Arc::new(tls::server_config_for(certs.clone(), clients)?);
     metrics.serving_cert(&certs.current());
     health.set_certs_loaded();
 

@@ -15,7 +15,8 @@ use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,8 @@ pub enum TlsError {
     Validity(u32),
     #[error("{what}: cannot parse the leaf certificate: {detail}")]
     Parse { what: String, detail: String },
+    #[error("{what}: not a usable CA for client certificates: {detail}")]
+    ClientCa { what: String, detail: String },
 }
 
 /// Why a new pair may not replace the served one, though it parses and its key matches.
@@ -225,15 +228,57 @@ impl ResolvesServerCert for CertStore {
     }
 }
 
-/// TLS 1.2 and 1.3, ALPN h2 then http/1.1 (the API server speaks either).
+/// TLS 1.2 and 1.3, ALPN h2 then http/1.1 (the API server speaks either), any client.
 pub fn server_config(store: Arc<CertStore>) -> Result<rustls::ServerConfig, TlsError> {
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+    server_config_for(store, None)
+}
+
+/// [`server_config`], and with `clients` only clients whose certificate it accepts (the
+/// handshake fails for any other, before a byte of HTTP is read).
+pub fn server_config_for(
+    store: Arc<CertStore>,
+    clients: Option<Arc<dyn ClientCertVerifier>>,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(TlsError::Config)?
-        .with_no_client_auth()
-        .with_cert_resolver(store);
+        .map_err(TlsError::Config)?;
+    let builder = match clients {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(store);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// `--client-ca`: requires of every client a certificate signed by one of the CAs in
+/// `ca_pem`. The API server presents one when its AdmissionConfiguration gives it a
+/// kubeconfig with a client certificate for this webhook; nobody else reaching the port
+/// gets past the handshake.
+pub fn client_verifier(ca_pem: &[u8], what: &str) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.map_err(|e| TlsError::BadPem {
+            what: what.to_owned(),
+            detail: e.to_string(),
+        })?;
+        roots.add(cert).map_err(|e| TlsError::ClientCa {
+            what: what.to_owned(),
+            detail: e.to_string(),
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::NoPem {
+            what: what.to_owned(),
+            expected: "CERTIFICATE",
+        });
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| TlsError::ClientCa {
+            what: what.to_owned(),
+            detail: e.to_string(),
+        })
 }
 
 /// Files to watch for rotation.
@@ -519,6 +564,22 @@ pub fn service_names(namespace: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_ca_file_must_hold_a_usable_ca_certificate() {
+        let dev = generate_dev(&["revhook.ns.svc".into()], &[], 30, 365).expect("generate");
+        assert!(client_verifier(dev.ca_cert.as_bytes(), "client CA").is_ok());
+        assert!(matches!(
+            client_verifier(b"", "client CA"),
+            Err(TlsError::NoPem { .. })
+        ));
+        assert!(matches!(
+            client_verifier(dev.key.as_bytes(), "client CA"),
+            Err(TlsError::NoPem { .. })
+        ));
+        let garbage = b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n";
+        assert!(client_verifier(garbage, "client CA").is_err());
+    }
 
     #[test]
     fn generated_pair_loads_and_keys_match() {

@@ -36,6 +36,8 @@ struct FakeState {
     /// (path, query, content-type, body) of every PATCH.
     patches: Vec<(String, String, String, Value)>,
     gets: Vec<String>,
+    /// Paths whose GET the fake holds for a while before answering (a slow API server).
+    slow: HashMap<String, Duration>,
     /// "METHOD path" of every create, replace and delete.
     writes: Vec<String>,
 }
@@ -110,6 +112,10 @@ async fn serve_api(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    let slow = state.lock().expect("lock").slow.get(&path).copied();
+    if let Some(delay) = slow {
+        tokio::time::sleep(delay).await;
+    }
     let mut st = state.lock().expect("lock");
     st.gets.push(format!("{method} {path}?{query}"));
     if method == hyper::Method::PATCH {
@@ -504,6 +510,156 @@ async fn a_namespace_the_cache_does_not_know_is_fetched_and_its_label_applies() 
         .gets
         .iter()
         .any(|g| g.starts_with("GET /api/v1/namespaces/plain")));
+}
+
+/// GETs of namespaces whose name starts with `prefix`, as the fake API server saw them.
+fn namespace_gets(state: &Shared, prefix: &str) -> Vec<String> {
+    let path = format!("GET /api/v1/namespaces/{prefix}");
+    state
+        .lock()
+        .expect("lock")
+        .gets
+        .iter()
+        .filter(|g| g.starts_with(&path))
+        .cloned()
+        .collect()
+}
+
+/// The value of one sample in the server's metrics, 0 if absent.
+fn metric(served: &Served, series: &str) -> f64 {
+    served
+        .running
+        .app
+        .metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Item 11 of issue #17: 500 reviews naming random namespaces made 500 GETs on a real API
+/// server. Now GETs stay under the lookup rate (20 a second, as many at once), an absent
+/// name is remembered (asking again makes no GET), and every such review gets no verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviews_naming_random_namespaces_cannot_make_a_get_each() {
+    let served = Served::ready(watched_cluster()).await;
+    let review = String::from_utf8(fixture("pod-create-prod-stable.json")).expect("utf-8");
+    let named = |ns: &str| review.replace("\"shop\"", &format!("\"{ns}\""));
+    let started = std::time::Instant::now();
+    let mut senders = Vec::new();
+    for c in 0..10 {
+        let mut client = served.client().await;
+        let bodies: Vec<String> = (0..50).map(|i| named(&format!("rnd-{c}-{i}"))).collect();
+        senders.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for body in bodies {
+                statuses.push(client.post("/inject", body).await.status);
+            }
+            statuses
+        }));
+    }
+    let mut statuses = Vec::new();
+    for sender in senders {
+        statuses.extend(sender.await.expect("sender"));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(statuses.len(), 500);
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == hyper::StatusCode::SERVICE_UNAVAILABLE),
+        "no verdict for a namespace that cannot be known: {statuses:?}"
+    );
+    let gets = namespace_gets(&served.state, "rnd-");
+    let bound = 20.0 + 20.0 * elapsed + 1.0;
+    assert!(
+        !gets.is_empty() && gets.len() as f64 <= bound,
+        "{} GETs for 500 names in {elapsed:.2} s (bound {bound:.0})",
+        gets.len()
+    );
+    let limited = metric(
+        &served,
+        r#"revhook_namespace_lookups_total{result="limited"}"#,
+    );
+    let absent = metric(
+        &served,
+        r#"revhook_namespace_lookups_total{result="absent"}"#,
+    );
+    assert_eq!(
+        limited + absent,
+        500.0,
+        "every lookup counted by its outcome"
+    );
+    assert!(limited > 0.0, "the rate was reached");
+    // The names asked for are remembered absent: asking again within seconds makes no GET.
+    let asked: Vec<String> = gets
+        .iter()
+        .filter_map(|g| g.split(['/', '?']).nth(4).map(str::to_owned))
+        .collect();
+    let mut client = served.client().await;
+    for ns in asked.iter().take(10) {
+        let reply = client.post("/inject", named(ns)).await;
+        assert_eq!(reply.status, hyper::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(reply.text().contains("does not exist"), "{}", reply.text());
+    }
+    assert_eq!(
+        namespace_gets(&served.state, "rnd-").len(),
+        gets.len(),
+        "no new GET for names remembered absent"
+    );
+    // Names no namespace can have are never asked for.
+    let reply = client.post("/inject", named("Not_A_Name")).await;
+    assert!(
+        reply.text().contains("is not a namespace name"),
+        "{}",
+        reply.text()
+    );
+    assert!(namespace_gets(&served.state, "Not_A_Name").is_empty());
+}
+
+/// Fifty reviews at once for one namespace the snapshot does not know share one GET, and
+/// every one gets its label's revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reviews_for_one_new_namespace_share_one_get() {
+    let state = watched_cluster();
+    state.lock().expect("lock").slow.insert(
+        "/api/v1/namespaces/plain".into(),
+        Duration::from_millis(500),
+    );
+    let served = Served::ready(state).await;
+    // Connected first, so that all fifty are sent within the GET's half second.
+    let mut clients = Vec::new();
+    for _ in 0..50 {
+        clients.push(served.client().await);
+    }
+    let reviews: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut client)| {
+            let mut review: Value =
+                serde_json::from_slice(&fixture("pod-create-unlabelled-namespace.json"))
+                    .expect("review");
+            review["request"]["uid"] = json!(format!("uid-{i}"));
+            let body = serde_json::to_vec(&review).expect("json");
+            tokio::spawn(async move { client.post("/inject", body).await })
+        })
+        .collect();
+    let object = request_object(&fixture("pod-create-unlabelled-namespace.json"));
+    let mut answered = 0;
+    for review in reviews {
+        let response = admission_response(&review.await.expect("sender"));
+        assert_eq!(
+            proxy_image(&apply_patch(&response, &object)).as_deref(),
+            Some("docker.io/istio/proxyv2:1.23.0")
+        );
+        answered += 1;
+    }
+    assert_eq!(answered, 50);
+    assert_eq!(
+        namespace_gets(&served.state, "plain").len(),
+        1,
+        "one GET for fifty reviews"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

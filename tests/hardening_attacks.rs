@@ -530,3 +530,153 @@ async fn keep_alive_outlives_the_header_timeout_but_slow_headers_do_not() {
         started.elapsed()
     );
 }
+
+/// A pod review of about `bytes` whose own `istio-proxy` carries env entries up to that size
+/// (Istio's custom injection merges them by name): linear now, but seconds of CPU for a body
+/// of several MiB in a debug build.
+fn custom_proxy_review(bytes: usize) -> Vec<u8> {
+    let mut review: serde_json::Value =
+        serde_json::from_slice(&fixture("pod-create-prod-stable.json")).expect("review");
+    let env: Vec<serde_json::Value> = (0..bytes / 32)
+        .map(|i| serde_json::json!({"name": format!("E{i:07}"), "value": "v"}))
+        .collect();
+    review["request"]["object"]["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers")
+        .push(serde_json::json!({"name": "istio-proxy", "image": "auto", "env": env}));
+    serde_json::to_vec(&review).expect("json")
+}
+
+/// `GET path` on the plain-HTTP admin port: the status line, within `WITHIN` or a panic.
+async fn admin_get(server: &TestServer, path: &str) -> (String, Duration) {
+    let started = Instant::now();
+    let addr = server.admin_addr.expect("admin port");
+    let head = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.expect("write");
+        let mut got = Vec::new();
+        let _ = tcp.read_to_end(&mut got).await;
+        String::from_utf8_lossy(&got)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{path} on the admin port not answered within 5 s"));
+    (head, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_reviews_are_judged_off_the_reactor_and_answered_504_at_their_timeout() {
+    // Item 1: two concurrent 40k-env reviews made new TLS handshakes time out for 16 s, the
+    // reactor busy judging. Now hostile reviews run on the large lane's one thread here;
+    // handshakes, health checks and good reviews go on, and a review still unjudged shortly
+    // before its `?timeout=` is answered 504 (a webhook failure for the API server).
+    let server = TestServer::start_with(Options {
+        admin: true,
+        limits: Limits {
+            large_judge_threads: 1,
+            ..Limits::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let hostile = Bytes::from(custom_proxy_review(3 << 20));
+    // How slow one is, alone (for the message; the bounds below do not depend on it).
+    let mut client = server.client(Proto::Http2).await;
+    let alone = Instant::now();
+    let reply = client.post("/inject?timeout=30s", hostile.clone()).await;
+    let alone = alone.elapsed();
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut attackers = Vec::new();
+    // Enough of them that the lane is never idle, even in an optimised build.
+    for _ in 0..12 {
+        let (server_addr, ca) = (server.addr, server.certs.ca_cert.clone());
+        let (hostile, stop) = (hostile.clone(), stop.clone());
+        attackers.push(tokio::spawn(async move {
+            let mut client = connect(server_addr, &ca, Proto::Http1)
+                .await
+                .expect("connect");
+            let mut statuses = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                statuses.push(
+                    client
+                        .post("/inject?timeout=4s", hostile.clone())
+                        .await
+                        .status,
+                );
+            }
+            statuses
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Behind busy large-lane work, a review with a 1 s timeout gets 504 before the API
+    // server would give up (at 0.95 s), a Kubernetes Status saying why.
+    let mut client = server.client(Proto::Http2).await;
+    let sent = Instant::now();
+    let reply = client.post("/inject?timeout=1s", hostile.clone()).await;
+    let waited = sent.elapsed();
+    assert_eq!(
+        reply.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        reply.text()
+    );
+    let status = reply.json();
+    assert_eq!(status["reason"], "Timeout", "{status}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_millis(2500),
+        "answered after {waited:?}"
+    );
+
+    // Meanwhile: new connections (handshake included) get their good reviews answered, and
+    // the admin port its health checks, each within 1 s.
+    for _ in 0..3 {
+        good_requests_are_answered(&server, 6).await;
+        for path in ["/healthz", "/readyz"] {
+            let (head, took) = admin_get(&server, path).await;
+            assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head:?}");
+            assert!(took < WITHIN, "{path} took {took:?} during the attack");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut statuses = Vec::new();
+    for attacker in attackers {
+        statuses.extend(attacker.await.expect("attacker"));
+    }
+    let timeouts = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::GATEWAY_TIMEOUT)
+        .count();
+    assert!(
+        timeouts > 0,
+        "the attack queued past its timeouts (one alone took {alone:?}): {statuses:?}"
+    );
+    let metrics = server.app().metrics.render();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("revhook_judging_timeouts_total ") && !l.ends_with(" 0")),
+        "timeouts are counted"
+    );
+    // Jobs still queued at their deadline are dropped unrun: the slots come back once the
+    // one running has finished.
+    let freed = Instant::now();
+    while server.app().requests_in_flight() > 0
+        && freed.elapsed() < alone * 2 + Duration::from_secs(5)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        server.app().requests_in_flight(),
+        0,
+        "slots still held {:?} after the attack (one review alone took {alone:?})",
+        freed.elapsed()
+    );
+}

@@ -110,16 +110,14 @@ fn build_oracle() -> Option<Oracle> {
 /// The files the binary is built from.
 fn oracle_sources() -> Vec<PathBuf> {
     let dir = repo().join("tests/istio-oracle");
-    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
+    std::fs::read_dir(&dir)
         .expect("tests/istio-oracle")
         .filter_map(|e| Some(e.ok()?.path()))
         .filter(|p| {
             p.extension()
                 .is_some_and(|e| e == "go" || e == "mod" || e == "sum")
         })
-        .collect();
-    out.extend([repo().join("go.work"), repo().join("go.work.sum")]);
-    out
+        .collect()
 }
 
 /// The binary exists and is newer than every source file.
@@ -144,6 +142,7 @@ fn go_build(bin: &Path) -> Option<()> {
         .arg(".")
         .current_dir(repo().join("tests/istio-oracle"))
         .env("GOTOOLCHAIN", "local")
+        .env("GOWORK", "off")
         .env("CGO_ENABLED", "0")
         .stdin(Stdio::null())
         .output()

@@ -12,7 +12,7 @@ mod render;
 use std::time::Duration;
 
 use envtest::objects::{self, api_message, value};
-use envtest::{eventually, ControlPlane, NetNs, Options, Revhook, RevhookOptions};
+use envtest::{eventually, ControlPlane, NetNs, Options, Revhook, RevhookOptions, Tls};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
@@ -855,4 +855,127 @@ async fn helm_install_with_a_config_file_and_generated_certificates_serves_throu
         "mcr.microsoft.com/oss/istio/proxyv2:1.22.0-distroless"
     );
     revhook.proc.assert_running();
+}
+
+/// What a client gets from revhook's webhook port for a `/validate` review: the status line,
+/// or the TLS error that ended the connection. `cert`: the client certificate it presents.
+async fn call_webhook(revhook: &Revhook, cert: Option<&Tls>) -> Result<String, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(revhook.tls.ca_pem.as_bytes()) {
+        roots.add(ca.expect("CA PEM")).expect("root");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots);
+    let config = match cert {
+        Some(cert) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .expect("certificate PEM"),
+                PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("key PEM"),
+            )
+            .expect("client certificate"),
+        None => builder.with_no_client_auth(),
+    };
+    let tcp = tokio::net::TcpStream::connect(revhook.addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let body = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"ConfigMap"},"resource":{"group":"","version":"v1","resource":"configmaps"},"operation":"CREATE","object":{}}}"#;
+    let request = format!(
+        "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // With TLS 1.3 the client's side of the handshake ends before the server has checked
+    // its certificate: a refusal arrives as an alert on the first read.
+    tls.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut got = Vec::new();
+    match tokio::time::timeout(WAIT, tls.read_to_end(&mut got)).await {
+        Ok(Ok(_)) if !got.is_empty() => Ok(String::from_utf8_lossy(&got)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()),
+        Ok(Ok(_)) => Err("closed without an answer".into()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer".into()),
+    }
+}
+
+/// `serve --client-ca` (#17 item 11): the API server, given a client certificate for its
+/// webhooks by its AdmissionConfiguration, is served; a client without a certificate, or
+/// with one from another CA, does not get past the TLS handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_client_ca_only_the_api_server_is_served() {
+    let presented = Tls::generate_client("kube-apiserver-webhook-client");
+    let Some(cp) = ControlPlane::start_presenting(Options::default(), Some(&presented)).await
+    else {
+        return;
+    };
+    let admin = cp.client().await;
+    let client_ca = cp.path().join("webhook-client-ca.crt");
+    std::fs::write(&client_ca, &presented.ca_pem).expect("write client CA");
+    let mut revhook = Revhook::start(
+        "revhook-client-ca",
+        cp.path(),
+        RevhookOptions {
+            args: vec![
+                "--source=file".into(),
+                format!(
+                    "--config={}",
+                    objects::repo_path("tests/fixtures/local-config.yaml").display()
+                ),
+                format!("--client-ca={}", client_ca.display()),
+            ],
+            wait_ready: true,
+            ..RevhookOptions::default()
+        },
+    );
+    let base = format!("https://{}", revhook.addr);
+    let webhooks =
+        objects::shipped_webhooks(objects::url_client_config(&base, &revhook.tls.ca_bundle()));
+    objects::apply_all(&admin, &webhooks).await;
+    revhook.wait_for_api_server_calls(&admin).await;
+    objects::apply_all(
+        &admin,
+        &objects::yaml_file("tests/fixtures/kube/shop.yaml")
+            .into_iter()
+            .filter(|d| d["kind"] != "Deployment")
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let pod = create_injected_pod(&admin, "with-client-ca").await;
+    assert_eq!(
+        proxy_of(&pod)["image"],
+        "mcr.microsoft.com/oss/istio/proxyv2:1.22.0-distroless",
+        "the API server presented its certificate and got the injection"
+    );
+
+    let stranger = Tls::generate_client("stranger");
+    for (who, cert) in [
+        ("no certificate", None),
+        ("a certificate from another CA", Some(&stranger)),
+    ] {
+        let refused = call_webhook(&revhook, cert).await;
+        assert!(refused.is_err(), "{who}: answered {refused:?}");
+    }
+    // The API server's certificate, presented by this test, is served: the refusals above
+    // are about the certificate, not the request.
+    let served = call_webhook(&revhook, Some(&presented)).await;
+    assert_eq!(served.as_deref(), Ok("HTTP/1.1 200 OK"));
+    let log = revhook.proc.log_text();
+    assert!(log.contains("decision=inject:asm-1-22"), "{log}");
 }

@@ -5,6 +5,7 @@
 //! tokio, hyper or clap; `tests/architecture.rs` fails the build's tests if a file here
 //! imports one of them.
 
+pub mod deadline;
 pub mod images;
 pub mod injector;
 pub mod json;

@@ -240,7 +240,12 @@ fn judged_in(
 ) {
     let snapshot = Arc::new(crate::sources::config::parse(config, "test").expect("config"));
     let req = crate::handler::decode(webhook, body).expect("review");
-    let handled = crate::handler::judge(webhook, &req, body, &snapshot, policy, None, &[]);
+    let handled = crate::handler::judge(
+        webhook,
+        &req,
+        body,
+        &crate::handler::Context::new(&snapshot, policy),
+    );
     metrics.admission(webhook, &req, &handled.verdict, &snapshot, policy, None);
 }
 

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::PartialObjectMeta;
@@ -25,7 +25,7 @@ use kube::{Api, Client};
 use tokio::sync::Notify;
 
 use crate::core::labels::{NamespaceLabels, ISTIO_REV, ISTIO_TAG};
-use crate::core::lookup::NamespaceLookup;
+use crate::core::lookup::{Lookup, LookupFuture, LookupGuard, LookupLimits, NamespaceLookup};
 use crate::core::revisions::MeshSettings;
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -365,22 +365,32 @@ async fn report_staleness(shared: Arc<Shared>, metrics: Metrics) {
     }
 }
 
-/// A direct GET of the namespace's metadata.
+/// A direct GET of a namespace's metadata, behind the core's [`LookupGuard`]: anyone who can
+/// reach the webhook port can send reviews naming any namespace, so GETs are coalesced per
+/// name, an absent name is remembered for a while, names Kubernetes would refuse are never
+/// asked for, and all GETs together stay under a rate.
 #[derive(Clone)]
 pub struct ApiNamespaceLookup {
     api: Api<Namespace>,
+    guard: Arc<LookupGuard>,
 }
 
 impl std::fmt::Debug for ApiNamespaceLookup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiNamespaceLookup")
+        f.debug_struct("ApiNamespaceLookup")
+            .field("guard", &self.guard)
+            .finish()
     }
 }
+
+/// One GET gives up after this, so the lookup every waiting request shares always ends.
+const GET_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl ApiNamespaceLookup {
     pub fn new(client: Client) -> Self {
         ApiNamespaceLookup {
             api: Api::all(client),
+            guard: Arc::new(LookupGuard::new(LookupLimits::default())),
         }
     }
 }
@@ -390,17 +400,35 @@ impl NamespaceLookup for ApiNamespaceLookup {
         &self,
         name: String,
     ) -> Pin<Box<dyn Future<Output = Option<NamespaceLabels>> + Send>> {
+        Box::pin(self.lookup(name).map(|found| match found {
+            Lookup::Found(labels) => Some(labels),
+            _ => None,
+        }))
+    }
+
+    fn lookup(&self, name: String) -> LookupFuture {
         let api = self.api.clone();
-        Box::pin(async move {
-            match api.get_metadata_opt(&name).await {
-                Ok(Some(meta)) => Some(mapping::namespace_labels(&meta.metadata)),
-                Ok(None) => Some(NamespaceLabels::default()),
-                Err(error) => {
-                    tracing::warn!(%error, namespace = %name, "namespace lookup failed");
-                    None
-                }
-            }
+        self.guard.lookup(&name, Instant::now(), move |name| {
+            // Spawned: the GET runs to its end, and the guard learns what it found, even if
+            // every request waiting on it gives up first.
+            let get = tokio::spawn(get_namespace(api, name));
+            Box::pin(async move { get.await.unwrap_or(Lookup::Failed) })
         })
+    }
+}
+
+async fn get_namespace(api: Api<Namespace>, name: String) -> Lookup {
+    match tokio::time::timeout(GET_TIMEOUT, api.get_metadata_opt(&name)).await {
+        Ok(Ok(Some(meta))) => Lookup::Found(mapping::namespace_labels(&meta.metadata)),
+        Ok(Ok(None)) => Lookup::Absent,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, namespace = %name, "namespace lookup failed");
+            Lookup::Failed
+        }
+        Err(_) => {
+            tracing::warn!(namespace = %name, timeout = ?GET_TIMEOUT, "namespace lookup timed out");
+            Lookup::Failed
+        }
     }
 }
 

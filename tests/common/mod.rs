@@ -111,6 +111,7 @@ impl TestServer {
             limits: opts.limits,
             reload_interval: Duration::from_millis(100),
             namespace_lookup: opts.namespace_lookup.clone(),
+            client_ca: None,
         };
         let running = run::start(serve, async {
             let _ = rx.await;

@@ -165,7 +165,9 @@ struct Pki {
     sa_pub: String,
 }
 
-/// A CA and a leaf signed by it (for the API server, or for revhook's webhook).
+/// A CA and a leaf signed by it (for the API server, or for revhook's webhook; or a client
+/// certificate, for the API server calling webhooks).
+#[derive(Debug, Clone)]
 pub struct Tls {
     pub ca_pem: String,
     pub cert_pem: String,
@@ -175,6 +177,15 @@ pub struct Tls {
 impl Tls {
     /// A fresh CA and a serving certificate for `dns` names and 127.0.0.1.
     pub fn generate(cn: &str, dns: &[&str]) -> Tls {
+        Self::generate_for(cn, dns, false)
+    }
+
+    /// A fresh CA and a client certificate (extended key usage clientAuth) named `cn`.
+    pub fn generate_client(cn: &str) -> Tls {
+        Self::generate_for(cn, &[], true)
+    }
+
+    fn generate_for(cn: &str, dns: &[&str], client: bool) -> Tls {
         use rcgen::{
             BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
             IsCa, KeyPair, KeyUsagePurpose, SanType,
@@ -196,12 +207,16 @@ impl Tls {
             CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("CA");
         let mut params = CertificateParams::default();
         params.distinguished_name.push(DnType::CommonName, cn);
-        params.subject_alt_names = dns
-            .iter()
-            .map(|d| SanType::DnsName((*d).try_into().expect("DNS name")))
-            .chain([SanType::IpAddress([127, 0, 0, 1].into())])
-            .collect();
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        if client {
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        } else {
+            params.subject_alt_names = dns
+                .iter()
+                .map(|d| SanType::DnsName((*d).try_into().expect("DNS name")))
+                .chain([SanType::IpAddress([127, 0, 0, 1].into())])
+                .collect();
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        }
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
@@ -259,6 +274,40 @@ pub struct Options {
     pub controller_manager: bool,
 }
 
+/// The AdmissionConfiguration that makes the API server present `cert` to every mutating and
+/// validating webhook, and the kubeconfig it names, written into `dir`; returns the
+/// AdmissionConfiguration's path.
+pub fn write_admission_config(dir: &Path, cert: &Tls) -> PathBuf {
+    let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
+    let kubeconfig = dir.join("webhook-client.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nusers:\n- name: '*'\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64(&cert.cert_pem),
+            b64(&cert.key_pem)
+        ),
+    )
+    .expect("write webhook kubeconfig");
+    let config = dir.join("admission-config.yaml");
+    let plugin = |name: &str| {
+        format!(
+            "- name: {name}\n  configuration:\n    apiVersion: apiserver.config.k8s.io/v1\n    kind: WebhookAdmissionConfiguration\n    kubeConfigFile: {}\n",
+            kubeconfig.display()
+        )
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n{}{}",
+            plugin("MutatingAdmissionWebhook"),
+            plugin("ValidatingAdmissionWebhook")
+        ),
+    )
+    .expect("write admission configuration");
+    config
+}
+
 /// etcd, kube-apiserver and (optionally) kube-controller-manager for one test.
 pub struct ControlPlane {
     pub url: String,
@@ -300,6 +349,16 @@ fn scratch_dir() -> tempfile::TempDir {
 impl ControlPlane {
     /// Starts a control plane, or returns `None` (skip) when no assets exist and not in CI.
     pub async fn start(opts: Options) -> Option<ControlPlane> {
+        Self::start_presenting(opts, None).await
+    }
+
+    /// [`start`](Self::start), the API server presenting `webhook_client_cert` to every
+    /// webhook it calls: an AdmissionConfiguration (`--admission-control-config-file`) whose
+    /// kubeconfig holds it for user `*`, as the README documents for `serve --client-ca`.
+    pub async fn start_presenting(
+        opts: Options,
+        webhook_client_cert: Option<&Tls>,
+    ) -> Option<ControlPlane> {
         let assets = assets()?;
         if opts.controller_manager && assets.kube_controller_manager.is_none() {
             let why = "kube-controller-manager is not in KUBEBUILDER_ASSETS";
@@ -309,10 +368,14 @@ impl ControlPlane {
             eprintln!("envtest: skipped: {why}; {HOW_TO_GET_ASSETS}");
             return None;
         }
-        Some(Self::start_with(&assets, &opts).await)
+        Some(Self::start_with(&assets, &opts, webhook_client_cert).await)
     }
 
-    async fn start_with(assets: &Assets, opts: &Options) -> ControlPlane {
+    async fn start_with(
+        assets: &Assets,
+        opts: &Options,
+        webhook_client_cert: Option<&Tls>,
+    ) -> ControlPlane {
         let started = Instant::now();
         let dir = scratch_dir();
         let root = dir.path().to_owned();
@@ -352,6 +415,13 @@ impl ControlPlane {
         let api_port = free_port();
         let url = format!("https://127.0.0.1:{api_port}");
         let mut api = Command::new(&assets.kube_apiserver);
+        if let Some(cert) = webhook_client_cert {
+            let config = write_admission_config(&root, cert);
+            api.arg(format!(
+                "--admission-control-config-file={}",
+                config.display()
+            ));
+        }
         api.args([
             &format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
             "--bind-address=127.0.0.1",
