@@ -65,10 +65,9 @@ fn injected_revision(pod: &Pod) -> Option<String> {
 }
 
 /// The namespaces by name, so findings come out in a stable order.
-pub(super) fn sorted_namespaces(snapshot: &Snapshot) -> Vec<(&String, &NamespaceLabels)> {
-    let mut v: Vec<_> = snapshot.namespaces.iter().collect();
-    v.sort_by(|a, b| a.0.cmp(b.0));
-    v
+pub(super) fn sorted_namespaces(snapshot: &Snapshot) -> Vec<(&str, &NamespaceLabels)> {
+    // The snapshot keeps them sorted by name.
+    snapshot.namespaces.iter().collect()
 }
 
 /// The namespaces whose labels resolve to `revision` (directly or through a tag), sorted.
@@ -80,7 +79,7 @@ pub(super) fn namespaces_on(snapshot: &Snapshot, revision: &str) -> Vec<String> 
                 .and_then(|v| snapshot.table.resolve(v).ok())
                 .is_some_and(|r| r.revision.name == revision)
         })
-        .map(|(n, _)| n.clone())
+        .map(|(n, _)| (*n).to_owned())
         .collect()
 }
 

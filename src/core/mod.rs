@@ -10,6 +10,7 @@ pub mod labels;
 pub mod lookup;
 pub mod mapping;
 pub mod messages;
+pub mod namespaces;
 pub mod pod;
 pub mod policy;
 pub mod request;
