@@ -80,6 +80,24 @@ fn guard_overlay_replaces_the_arguments_it_means_to() {
     }
 }
 
+/// `revhook tags set` reads the installed mode from this label (#15 item 4): the base says
+/// inject, the guard overlay replaces it with guard.
+#[test]
+fn the_mutating_configuration_says_its_mode_and_the_guard_overlay_changes_it() {
+    let doc = docs("base/mutatingwebhook.yaml").remove(0);
+    assert_eq!(doc["metadata"]["labels"]["revhook.dev/mode"], "inject");
+    let overlay = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/overlays/guard/kustomization.yaml"),
+    )
+    .expect("overlay");
+    assert!(
+        overlay.contains(
+            "path: /metadata/labels/revhook.dev~1mode\n        value: guard"
+        ),
+        "{overlay}"
+    );
+}
+
 #[test]
 fn mutating_webhooks_fail_closed_on_inject_and_skip_system_namespaces() {
     let doc = docs("base/mutatingwebhook.yaml").remove(0);
