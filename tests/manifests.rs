@@ -91,9 +91,7 @@ fn the_mutating_configuration_says_its_mode_and_the_guard_overlay_changes_it() {
     )
     .expect("overlay");
     assert!(
-        overlay.contains(
-            "path: /metadata/labels/revhook.dev~1mode\n        value: guard"
-        ),
+        overlay.contains("path: /metadata/labels/revhook.dev~1mode\n        value: guard"),
         "{overlay}"
     );
 }
