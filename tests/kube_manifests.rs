@@ -6,6 +6,7 @@
 
 mod envtest;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use envtest::objects::{self, api_message, value};
@@ -22,6 +23,8 @@ use serde_json::{json, Value};
 const WAIT: Duration = Duration::from_secs(60);
 const NS: &str = "revhook-system";
 const SA_USER: &str = "system:serviceaccount:revhook-system:revhook";
+/// Istio's namespace as the base ships it (the Role that reads ConfigMaps and Services).
+const ISTIO_NS: &str = "istio-system";
 
 /// What `kubectl kustomize manifests/base` renders, for the transformers the base uses
 /// (`namespace`, `labels` without selectors, `images`); kubectl is not needed.
@@ -29,7 +32,8 @@ fn render_base() -> Vec<Value> {
     let kustomization = objects::yaml_file("manifests/base/kustomization.yaml")
         .pop()
         .expect("kustomization");
-    let namespace = kustomization["namespace"].as_str().expect("namespace");
+    // Without a `namespace:` transformer every namespaced object names its own.
+    let namespace = kustomization["namespace"].as_str();
     assert_eq!(
         kustomization["labels"][0]["includeSelectors"], false,
         "this renderer only adds metadata labels"
@@ -52,7 +56,14 @@ fn render_base() -> Vec<Value> {
         for mut doc in objects::yaml_file(&format!("manifests/base/{file}")) {
             let kind = doc["kind"].as_str().expect("kind").to_owned();
             if !cluster_scoped.contains(&kind.as_str()) {
-                doc["metadata"]["namespace"] = json!(namespace);
+                if let Some(namespace) = namespace {
+                    doc["metadata"]["namespace"] = json!(namespace);
+                }
+                assert!(
+                    doc["metadata"]["namespace"].is_string(),
+                    "{kind} {} names no namespace",
+                    doc["metadata"]["name"]
+                );
             }
             let meta_labels = doc["metadata"]
                 .as_object_mut()
@@ -111,15 +122,20 @@ fn shipped_args(docs: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// Whether the API server authorizes revhook's ServiceAccount for one call.
-async fn allowed(client: &Client, verb: &str, group: &str, resource: &str, name: &str) -> bool {
+/// Whether the API server authorizes revhook's ServiceAccount for one call (in `namespace`,
+/// or cluster-wide when it is empty).
+async fn allowed(
+    client: &Client,
+    namespace: &str,
+    (verb, group, resource, name): (&str, &str, &str, &str),
+) -> bool {
     let reviews: Api<SubjectAccessReview> = Api::all(client.clone());
     let review: SubjectAccessReview = objects::typed(json!({
         "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
         "spec": {
             "user": SA_USER,
             "groups": ["system:serviceaccounts", "system:serviceaccounts:revhook-system", "system:authenticated"],
-            "resourceAttributes": {"verb": verb, "group": group, "resource": resource, "name": name}
+            "resourceAttributes": {"verb": verb, "group": group, "resource": resource, "name": name, "namespace": namespace}
         }
     }));
     let answer = reviews
@@ -127,6 +143,84 @@ async fn allowed(client: &Client, verb: &str, group: &str, resource: &str, name:
         .await
         .expect("SubjectAccessReview");
     answer.status.expect("review status").allowed
+}
+
+/// One allowed call: (API group, resource, resource name or "", verb).
+type Permission = (String, String, String, String);
+
+/// The README's permission table (between `<!-- rbac:begin -->` and `<!-- rbac:end -->`),
+/// one `(scope, permission)` per allowed call: scope `cluster`, `istio` (Istio's namespace) or
+/// `everyone` (what the API server gives every authenticated user).
+fn readme_permissions() -> BTreeSet<(String, Permission)> {
+    let readme = std::fs::read_to_string(objects::repo_path("README.md")).expect("README");
+    let table = readme
+        .split("<!-- rbac:begin -->")
+        .nth(1)
+        .and_then(|t| t.split("<!-- rbac:end -->").next())
+        .expect("the README's permission table");
+    let list = |cell: &str| -> Vec<String> {
+        cell.split(',')
+            .map(|v| v.trim().trim_matches('`').replace("\"\"", ""))
+            .collect()
+    };
+    let mut out = BTreeSet::new();
+    for row in table.lines().filter(|l| l.starts_with('|')).skip(2) {
+        let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+        let [scope, group, resources, names, verbs] = cells[..] else {
+            panic!("a permission row has five cells: {row}");
+        };
+        let scope = match scope {
+            s if s.starts_with("cluster") => "cluster",
+            s if s.starts_with("Istio") => "istio",
+            s if s.starts_with("every authenticated user") => "everyone",
+            other => panic!("unknown scope {other:?}"),
+        };
+        let group = list(group).remove(0);
+        for resource in list(resources) {
+            for name in list(names) {
+                for verb in list(verbs) {
+                    out.insert((
+                        scope.to_owned(),
+                        (group.clone(), resource.clone(), name.clone(), verb),
+                    ));
+                }
+            }
+        }
+    }
+    assert!(!out.is_empty(), "an empty permission table");
+    out
+}
+
+/// What the API server says the client may do in `namespace` (SelfSubjectRulesReview, as
+/// `kubectl auth can-i --list` asks), one permission per call.
+async fn rules_in(client: &Client, namespace: &str) -> BTreeSet<Permission> {
+    use k8s_openapi::api::authorization::v1::SelfSubjectRulesReview;
+    let reviews: Api<SelfSubjectRulesReview> = Api::all(client.clone());
+    let review: SelfSubjectRulesReview = objects::typed(json!({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
+        "spec": {"namespace": namespace}
+    }));
+    let status = reviews
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("SelfSubjectRulesReview")
+        .status
+        .expect("status");
+    assert!(!status.incomplete, "{:?}", status.evaluation_error);
+    let mut out = BTreeSet::new();
+    for rule in status.resource_rules {
+        let names = rule.resource_names.unwrap_or_else(|| vec![String::new()]);
+        for group in rule.api_groups.iter().flatten() {
+            for resource in rule.resources.iter().flatten() {
+                for name in &names {
+                    for verb in &rule.verbs {
+                        out.insert((group.clone(), resource.clone(), name.clone(), verb.clone()));
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The caBundles of revhook's two webhook configurations, webhook by webhook.
@@ -240,7 +334,13 @@ async fn shipped_manifests_and_rbac_run_revhook_for_real() {
     };
     let admin = cp.client().await;
 
-    // The base, as kustomize renders it, is accepted by the API server.
+    // The base, as kustomize renders it, is accepted by the API server (revhook is installed
+    // after Istio: Istio's namespace exists).
+    objects::apply(
+        &admin,
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ISTIO_NS}}),
+    )
+    .await;
     let docs = render_base();
     let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
     assert_eq!(
@@ -250,6 +350,8 @@ async fn shipped_manifests_and_rbac_run_revhook_for_real() {
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
             "Deployment",
             "HorizontalPodAutoscaler",
             "Service",
@@ -299,43 +401,62 @@ async fn shipped_manifests_and_rbac_run_revhook_for_real() {
     );
 
     // The shipped RBAC: exactly what revhook needs, nothing near it.
-    let can =
-        |verb: &'static str, group: &'static str, resource: &'static str, name: &'static str| {
-            let admin = admin.clone();
-            async move { allowed(&admin, verb, group, resource, name).await }
-        };
     let wh = "admissionregistration.k8s.io";
-    for (verb, group, resource) in [
-        ("list", "", "namespaces"),
-        ("watch", "", "namespaces"),
-        ("get", "", "namespaces"),
-        ("list", "", "configmaps"),
-        ("watch", "", "configmaps"),
-        ("list", wh, "mutatingwebhookconfigurations"),
-        ("watch", wh, "validatingwebhookconfigurations"),
-    ] {
-        assert!(can(verb, group, resource, "").await, "{verb} {resource}");
-    }
-    assert!(can("patch", wh, "mutatingwebhookconfigurations", "revhook").await);
-    assert!(can("patch", wh, "validatingwebhookconfigurations", "revhook").await);
-    for (verb, group, resource, name) in [
+    for (namespace, call) in [
+        ("", ("list", "", "namespaces", "")),
+        ("", ("watch", "", "namespaces", "")),
+        ("", ("get", "", "namespaces", "shop")),
+        ("", ("list", wh, "mutatingwebhookconfigurations", "")),
+        ("", ("watch", wh, "validatingwebhookconfigurations", "")),
         (
-            "patch",
-            wh,
-            "mutatingwebhookconfigurations",
-            "istio-revision-tag-prod-stable",
+            "",
+            ("patch", wh, "mutatingwebhookconfigurations", "revhook"),
         ),
-        ("delete", wh, "mutatingwebhookconfigurations", "revhook"),
-        ("create", wh, "mutatingwebhookconfigurations", ""),
-        ("get", "", "secrets", ""),
-        ("list", "", "pods", ""),
-        ("create", "", "pods", ""),
-        ("update", "", "namespaces", "shop"),
-        ("update", "", "configmaps", ""),
+        (
+            "",
+            ("patch", wh, "validatingwebhookconfigurations", "revhook"),
+        ),
+        (ISTIO_NS, ("list", "", "configmaps", "")),
+        (ISTIO_NS, ("watch", "", "configmaps", "")),
+        (ISTIO_NS, ("list", "", "services", "")),
+        (ISTIO_NS, ("watch", "", "services", "")),
     ] {
         assert!(
-            !can(verb, group, resource, name).await,
-            "{verb} {resource} {name} is denied"
+            allowed(&admin, namespace, call).await,
+            "{call:?} in {namespace:?}"
+        );
+    }
+    for (namespace, call) in [
+        (
+            "",
+            (
+                "patch",
+                wh,
+                "mutatingwebhookconfigurations",
+                "istio-revision-tag-prod-stable",
+            ),
+        ),
+        (
+            "",
+            ("delete", wh, "mutatingwebhookconfigurations", "revhook"),
+        ),
+        ("", ("create", wh, "mutatingwebhookconfigurations", "")),
+        ("", ("list", "", "configmaps", "")),
+        ("", ("list", "", "services", "")),
+        ("shop", ("list", "", "configmaps", "")),
+        ("shop", ("get", "", "services", "web")),
+        (ISTIO_NS, ("get", "", "secrets", "")),
+        (
+            ISTIO_NS,
+            ("update", "", "configmaps", "istio-sidecar-injector"),
+        ),
+        ("", ("list", "", "pods", "")),
+        ("", ("create", "", "pods", "")),
+        ("", ("update", "", "namespaces", "shop")),
+    ] {
+        assert!(
+            !allowed(&admin, namespace, call).await,
+            "{call:?} in {namespace:?} is denied"
         );
     }
 
@@ -346,6 +467,21 @@ async fn shipped_manifests_and_rbac_run_revhook_for_real() {
     objects::apply_all(&admin, &objects::yaml_docs(&istio)).await;
     let token = objects::service_account_token(&admin, NS, "revhook").await;
     let kubeconfig = cp.kubeconfig_with_token("revhook-sa", &token);
+    // `kubectl auth can-i --list` as revhook: exactly the README's list, in Istio's namespace
+    // and in an application namespace.
+    let sa = envtest::client_from_kubeconfig(&kubeconfig).await;
+    let readme = readme_permissions();
+    for (namespace, scopes) in [
+        (ISTIO_NS, &["cluster", "istio", "everyone"][..]),
+        ("shop", &["cluster", "everyone"][..]),
+    ] {
+        let want: BTreeSet<Permission> = readme
+            .iter()
+            .filter(|(scope, _)| scopes.contains(&scope.as_str()))
+            .map(|(_, p)| p.clone())
+            .collect();
+        assert_eq!(rules_in(&sa, namespace).await, want, "in {namespace}");
+    }
     let ca_cert = Revhook::ca_path(cp.path(), "revhook");
     let mut args = shipped_args(&docs);
     assert!(args.contains(&"--source=cluster".to_owned()), "{args:?}");

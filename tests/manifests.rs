@@ -81,9 +81,10 @@ fn guard_overlay_replaces_the_arguments_it_means_to() {
 }
 
 /// `revhook tags set` reads the installed mode from this label (#15 item 4): the base says
-/// inject, the guard overlay replaces it with guard.
+/// inject, the guard overlay replaces it with guard, and moves the Role that reads Istio's
+/// objects to the add-on's namespace.
 #[test]
-fn the_mutating_configuration_says_its_mode_and_the_guard_overlay_changes_it() {
+fn the_guard_overlay_sets_the_mode_label_and_the_istio_namespace_role() {
     let doc = docs("base/mutatingwebhook.yaml").remove(0);
     assert_eq!(doc["metadata"]["labels"]["revhook.dev/mode"], "inject");
     let overlay = std::fs::read_to_string(
@@ -94,6 +95,14 @@ fn the_mutating_configuration_says_its_mode_and_the_guard_overlay_changes_it() {
         overlay.contains("path: /metadata/labels/revhook.dev~1mode\n        value: guard"),
         "{overlay}"
     );
+    for kind in ["Role", "RoleBinding"] {
+        assert!(
+            overlay.contains(&format!(
+                "kind: {kind}\n      name: revhook-istio\n    patch: |-\n      - op: replace\n        path: /metadata/namespace\n        value: aks-istio-system"
+            )),
+            "the guard overlay reads Istio's objects in aks-istio-system only ({kind})"
+        );
+    }
 }
 
 #[test]
@@ -189,6 +198,10 @@ fn every_manifest_document_is_a_known_kind() {
                 "ClusterRoleBinding" => {
                     serde_json::from_value::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(doc)
                         .is_ok()
+                }
+                "Role" => serde_json::from_value::<k8s_openapi::api::rbac::v1::Role>(doc).is_ok(),
+                "RoleBinding" => {
+                    serde_json::from_value::<k8s_openapi::api::rbac::v1::RoleBinding>(doc).is_ok()
                 }
                 "Deployment" => serde_json::from_value::<Deployment>(doc).is_ok(),
                 "HorizontalPodAutoscaler" => serde_json::from_value::<

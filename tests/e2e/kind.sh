@@ -51,6 +51,8 @@ step "certificates and revhook"
 (cd "$ROOT" && cargo run --quiet --release -- certs --out "$TMP/certs" --namespace "$NS" >/dev/null)
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f -
 kubectl -n "$NS" create secret generic revhook-tls --from-file="$TMP/certs" --dry-run=client -o yaml | kubectl apply -f -
+# Istio comes first: revhook's Role that reads Istio's objects lives in its namespace.
+kubectl create namespace istio-system --dry-run=client -o yaml | kubectl apply -f -
 kubectl kustomize "$ROOT/manifests/overlays/self-managed" \
   | sed "s#image: ghcr.io/example/revhook:0.1.0#image: $IMAGE#" \
   | kubectl apply -f -
