@@ -5,9 +5,9 @@
 //! Each revision watch keeps its objects in a map; any change wakes one task that rebuilds the
 //! revision part of the snapshot (through the same pure mapping as `check`) and swaps it in.
 //! Namespaces are followed apart (`namespaces`): a label change publishes in O(log n). The
-//! hot path only ever loads the current snapshot. Readiness waits for the first full list of every watch;
-//! a failing watch backs off and retries while the last good snapshot keeps serving, and the
-//! time since the sources were last known good is exported as
+//! hot path only ever loads the current snapshot. Readiness waits for the first full list of
+//! every watch; a failing watch backs off and retries while the last good snapshot keeps
+//! serving, and the time since the sources were last known good is exported as
 //! `revhook_snapshot_staleness_seconds`.
 
 mod namespaces;
