@@ -1048,7 +1048,7 @@ mod tests {
             "default",
             "asm-1-23",
             true,
-            &[ok.clone()],
+            std::slice::from_ref(&ok),
             "istio-system",
         )
         .expect_err("default");
