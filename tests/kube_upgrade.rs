@@ -525,7 +525,7 @@ async fn aks_minor_upgrade_moves_pods_with_the_tag_and_refuses_mistakes() {
     );
     assert_eq!(code, Some(0), "{set}");
     assert!(
-        set.starts_with("tag prod-stable -> asm-1-22; restart workloads"),
+        set.starts_with("tag prod-stable -> asm-1-22 (inject mode); restart workloads"),
         "{set}"
     );
     assert_eq!(
