@@ -75,7 +75,9 @@ enum TagsCommand {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
-    /// Point a tag at a revision (writes its webhook configuration with `webhooks: []`).
+    /// Point a tag at a revision. Guard mode writes what `istioctl tag set` writes (Istio's
+    /// injector webhooks and the tag's istiod Service); inject mode a tag webhook
+    /// configuration with `webhooks: []` (revhook injects).
     Set {
         tag: String,
         #[arg(long)]
@@ -83,12 +85,20 @@ enum TagsCommand {
         /// Move a tag that already points elsewhere.
         #[arg(long)]
         overwrite: bool,
+        /// Who injects; default: the mode of the revhook installed in the cluster (its
+        /// webhook configurations' revhook.dev/mode label), else guard.
+        #[arg(long, value_enum)]
+        mode: Option<TagModeArg>,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
-    /// Delete a tag's webhook configuration.
+    /// Delete a tag (its webhook configurations and istiod Service), after saying what it
+    /// breaks and asking on a terminal.
     Remove {
         tag: String,
+        /// Do not ask (for scripts; without a terminal and without --yes nothing is removed).
+        #[arg(long, short = 'y')]
+        yes: bool,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -119,6 +129,21 @@ impl ClusterArgs {
             istio_namespaces: self.istio_namespaces.clone(),
             mesh,
             api_url: self.kube_api_url.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TagModeArg {
+    Guard,
+    Inject,
+}
+
+impl From<TagModeArg> for revhook::tags::TagMode {
+    fn from(m: TagModeArg) -> Self {
+        match m {
+            TagModeArg::Guard => revhook::tags::TagMode::Guard,
+            TagModeArg::Inject => revhook::tags::TagMode::Inject,
         }
     }
 }
@@ -720,6 +745,69 @@ fn certs(args: &CertsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `tags set` in the mode that keeps injection working: `--mode`, else the installed
+/// revhook's, else guard.
+async fn set_tag(
+    client: &kube::Client,
+    snapshot: &Snapshot,
+    cluster: &ClusterArgs,
+    tag: &str,
+    revision: &str,
+    overwrite: bool,
+    flag: Option<TagModeArg>,
+) -> anyhow::Result<()> {
+    use revhook::tags::{self, TagMode};
+    let installed = tags::read_installed_mode(client).await?;
+    let mode = tags::choose_mode(flag.map(Into::into), installed);
+    let replaced = match mode {
+        TagMode::Inject => {
+            let mwc = tags::plan_set(snapshot, tag, revision, overwrite)?;
+            tags::write(client, mwc).await?
+        }
+        TagMode::Guard => {
+            let webhooks = tags::revision_webhooks(client, revision).await?;
+            let namespace = cluster.options().mesh.istio_namespace;
+            let planned =
+                tags::plan_guard_set(snapshot, tag, revision, overwrite, &webhooks, &namespace)?;
+            eprintln!(
+                "guard mode: Istio's injector webhooks copied from {}, and Service {}/{}",
+                planned.copied_from,
+                planned
+                    .service
+                    .metadata
+                    .namespace
+                    .as_deref()
+                    .unwrap_or_default(),
+                planned.service.metadata.name.as_deref().unwrap_or_default()
+            );
+            tags::write_istio_tag(client, &planned).await?
+        }
+    };
+    for name in replaced {
+        eprintln!("replaced MutatingWebhookConfiguration {name} (the same tag under another name)");
+    }
+    println!(
+        "tag {tag} -> {revision} ({} mode); restart workloads to move running pods (revhook tags plan shows which)",
+        mode.as_str()
+    );
+    Ok(())
+}
+
+/// Asks `question` on the terminal; without one (a script, CI) the answer is no, and the
+/// error says to pass --yes.
+fn confirm_on_terminal(question: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!("{question} needs a yes: standard input is not a terminal; pass --yes to do it without asking");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    Ok(revhook::tags::confirmed(&answer))
+}
+
 fn tags(command: TagsCommand) -> anyhow::Result<ExitCode> {
     let cluster_args = match &command {
         TagsCommand::List(cluster)
@@ -743,28 +831,50 @@ fn tags(command: TagsCommand) -> anyhow::Result<ExitCode> {
         match command {
             TagsCommand::List(args) => {
                 let snapshot = read(&args).await?;
-                print!("{}", revhook::tags::render_list(&revhook::tags::list(&snapshot)));
+                print!(
+                    "{}",
+                    revhook::tags::render_list(&revhook::tags::list(&snapshot))
+                );
             }
-            TagsCommand::Plan { tag, revision, cluster } => {
+            TagsCommand::Plan {
+                tag,
+                revision,
+                cluster,
+            } => {
                 let snapshot = read(&cluster).await?;
                 let pods = listing::list_pods(&client).await?;
                 let plan = revhook::tags::plan_move(&snapshot, &pods, &tag, &revision)?;
                 print!("{}", revhook::tags::render_plan(&plan));
             }
-            TagsCommand::Set { tag, revision, overwrite, cluster } => {
+            TagsCommand::Set {
+                tag,
+                revision,
+                overwrite,
+                mode,
+                cluster,
+            } => {
                 let snapshot = read(&cluster).await?;
-                let mwc = revhook::tags::plan_set(&snapshot, &tag, &revision, overwrite)?;
-                revhook::tags::write(&client, mwc).await?;
-                println!("tag {tag} -> {revision}; restart workloads to move running pods (revhook tags plan shows which)");
+                set_tag(
+                    &client, &snapshot, &cluster, &tag, &revision, overwrite, mode,
+                )
+                .await?;
             }
-            TagsCommand::Remove { tag, cluster } => {
+            TagsCommand::Remove { tag, yes, cluster } => {
                 let snapshot = read(&cluster).await?;
-                let users = snapshot.namespaces_selecting(&tag);
-                revhook::tags::remove(&client, &tag).await?;
-                println!("tag {tag} removed");
-                if !users.is_empty() {
-                    eprintln!("revhook: warning: namespaces still select {tag}: {}", users.join(", "));
+                let objects = revhook::tags::find_tag_objects(&client, &tag).await?;
+                if objects.is_empty() {
+                    bail!("tag {tag} does not exist (no object labelled istio.io/tag={tag})");
                 }
+                let pods = listing::list_pods(&client).await?;
+                let impact =
+                    revhook::tags::removal_impact(&snapshot, &pods, &tag, objects.describe());
+                eprint!("{}", revhook::tags::render_removal(&impact));
+                if !yes && !confirm_on_terminal(&format!("remove tag {tag}?"))? {
+                    eprintln!("nothing was changed");
+                    return Ok(ExitCode::from(1));
+                }
+                revhook::tags::remove(&client, &objects).await?;
+                println!("tag {tag} removed");
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -88,6 +88,20 @@ fn list_kind(path: &str, metadata_only: bool) -> (&'static str, &'static str, &'
     }
 }
 
+/// A label selector of `key`, `key=value` and `!key` terms, as kube-rs sends them.
+fn selector_matches(selector: &str, labels: &Value) -> bool {
+    selector
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .all(|term| match term.strip_prefix('!') {
+            Some(key) => labels.get(key).is_none(),
+            None => match term.split_once('=') {
+                Some((k, v)) => labels.get(k).and_then(Value::as_str) == Some(v),
+                None => labels.get(term).is_some(),
+            },
+        })
+}
+
 async fn serve_api(
     state: Shared,
     req: Request<hyper::body::Incoming>,
@@ -186,10 +200,13 @@ async fn serve_api(
             .split('&')
             .find_map(|kv| kv.strip_prefix("labelSelector="))
             .unwrap_or_default()
-            .replace("%2F", "/");
+            .replace("%2F", "/")
+            .replace("%3D", "=")
+            .replace("%2C", ",")
+            .replace("%21", "!");
         let items: Vec<Value> = items
             .iter()
-            .filter(|i| selector.is_empty() || i["metadata"]["labels"].get(&selector).is_some())
+            .filter(|i| selector_matches(&selector, &i["metadata"]["labels"]))
             .cloned()
             .collect();
         let (api_version, kind, item_kind) = list_kind(&path, metadata_only);
@@ -714,6 +731,14 @@ impl TagsCluster {
             vec![tag("prod-stable", "asm-1-22", "5")],
             vec![namespace_meta("shop", "prod-stable")],
         );
+        {
+            let mut st = state.lock().expect("lock");
+            st.lists.insert("/api/v1/services".into(), vec![]);
+            st.lists.insert(
+                "/api/v1/pods".into(),
+                vec![json!({"metadata": {"name": "web-1", "namespace": "shop"}})],
+            );
+        }
         let url = start_fake_api(state.clone()).await;
         TagsCluster { state, url }
     }
@@ -766,6 +791,22 @@ async fn tags_set_refuses_to_move_a_tag_without_overwrite_or_onto_a_missing_revi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_set_in_guard_mode_refuses_when_it_cannot_copy_istios_injector() {
+    // No revhook installed (no revhook.dev/mode label): guard, and this cluster has no
+    // injector webhook configuration of asm-1-23 to copy.
+    let cluster = TagsCluster::start().await;
+    let (code, _, err) = cluster
+        .tags(&["set", "prod-canary", "--revision", "asm-1-23"])
+        .await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("run: istioctl tag set prod-canary --revision asm-1-23 -i istio-system"),
+        "{err}"
+    );
+    assert!(cluster.writes().is_empty(), "refusals write nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tags_set_replaces_a_moved_tag_and_creates_a_new_one_as_istioctl_does() {
     let cluster = TagsCluster::start().await;
     let (code, _, err) = cluster
@@ -775,11 +816,20 @@ async fn tags_set_replaces_a_moved_tag_and_creates_a_new_one_as_istioctl_does() 
             "--revision",
             "asm-1-23",
             "--overwrite",
+            "--mode",
+            "inject",
         ])
         .await;
     assert_eq!(code, Some(0), "{err}");
     let (code, _, err) = cluster
-        .tags(&["set", "prod-canary", "--revision", "asm-1-23"])
+        .tags(&[
+            "set",
+            "prod-canary",
+            "--revision",
+            "asm-1-23",
+            "--mode",
+            "inject",
+        ])
         .await;
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(
@@ -803,13 +853,22 @@ async fn tags_set_replaces_a_moved_tag_and_creates_a_new_one_as_istioctl_does() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tags_remove_deletes_and_warns_of_namespaces_still_selecting_the_tag() {
+async fn tags_remove_says_what_breaks_and_deletes_only_with_yes_without_a_terminal() {
     let cluster = TagsCluster::start().await;
-    let (code, out, err) = cluster.tags(&["remove", "prod-stable"]).await;
+    let (code, _, err) = cluster.tags(&["remove", "prod-stable"]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("pass --yes"), "{err}");
+    assert!(cluster.writes().is_empty(), "nothing removed without a yes");
+    let (code, out, err) = cluster.tags(&["remove", "prod-stable", "--yes"]).await;
     assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("removed"), "{out}");
     assert!(
-        out.contains("removed") && err.contains("namespaces still select prod-stable: shop"),
-        "{out} {err}"
+        err.contains("namespaces selecting the tag: shop\npods on it: 1\n"),
+        "{err}"
+    );
+    assert_eq!(
+        cluster.writes(),
+        vec![format!("DELETE {MUTATING}/istio-revision-tag-prod-stable")]
     );
 }
 

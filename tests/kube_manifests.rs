@@ -9,6 +9,7 @@
 mod envtest;
 mod render;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use envtest::objects::{self, api_message, value};
@@ -25,6 +26,8 @@ use serde_json::{json, Value};
 const WAIT: Duration = Duration::from_secs(60);
 const NS: &str = "revhook-system";
 const SA_USER: &str = "system:serviceaccount:revhook-system:revhook";
+/// Istio's namespace as the base ships it (the Role that reads ConfigMaps and Services).
+const ISTIO_NS: &str = "istio-system";
 
 /// What `kustomize build manifests/base` renders; `None` (skip) without kustomize, except
 /// under `CI=true`, where that fails.
@@ -63,15 +66,20 @@ fn shipped_args(docs: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// Whether the API server authorizes revhook's ServiceAccount for one call.
-async fn allowed(client: &Client, verb: &str, group: &str, resource: &str, name: &str) -> bool {
+/// Whether the API server authorizes revhook's ServiceAccount for one call (in `namespace`,
+/// or cluster-wide when it is empty).
+async fn allowed(
+    client: &Client,
+    namespace: &str,
+    (verb, group, resource, name): (&str, &str, &str, &str),
+) -> bool {
     let reviews: Api<SubjectAccessReview> = Api::all(client.clone());
     let review: SubjectAccessReview = objects::typed(json!({
         "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
         "spec": {
             "user": SA_USER,
             "groups": ["system:serviceaccounts", "system:serviceaccounts:revhook-system", "system:authenticated"],
-            "resourceAttributes": {"verb": verb, "group": group, "resource": resource, "name": name}
+            "resourceAttributes": {"verb": verb, "group": group, "resource": resource, "name": name, "namespace": namespace}
         }
     }));
     let answer = reviews
@@ -81,46 +89,160 @@ async fn allowed(client: &Client, verb: &str, group: &str, resource: &str, name:
     answer.status.expect("review status").allowed
 }
 
+/// One allowed call: (API group, resource, resource name or "", verb).
+type Permission = (String, String, String, String);
+
+/// The README's permission table (between `<!-- rbac:begin -->` and `<!-- rbac:end -->`),
+/// one `(scope, permission)` per allowed call: scope `cluster`, `istio` (Istio's namespace) or
+/// `everyone` (what the API server gives every authenticated user).
+fn readme_permissions() -> BTreeSet<(String, Permission)> {
+    let readme = std::fs::read_to_string(objects::repo_path("README.md")).expect("README");
+    let table = readme
+        .split("<!-- rbac:begin -->")
+        .nth(1)
+        .and_then(|t| t.split("<!-- rbac:end -->").next())
+        .expect("the README's permission table");
+    let list = |cell: &str| -> Vec<String> {
+        cell.split(',')
+            .map(|v| v.trim().trim_matches('`').replace("\"\"", ""))
+            .collect()
+    };
+    let mut out = BTreeSet::new();
+    for row in table.lines().filter(|l| l.starts_with('|')).skip(2) {
+        let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+        let [scope, group, resources, names, verbs] = cells[..] else {
+            panic!("a permission row has five cells: {row}");
+        };
+        let scope = match scope {
+            s if s.starts_with("cluster") => "cluster",
+            s if s.starts_with("Istio") => "istio",
+            s if s.starts_with("every authenticated user") => "everyone",
+            other => panic!("unknown scope {other:?}"),
+        };
+        let group = list(group).remove(0);
+        for resource in list(resources) {
+            for name in list(names) {
+                for verb in list(verbs) {
+                    out.insert((
+                        scope.to_owned(),
+                        (group.clone(), resource.clone(), name.clone(), verb),
+                    ));
+                }
+            }
+        }
+    }
+    assert!(!out.is_empty(), "an empty permission table");
+    out
+}
+
+/// What the API server says the client may do in `namespace` (SelfSubjectRulesReview, as
+/// `kubectl auth can-i --list` asks), one permission per call.
+async fn rules_in(client: &Client, namespace: &str) -> BTreeSet<Permission> {
+    use k8s_openapi::api::authorization::v1::SelfSubjectRulesReview;
+    let reviews: Api<SelfSubjectRulesReview> = Api::all(client.clone());
+    let review: SelfSubjectRulesReview = objects::typed(json!({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
+        "spec": {"namespace": namespace}
+    }));
+    let status = reviews
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("SelfSubjectRulesReview")
+        .status
+        .expect("status");
+    assert!(!status.incomplete, "{:?}", status.evaluation_error);
+    let mut out = BTreeSet::new();
+    for rule in status.resource_rules {
+        let names = rule.resource_names.unwrap_or_else(|| vec![String::new()]);
+        for group in rule.api_groups.iter().flatten() {
+            for resource in rule.resources.iter().flatten() {
+                for name in &names {
+                    for verb in &rule.verbs {
+                        out.insert((group.clone(), resource.clone(), name.clone(), verb.clone()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The shipped RBAC: exactly what revhook needs, nothing near it.
 async fn assert_least_privilege(admin: &Client) {
-    let can =
-        |verb: &'static str, group: &'static str, resource: &'static str, name: &'static str| {
-            let admin = admin.clone();
-            async move { allowed(&admin, verb, group, resource, name).await }
-        };
     let wh = "admissionregistration.k8s.io";
-    for (verb, group, resource) in [
-        ("list", "", "namespaces"),
-        ("watch", "", "namespaces"),
-        ("get", "", "namespaces"),
-        ("list", "", "configmaps"),
-        ("watch", "", "configmaps"),
-        ("list", wh, "mutatingwebhookconfigurations"),
-        ("watch", wh, "validatingwebhookconfigurations"),
-    ] {
-        assert!(can(verb, group, resource, "").await, "{verb} {resource}");
-    }
-    assert!(can("patch", wh, "mutatingwebhookconfigurations", "revhook").await);
-    assert!(can("patch", wh, "validatingwebhookconfigurations", "revhook").await);
-    for (verb, group, resource, name) in [
+    for (namespace, call) in [
+        ("", ("list", "", "namespaces", "")),
+        ("", ("watch", "", "namespaces", "")),
+        ("", ("get", "", "namespaces", "shop")),
+        ("", ("list", wh, "mutatingwebhookconfigurations", "")),
+        ("", ("watch", wh, "validatingwebhookconfigurations", "")),
         (
-            "patch",
-            wh,
-            "mutatingwebhookconfigurations",
-            "istio-revision-tag-prod-stable",
+            "",
+            ("patch", wh, "mutatingwebhookconfigurations", "revhook"),
         ),
-        ("delete", wh, "mutatingwebhookconfigurations", "revhook"),
-        ("create", wh, "mutatingwebhookconfigurations", ""),
-        ("get", "", "secrets", ""),
-        ("list", "", "pods", ""),
-        ("create", "", "pods", ""),
-        ("update", "", "namespaces", "shop"),
-        ("update", "", "configmaps", ""),
+        (
+            "",
+            ("patch", wh, "validatingwebhookconfigurations", "revhook"),
+        ),
+        (ISTIO_NS, ("list", "", "configmaps", "")),
+        (ISTIO_NS, ("watch", "", "configmaps", "")),
+        (ISTIO_NS, ("list", "", "services", "")),
+        (ISTIO_NS, ("watch", "", "services", "")),
     ] {
         assert!(
-            !can(verb, group, resource, name).await,
-            "{verb} {resource} {name} is denied"
+            allowed(admin, namespace, call).await,
+            "{call:?} in {namespace:?}"
         );
+    }
+    for (namespace, call) in [
+        (
+            "",
+            (
+                "patch",
+                wh,
+                "mutatingwebhookconfigurations",
+                "istio-revision-tag-prod-stable",
+            ),
+        ),
+        (
+            "",
+            ("delete", wh, "mutatingwebhookconfigurations", "revhook"),
+        ),
+        ("", ("create", wh, "mutatingwebhookconfigurations", "")),
+        ("", ("list", "", "configmaps", "")),
+        ("", ("list", "", "services", "")),
+        ("shop", ("list", "", "configmaps", "")),
+        ("shop", ("get", "", "services", "web")),
+        (ISTIO_NS, ("get", "", "secrets", "")),
+        (
+            ISTIO_NS,
+            ("update", "", "configmaps", "istio-sidecar-injector"),
+        ),
+        ("", ("list", "", "pods", "")),
+        ("", ("create", "", "pods", "")),
+        ("", ("update", "", "namespaces", "shop")),
+    ] {
+        assert!(
+            !allowed(admin, namespace, call).await,
+            "{call:?} in {namespace:?} is denied"
+        );
+    }
+}
+
+/// `kubectl auth can-i --list` as revhook (`sa`): exactly the README's list, in Istio's
+/// namespace and in an application namespace.
+async fn assert_rules_are_the_readmes(sa: &Client) {
+    let readme = readme_permissions();
+    for (namespace, scopes) in [
+        (ISTIO_NS, &["cluster", "istio", "everyone"][..]),
+        ("shop", &["cluster", "everyone"][..]),
+    ] {
+        let want: BTreeSet<Permission> = readme
+            .iter()
+            .filter(|(scope, _)| scopes.contains(&scope.as_str()))
+            .map(|(_, p)| p.clone())
+            .collect();
+        assert_eq!(rules_in(sa, namespace).await, want, "in {namespace}");
     }
 }
 
@@ -235,8 +357,14 @@ async fn shipped_manifests_and_rbac_run_revhook_for_real() {
     };
     let admin = cp.client().await;
 
-    // The base, as kustomize renders it, is accepted by the API server.
+    // The base, as kustomize renders it, is accepted by the API server (revhook is installed
+    // after Istio: Istio's namespace exists for its Role).
     let Some(docs) = render_base() else { return };
+    objects::apply(
+        &admin,
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ISTIO_NS}}),
+    )
+    .await;
     // (kustomize versions order them differently: compared as a set, applied Namespace first)
     let mut kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
     assert_eq!(kinds.first(), Some(&"Namespace"));
@@ -251,6 +379,8 @@ async fn shipped_manifests_and_rbac_run_revhook_for_real() {
             "MutatingWebhookConfiguration",
             "Namespace",
             "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
             "Service",
             "ServiceAccount",
             "ValidatingWebhookConfiguration"
@@ -302,6 +432,7 @@ async fn shipped_manifests_and_rbac_run_revhook_for_real() {
     objects::apply_all(&admin, &objects::istio_fixture_in("istio-system")).await;
     let token = objects::service_account_token(&admin, NS, "revhook").await;
     let kubeconfig = cp.kubeconfig_with_token("revhook-sa", &token);
+    assert_rules_are_the_readmes(&envtest::client_from_kubeconfig(&kubeconfig).await).await;
     let ca_cert = Revhook::ca_path(cp.path(), "revhook");
     let mut args = shipped_args(&docs);
     assert!(args.contains(&"--source=cluster".to_owned()), "{args:?}");
@@ -586,9 +717,17 @@ async fn helm_chart_runs_revhook_under_its_rbac_for_real() {
         "PodDisruptionBudget",
         "MutatingWebhookConfiguration",
         "ValidatingWebhookConfiguration",
+        "Role",
+        "RoleBinding",
     ] {
         assert!(kinds.contains(&kind), "no {kind} in {kinds:?}");
     }
+    // Installed after Istio: its namespace is there for the Role that reads its objects.
+    objects::apply(
+        &admin,
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ISTIO_NS}}),
+    )
+    .await;
     apply_chart(&admin, &docs).await;
     let mwc: Api<MutatingWebhookConfiguration> = Api::all(admin.clone());
     let stored = value(mwc.get("revhook").await.expect("stored mwc"));
@@ -604,6 +743,7 @@ async fn helm_chart_runs_revhook_under_its_rbac_for_real() {
     objects::apply_all(&admin, &objects::istio_fixture_in("istio-system")).await;
     let token = objects::service_account_token(&admin, NS, "revhook").await;
     let kubeconfig = cp.kubeconfig_with_token("revhook-helm-sa", &token);
+    assert_rules_are_the_readmes(&envtest::client_from_kubeconfig(&kubeconfig).await).await;
     let args = localize(&docs, cp.path(), "revhook-helm");
     assert!(args.contains(&"--manage-ca-bundle".to_owned()), "{args:?}");
     let mut revhook = Revhook::start(

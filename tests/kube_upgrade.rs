@@ -521,7 +521,7 @@ async fn aks_minor_upgrade_moves_pods_with_the_tag_and_refuses_mistakes() {
     );
     assert_eq!(code, Some(0), "{set}");
     assert!(
-        set.starts_with("tag prod-stable -> asm-1-22; restart workloads"),
+        set.starts_with("tag prod-stable -> asm-1-22 (inject mode); restart workloads"),
         "{set}"
     );
     assert_eq!(
@@ -1090,4 +1090,386 @@ async fn guard_mode_refuses_a_pod_that_arrives_uninjected() {
             );
         }
     }
+}
+
+// === #15 item 4: `revhook tags` in guard mode never breaks Istio's own injection ===
+
+/// What `istioctl tag set <tag> --revision <rev> -i <ns>` writes, built as istioctl builds it:
+/// Istio's chart rendered with the values istioctl passes (revision, the tag, the revision's
+/// injection URL and reinvocation policy), then each webhook given the revision's caBundle
+/// (and, for a service, its name and path), the revision's labels but `app` merged over the
+/// chart's, the operator's labels dropped (a user-managed tag), the revision's annotations.
+fn istioctl_tag_objects(
+    chart: &(std::path::PathBuf, std::path::PathBuf),
+    canonical: &Value,
+    tag: &str,
+    rev: &str,
+) -> (Value, Value) {
+    let injector = canonical["webhooks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|w| {
+            w["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("sidecar-injector.istio.io"))
+        })
+        .expect("the revision's injector webhook");
+    let url = injector["clientConfig"]["url"].as_str().unwrap_or_default();
+    let mut values = vec![
+        format!("revision={rev}"),
+        format!("revisionTags[0]={tag}"),
+        "sidecarInjectorWebhook.enableNamespacesByDefault=false".to_owned(),
+        format!("istiodRemote.injectionURL={url}"),
+        format!("global.istioNamespace={ISTIO_NS}"),
+    ];
+    if let Some(policy) = injector["reinvocationPolicy"].as_str() {
+        values.push(format!(
+            "sidecarInjectorWebhook.reinvocationPolicy={policy}"
+        ));
+    }
+    let user_managed = |labels: &mut Value| {
+        if let Some(map) = labels.as_object_mut() {
+            map.retain(|k, _| !k.contains("operator.istio.io"));
+        }
+    };
+    let mut mwc = envtest::istiod::render(chart, ISTIO_NS, &values, "revision-tags-mwc.yaml")
+        .pop()
+        .expect("tag webhook rendered");
+    for hook in mwc["webhooks"].as_array_mut().expect("webhooks") {
+        hook["clientConfig"]["caBundle"] = injector["clientConfig"]["caBundle"].clone();
+        if hook["clientConfig"]["service"].is_object() {
+            hook["clientConfig"]["service"]["path"] =
+                injector["clientConfig"]["service"]["path"].clone();
+            hook["clientConfig"]["service"]["name"] =
+                injector["clientConfig"]["service"]["name"].clone();
+        }
+    }
+    for (k, v) in canonical["metadata"]["labels"].as_object().expect("labels") {
+        if k != "app" {
+            mwc["metadata"]["labels"][k] = v.clone();
+        }
+    }
+    user_managed(&mut mwc["metadata"]["labels"]);
+    if let Some(annotations) = canonical["metadata"]["annotations"].as_object() {
+        for (k, v) in annotations {
+            mwc["metadata"]["annotations"][k] = v.clone();
+        }
+    }
+    let mut svc = envtest::istiod::render(
+        chart,
+        ISTIO_NS,
+        &[
+            format!("revision={rev}"),
+            format!("revisionTags[0]={tag}"),
+            format!("global.istioNamespace={ISTIO_NS}"),
+        ],
+        "revision-tags-svc.yaml",
+    )
+    .pop()
+    .expect("tag Service rendered");
+    user_managed(&mut svc["metadata"]["labels"]);
+    (mwc, svc)
+}
+
+/// A revision's injector configuration as Istio's chart installs it in the add-on's namespace,
+/// calling `url` (a remote istiod) with `ca_bundle`, or its istiod Service when `url` is None.
+fn revision_injector(
+    chart: &(std::path::PathBuf, std::path::PathBuf),
+    rev: &str,
+    url: Option<(&str, &str)>,
+) -> Value {
+    let mut values = vec![
+        format!("revision={rev}"),
+        format!("global.istioNamespace={ISTIO_NS}"),
+        "sidecarInjectorWebhook.reinvocationPolicy=IfNeeded".to_owned(),
+        "sidecarInjectorWebhookAnnotations.example\\.com/owner=mesh-team".to_owned(),
+    ];
+    if let Some((url, ca)) = url {
+        values.push(format!("istiodRemote.injectionURL={url}"));
+        values.push(format!("istiodRemote.injectionCABundle={ca}"));
+    }
+    envtest::istiod::render(chart, ISTIO_NS, &values, "mutatingwebhook.yaml")
+        .pop()
+        .expect("the revision's injector rendered")
+}
+
+/// The stored object as the API server defaulted it, next to `expected` dry-run created under
+/// another name (defaulted the same way): the fields istioctl writes, side by side.
+async fn stored_and_expected(client: &Client, stored: &Value, expected: &Value) -> (Value, Value) {
+    let mut probe = expected.clone();
+    let name = format!(
+        "{}-expected",
+        expected["metadata"]["name"].as_str().expect("name")
+    );
+    probe["metadata"]["name"] = json!(name);
+    let api = objects::api_for(client, &probe).await;
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let defaulted = value(
+        api.create(&dry_run, &objects::typed(probe))
+            .await
+            .unwrap_or_else(|e| panic!("dry-run {name}: {}", api_message(&e))),
+    );
+    let fields = |v: &Value| {
+        json!({
+            "labels": v["metadata"]["labels"],
+            "annotations": v["metadata"]["annotations"],
+            "webhooks": v["webhooks"],
+            "ports": v["spec"]["ports"],
+            "selector": v["spec"]["selector"],
+            "type": v["spec"]["type"],
+        })
+    };
+    (fields(stored), fields(&defaulted))
+}
+
+async fn get_value(client: &Client, kind_of: &Value, name: &str) -> Option<Value> {
+    let api = objects::api_for(client, kind_of).await;
+    api.get_opt(name)
+        .await
+        .unwrap_or_else(|e| panic!("get {name}: {e}"))
+        .map(value)
+}
+
+/// revhook's MutatingWebhookConfiguration labelled as the guard overlay ships it.
+async fn label_revhook_guard(client: &Client) {
+    let mwc: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
+        Api::all(client.clone());
+    mwc.patch(
+        "revhook",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"revhook.dev/mode": "guard"}}})),
+    )
+    .await
+    .expect("label revhook's configuration");
+}
+
+/// Waits until the API server calls the stub istiod for a pod of shop (its webhook informer
+/// has the new tag configuration), with server-side dry runs.
+async fn wait_until_istio_injects(client: &Client) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    let probe = shop_pod("probe");
+    eventually("Istio's injector to be called for shop", WAIT, || {
+        let (pods, probe) = (pods.clone(), probe.clone());
+        async move {
+            let pp = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            let pod = value(
+                pods.create(&pp, &probe)
+                    .await
+                    .map_err(|e| api_message(&e))?,
+            );
+            let image = container(&pod, "istio-proxy")["image"].clone();
+            (image == envtest::istiod::STUB_PROXY_IMAGE)
+                .then_some(())
+                .ok_or(format!("proxy {image}"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guard_tags_set_writes_what_istioctl_writes_and_istio_keeps_injecting() {
+    let Some(chart) = envtest::istiod::helm_and_chart() else {
+        return;
+    };
+    let Some(mut c) = guard_cluster().await else {
+        return;
+    };
+    label_revhook_guard(&c.client).await;
+    // asm-1-23's istiod (a stub) behind its injector configuration, by URL; asm-1-22's by
+    // its Service, as the chart installs a revision in the cluster.
+    let istiod = envtest::istiod::StubIstiod::start("asm-1-23").await;
+    let url = istiod.url("/inject/cluster/Kubernetes/net/network1");
+    let canonical_23 = revision_injector(&chart, "asm-1-23", Some((&url, &istiod.tls.ca_bundle())));
+    let canonical_22 = revision_injector(&chart, "asm-1-22", None);
+    objects::apply_all(&c.client, &[canonical_23.clone(), canonical_22.clone()]).await;
+
+    // No --mode: revhook's configuration says guard.
+    let (code, out) = revhook_cli(
+        &c,
+        &[
+            "tags",
+            "set",
+            "prod-stable",
+            "--revision",
+            "asm-1-23",
+            "--overwrite",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("(guard mode)"), "{out}");
+    assert!(
+        out.contains("replaced MutatingWebhookConfiguration istio-revision-tag-prod-stable "),
+        "{out}"
+    );
+
+    // Field by field what istioctl writes: the webhook configuration and the Service.
+    let (want_mwc, want_svc) =
+        istioctl_tag_objects(&chart, &canonical_23, "prod-stable", "asm-1-23");
+    let name = want_mwc["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_owned();
+    assert_eq!(name, "istio-revision-tag-prod-stable-aks-istio-system");
+    let stored = get_value(&c.client, &want_mwc, &name)
+        .await
+        .expect("tag webhook written");
+    let (got, want) = stored_and_expected(&c.client, &stored, &want_mwc).await;
+    assert_eq!(got, want);
+    assert_eq!(got["webhooks"][0]["clientConfig"]["url"], json!(url));
+    let stored = get_value(&c.client, &want_svc, "istiod-revision-tag-prod-stable")
+        .await
+        .expect("tag Service written");
+    let (got, want) = stored_and_expected(&c.client, &stored, &want_svc).await;
+    assert_eq!(got, want);
+    assert!(
+        get_value(&c.client, &want_mwc, "istio-revision-tag-prod-stable")
+            .await
+            .is_none(),
+        "the tag under its old name would keep calling asm-1-22's injector"
+    );
+
+    // The service form, copied from asm-1-22's injector.
+    let (code, out) = revhook_cli(
+        &c,
+        &[
+            "tags",
+            "set",
+            "prod-canary",
+            "--revision",
+            "asm-1-22",
+            "--overwrite",
+            "--mode",
+            "guard",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let (want_mwc, _) = istioctl_tag_objects(&chart, &canonical_22, "prod-canary", "asm-1-22");
+    let name = want_mwc["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_owned();
+    let stored = get_value(&c.client, &want_mwc, &name)
+        .await
+        .expect("tag webhook written");
+    let (got, want) = stored_and_expected(&c.client, &stored, &want_mwc).await;
+    assert_eq!(got, want);
+    assert_eq!(
+        got["webhooks"][1]["clientConfig"]["service"]["name"],
+        "istiod-asm-1-22"
+    );
+
+    // shop selects prod-stable: the API server calls asm-1-23's istiod through the tag, and
+    // revhook (guard) admits the injected pod untouched.
+    wait_until_istio_injects(&c.client).await;
+    let pod = create_shop_pod(&c.client, "through-the-tag")
+        .await
+        .expect("an injected pod is admitted");
+    assert_eq!(
+        container(&pod, "istio-proxy")["image"],
+        envtest::istiod::STUB_PROXY_IMAGE
+    );
+    assert!(
+        istiod
+            .calls()
+            .iter()
+            .any(|p| p == "/inject/cluster/Kubernetes/net/network1"),
+        "{:?}",
+        istiod.calls()
+    );
+    c.revhook.proc.assert_running();
+
+    tags_remove_says_what_it_breaks_and_asks(&c, &want_svc).await;
+}
+
+/// `revhook tags remove` through a pseudo-terminal (`script`), answering `answer`.
+fn revhook_on_terminal(c: &Cluster, args: &[&str], answer: &str) -> (Option<i32>, String) {
+    use std::io::Write as _;
+    let command = std::iter::once(env!("CARGO_BIN_EXE_revhook"))
+        .chain(args.iter().copied())
+        .chain(["--istio-namespace", ISTIO_NS])
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("KUBECONFIG", &c.cp.kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs revhook on a pseudo-terminal");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(answer.as_bytes())
+        .expect("answer");
+    let out = child.wait_with_output().expect("script");
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+async fn tags_remove_says_what_it_breaks_and_asks(c: &Cluster, svc: &Value) {
+    let tag_mwc = "istio-revision-tag-prod-stable-aks-istio-system";
+    let kind_of_mwc = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration", "metadata": {}});
+    let still_there = |what: &str| {
+        let what = what.to_owned();
+        let kind_of_mwc = kind_of_mwc.clone();
+        async move {
+            let mwc = get_value(&c.client, &kind_of_mwc, tag_mwc).await.is_some();
+            let service = get_value(&c.client, svc, "istiod-revision-tag-prod-stable")
+                .await
+                .is_some();
+            assert_eq!((mwc, service), (true, true), "{what}");
+        }
+    };
+    // A script without --yes: nothing is removed.
+    let (code, out) = revhook_cli(c, &["tags", "remove", "prod-stable"]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("namespaces selecting the tag: shop"), "{out}");
+    assert!(out.contains("pods on it: 1"), "{out}");
+    assert!(
+        out.contains(&format!("MutatingWebhookConfiguration {tag_mwc}")),
+        "{out}"
+    );
+    assert!(
+        out.contains("Service aks-istio-system/istiod-revision-tag-prod-stable"),
+        "{out}"
+    );
+    assert!(out.contains("pass --yes"), "{out}");
+    still_there("no terminal, no --yes").await;
+
+    // On a terminal: asked, and "n" keeps it.
+    let (code, out) = revhook_on_terminal(c, &["tags", "remove", "prod-stable"], "n\n");
+    assert!(out.contains("remove tag prod-stable? [y/N]"), "{out}");
+    assert!(out.contains("nothing was changed"), "{code:?} {out}");
+    still_there("answered n").await;
+
+    // "y" removes the webhook configuration and the Service.
+    let (code, out) = revhook_on_terminal(c, &["tags", "remove", "prod-stable"], "y\n");
+    assert!(out.contains("tag prod-stable removed"), "{code:?} {out}");
+    assert!(get_value(&c.client, &kind_of_mwc, tag_mwc).await.is_none());
+    assert!(get_value(&c.client, svc, "istiod-revision-tag-prod-stable")
+        .await
+        .is_none());
+
+    // --yes for scripts.
+    let (code, out) = revhook_cli(c, &["tags", "remove", "prod-canary", "--yes"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = revhook_cli(c, &["tags", "remove", "prod-canary", "--yes"]);
+    assert_ne!(code, Some(0), "gone: {out}");
+    assert!(out.contains("does not exist"), "{out}");
 }

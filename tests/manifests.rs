@@ -9,6 +9,8 @@ mod render;
 use std::path::Path;
 use std::process::Command;
 
+use serde_json::json;
+
 use common::manifest::yaml_docs;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
@@ -88,6 +90,31 @@ fn guard_overlay_replaces_the_arguments_it_means_to() {
         assert!(
             overlay.contains(&format!("/args/{index}\n        value: {prefix}")),
             "guard overlay patches args[{index}]"
+        );
+    }
+}
+
+/// `revhook tags set` reads the installed mode from this label (#15 item 4): the base says
+/// inject, the guard overlay replaces it with guard, and moves the Role that reads Istio's
+/// objects to the add-on's namespace.
+#[test]
+fn the_guard_overlay_sets_the_mode_label_and_the_istio_namespace_role() {
+    let doc = docs("base/mutatingwebhook.yaml").remove(0);
+    assert_eq!(doc["metadata"]["labels"]["revhook.dev/mode"], "inject");
+    let overlay = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/overlays/guard/kustomization.yaml"),
+    )
+    .expect("overlay");
+    assert!(
+        overlay.contains("path: /metadata/labels/revhook.dev~1mode\n        value: guard"),
+        "{overlay}"
+    );
+    for kind in ["Role", "RoleBinding"] {
+        assert!(
+            overlay.contains(&format!(
+                "kind: {kind}\n      name: revhook-istio\n    patch: |-\n      - op: replace\n        path: /metadata/namespace\n        value: aks-istio-system"
+            )),
+            "the guard overlay reads Istio's objects in aks-istio-system only ({kind})"
         );
     }
 }
@@ -185,6 +212,10 @@ fn every_manifest_document_is_a_known_kind() {
                 "ClusterRoleBinding" => {
                     serde_json::from_value::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(doc)
                         .is_ok()
+                }
+                "Role" => serde_json::from_value::<k8s_openapi::api::rbac::v1::Role>(doc).is_ok(),
+                "RoleBinding" => {
+                    serde_json::from_value::<k8s_openapi::api::rbac::v1::RoleBinding>(doc).is_ok()
                 }
                 "Deployment" => serde_json::from_value::<Deployment>(doc).is_ok(),
                 "HorizontalPodAutoscaler" => serde_json::from_value::<
@@ -340,6 +371,10 @@ fn check_kubernetes_type(doc: &Value) -> Result<(), String> {
         (Some("rbac.authorization.k8s.io/v1"), Some("ClusterRoleBinding")) => {
             round_trips::<rbac::v1::ClusterRoleBinding>(doc)
         }
+        (Some("rbac.authorization.k8s.io/v1"), Some("Role")) => round_trips::<rbac::v1::Role>(doc),
+        (Some("rbac.authorization.k8s.io/v1"), Some("RoleBinding")) => {
+            round_trips::<rbac::v1::RoleBinding>(doc)
+        }
         (Some("apps/v1"), Some("Deployment")) => round_trips::<Deployment>(doc),
         (Some("autoscaling/v2"), Some("HorizontalPodAutoscaler")) => {
             round_trips::<autoscaling::v2::HorizontalPodAutoscaler>(doc)
@@ -453,6 +488,81 @@ fn helm_chart_values_become_the_flags_they_name() {
     assert!(!args_of("defaults")
         .iter()
         .any(|a| a.contains("webhook-name")));
+}
+
+/// The chart as the kustomize overlays: `revhook tags set` reads the mode from the mutating
+/// webhook configuration's label, and Istio's ConfigMaps and Services are readable only in
+/// Istio's namespaces, and only with the cluster source (which reads them).
+#[test]
+fn helm_chart_labels_its_mode_and_reads_istio_only_in_istios_namespaces() {
+    let Some(helm) = render::helm() else { return };
+    let variants = chart_variants();
+    let docs_of = |name: &str| {
+        let (_, args) = variants
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("variant {name}"));
+        template(&helm, args)
+    };
+    let roles = |docs: &[Value]| -> Vec<(String, String)> {
+        docs.iter()
+            .filter(|d| d["kind"] == "Role" || d["kind"] == "RoleBinding")
+            .map(|d| {
+                (
+                    d["kind"].as_str().expect("kind").to_owned(),
+                    d["metadata"]["namespace"]
+                        .as_str()
+                        .expect("namespace")
+                        .to_owned(),
+                )
+            })
+            .collect()
+    };
+    let mode = |docs: &[Value]| {
+        docs.iter()
+            .find(|d| d["kind"] == "MutatingWebhookConfiguration")
+            .expect("MutatingWebhookConfiguration")["metadata"]["labels"]["revhook.dev/mode"]
+            .clone()
+    };
+    for (variant, want_mode, istio_ns) in [
+        ("defaults", "inject", "istio-system"),
+        ("guard", "guard", "aks-istio-system"),
+    ] {
+        let docs = docs_of(variant);
+        assert_eq!(mode(&docs), want_mode, "{variant}");
+        assert_eq!(
+            roles(&docs),
+            [
+                ("Role".to_owned(), istio_ns.to_owned()),
+                ("RoleBinding".to_owned(), istio_ns.to_owned())
+            ],
+            "{variant}"
+        );
+        let cluster_role = docs
+            .iter()
+            .find(|d| d["kind"] == "ClusterRole")
+            .expect("ClusterRole");
+        let cluster_wide: Vec<&Value> = cluster_role["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .filter(|r| r["apiGroups"] == json!([""]))
+            .collect();
+        assert_eq!(cluster_wide.len(), 1, "{variant}: {cluster_wide:?}");
+        assert_eq!(
+            cluster_wide[0]["resources"],
+            json!(["namespaces"]),
+            "{variant}"
+        );
+        let role = docs.iter().find(|d| d["kind"] == "Role").expect("Role");
+        assert_eq!(
+            role["rules"][0]["resources"],
+            json!(["configmaps", "services"])
+        );
+        assert_eq!(role["rules"][0]["verbs"], json!(["get", "list", "watch"]));
+    }
+    let file = docs_of("file source, generated certificates");
+    assert!(roles(&file).is_empty(), "{:?}", roles(&file));
 }
 
 #[test]

@@ -215,10 +215,9 @@ pub(super) fn app_containers(spec: &PodSpec) -> impl Iterator<Item = &Container>
 }
 
 /// The namespaces by name, so findings come out in a stable order.
-pub(super) fn sorted_namespaces(snapshot: &Snapshot) -> Vec<(&String, &NamespaceLabels)> {
-    let mut v: Vec<_> = snapshot.namespaces.iter().collect();
-    v.sort_by(|a, b| a.0.cmp(b.0));
-    v
+pub(super) fn sorted_namespaces(snapshot: &Snapshot) -> Vec<(&str, &NamespaceLabels)> {
+    // The snapshot keeps them sorted by name.
+    snapshot.namespaces.iter().collect()
 }
 
 /// The namespaces whose labels resolve to `revision` (directly or through a tag), sorted.
@@ -230,7 +229,7 @@ pub(super) fn namespaces_on(snapshot: &Snapshot, revision: &str) -> Vec<String> 
                 .and_then(|v| snapshot.table.resolve(v).ok())
                 .is_some_and(|r| r.revision.name == revision)
         })
-        .map(|(n, _)| n.clone())
+        .map(|(n, _)| (*n).to_owned())
         .collect()
 }
 
@@ -246,7 +245,7 @@ pub(super) fn namespaces_overridden_onto(snapshot: &Snapshot, revision: &str) ->
                 .and_then(|v| snapshot.table.resolve(v).ok())
                 .is_some_and(|r| r.revision.name == revision)
         })
-        .map(|(n, _)| n.clone())
+        .map(|(n, _)| n.to_owned())
         .collect()
 }
 

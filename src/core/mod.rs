@@ -14,6 +14,7 @@ pub mod lookup;
 pub mod mapping;
 pub mod mesh;
 pub mod messages;
+pub mod namespaces;
 pub mod pod;
 pub mod policy;
 pub mod request;

@@ -1,11 +1,14 @@
 //! The immutable `Snapshot` every request is judged against.
 //!
-//! Whoever learns something new (a config file reload, a cluster watch event) builds a whole
-//! new snapshot and swaps it in atomically; a request loads one `Arc` and never waits.
-
-use std::collections::HashMap;
+//! Whoever learns something new (a config file reload, a cluster watch event) publishes a new
+//! snapshot and swaps it in atomically; a request loads one `Arc` and never waits. The
+//! revision part (the table of revisions with their injectors, and the mesh) and the
+//! namespaces are published
+//! separately: a namespace label change shares every revision and every other namespace with
+//! the snapshot before it ([`Snapshot::with_namespaces`]).
 
 use super::labels::NamespaceLabels;
+use super::namespaces::Namespaces;
 use super::revisions::{MeshSettings, RevisionTable};
 
 #[derive(Debug)]
@@ -13,7 +16,7 @@ pub struct Snapshot {
     pub table: RevisionTable,
     pub mesh: MeshSettings,
     /// Namespace name → its injection labels.
-    pub namespaces: HashMap<String, NamespaceLabels>,
+    pub namespaces: Namespaces,
     /// Where this snapshot came from, for logs and `/readyz`.
     pub origin: String,
 }
@@ -23,13 +26,13 @@ impl Snapshot {
     pub fn new(
         table: RevisionTable,
         mesh: MeshSettings,
-        namespaces: HashMap<String, NamespaceLabels>,
+        namespaces: impl Into<Namespaces>,
         origin: impl Into<String>,
     ) -> Self {
         Snapshot {
             table,
             mesh,
-            namespaces,
+            namespaces: namespaces.into(),
             origin: origin.into(),
         }
     }
@@ -39,9 +42,20 @@ impl Snapshot {
         Snapshot::new(
             RevisionTable::default(),
             MeshSettings::default(),
-            HashMap::new(),
+            Namespaces::default(),
             origin,
         )
+    }
+
+    /// The same revisions with other namespaces. No injector is built again: the cost is that
+    /// of cloning the revision table's handles, independent of the number of namespaces.
+    pub fn with_namespaces(&self, namespaces: Namespaces) -> Snapshot {
+        Snapshot {
+            table: self.table.clone(),
+            mesh: self.mesh.clone(),
+            namespaces,
+            origin: self.origin.clone(),
+        }
     }
 
     pub fn namespace(&self, name: &str) -> Option<&NamespaceLabels> {
@@ -51,13 +65,60 @@ impl Snapshot {
     /// Namespaces whose `istio.io/rev` names `value` (or, for `default`, that have
     /// `istio-injection=enabled`), sorted.
     pub fn namespaces_selecting(&self, value: &str) -> Vec<&str> {
-        let mut names: Vec<&str> = self
-            .namespaces
-            .iter()
-            .filter(|(_, labels)| labels.selected_value() == Some(value))
-            .map(|(name, _)| name.as_str())
-            .collect();
-        names.sort_unstable();
-        names
+        self.namespaces.selecting(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::revisions::Revision;
+    use std::collections::HashMap;
+
+    fn snapshot() -> Snapshot {
+        let mesh = MeshSettings::default();
+        let rev = Revision::new("asm-1-23", "img:1.23", &mesh);
+        let table = RevisionTable::new(vec![rev], [("prod".to_owned(), "asm-1-23".to_owned())])
+            .expect("table");
+        let namespaces = HashMap::from([(
+            "shop".to_owned(),
+            NamespaceLabels {
+                injection: None,
+                rev: Some("prod".into()),
+            },
+        )]);
+        Snapshot::new(table, mesh, namespaces, "test")
+    }
+
+    #[test]
+    fn with_namespaces_keeps_the_revisions_and_their_injectors() {
+        let before = snapshot();
+        let mut namespaces = before.namespaces.clone();
+        namespaces.insert(
+            "web",
+            NamespaceLabels {
+                injection: Some("enabled".into()),
+                rev: None,
+            },
+        );
+        let after = before.with_namespaces(namespaces);
+        assert_eq!(after.table, before.table);
+        assert_eq!(after.origin, "test");
+        let injector = |s: &Snapshot| {
+            s.table
+                .revision("asm-1-23")
+                .and_then(|r| r.injector.as_ref().ok().cloned())
+                .expect("the revision's injector")
+        };
+        assert!(std::sync::Arc::ptr_eq(
+            &injector(&after),
+            &injector(&before)
+        ));
+        assert_eq!(after.namespaces_selecting("default"), ["web"]);
+        assert_eq!(after.namespaces_selecting("prod"), ["shop"]);
+        assert!(
+            before.namespace("web").is_none(),
+            "the old snapshot is unchanged"
+        );
     }
 }

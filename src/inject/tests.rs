@@ -320,7 +320,7 @@ fn native_sidecar_revision_moves_a_custom_proxy_container_into_init_containers()
 fn stale_namespace_is_denied_with_message_and_allow_uninjected_warns() {
     let mut snap = snapshot();
     snap.namespaces.insert(
-        "old".into(),
+        "old",
         NamespaceLabels {
             injection: None,
             rev: Some("asm-1-20".into()),

@@ -2,12 +2,15 @@
 //! watchers of Istio's own objects, so `istioctl tag set`, `helm upgrade` or
 //! `az aks mesh upgrade` move revhook without a restart.
 //!
-//! Each watch keeps its objects in a map; any change wakes one task that rebuilds a whole
-//! snapshot (through the same pure mapping as `check`) and swaps it in. The hot path only
-//! ever loads the current snapshot. Readiness waits for the first full list of every watch;
-//! a failing watch backs off and retries while the last good snapshot keeps serving, and the
-//! time since the sources were last known good is exported as
+//! Each revision watch keeps its objects in a map; any change wakes one task that rebuilds the
+//! revision part of the snapshot (through the same pure mapping as `check`) and swaps it in.
+//! Namespaces are followed apart (`namespaces`): a label change publishes in O(log n). The
+//! hot path only ever loads the current snapshot. Readiness waits for the first full list of
+//! every watch; a failing watch backs off and retries while the last good snapshot keeps
+//! serving, and the time since the sources were last known good is exported as
 //! `revhook_snapshot_staleness_seconds`.
+
+mod namespaces;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -38,7 +41,6 @@ use crate::core::mapping;
 struct Objects {
     configmaps: BTreeMap<(String, String), ConfigMap>,
     webhooks: BTreeMap<String, MutatingWebhookConfiguration>,
-    namespaces: HashMap<String, NamespaceLabels>,
 }
 
 /// One change a watch reports, already decoded from kube's events.
@@ -57,6 +59,8 @@ struct Shared {
     failing: Mutex<Vec<bool>>,
     last_good: Mutex<Instant>,
     changed: Notify,
+    /// Namespace names and labels, published apart from the revisions.
+    namespaces: namespaces::NamespaceCache,
 }
 
 impl Shared {
@@ -140,6 +144,7 @@ pub fn start(
         failing: Mutex::new(vec![false; watches]),
         last_good: Mutex::new(Instant::now()),
         changed: Notify::new(),
+        namespaces: namespaces::NamespaceCache::default(),
     });
     let mut tasks = Vec::new();
     for (i, ns) in opts.istio_namespaces.iter().enumerate() {
@@ -164,15 +169,15 @@ pub fn start(
         metrics.clone(),
         apply_webhook,
     )));
-    // Metadata only: labels are all revhook needs, and memory stays small with many namespaces.
+    // Metadata only, cut down further to name and injection labels as each object arrives.
     let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(client);
     let stream = watcher::watcher(namespaces, watcher::Config::default());
-    tasks.push(tokio::spawn(follow(
+    tasks.push(tokio::spawn(namespaces::follow(
         stream,
         shared.clone(),
         watches - 1,
         metrics.clone(),
-        apply_namespace,
+        snapshot.clone(),
     )));
     tasks.push(tokio::spawn(rebuild(
         shared.clone(),
@@ -280,36 +285,8 @@ fn apply_webhook(objects: &mut Objects, change: Change<MutatingWebhookConfigurat
     }
 }
 
-fn apply_namespace(objects: &mut Objects, change: Change<PartialObjectMeta<Namespace>>) {
-    match change {
-        Change::Reset(all) => {
-            objects.namespaces = all
-                .iter()
-                .filter_map(|n| {
-                    Some((
-                        n.metadata.name.clone()?,
-                        mapping::namespace_labels(&n.metadata),
-                    ))
-                })
-                .collect();
-        }
-        Change::Upsert(n) => {
-            if let Some(name) = n.metadata.name.clone() {
-                objects
-                    .namespaces
-                    .insert(name, mapping::namespace_labels(&n.metadata));
-            }
-        }
-        Change::Remove(n) => {
-            if let Some(name) = n.metadata.name.as_deref() {
-                objects.namespaces.remove(name);
-            }
-        }
-    }
-}
-
-/// Rebuilds and swaps the snapshot after changes, coalescing bursts (a re-list of thousands of
-/// namespaces is one rebuild, not thousands).
+/// Rebuilds the revision part and swaps the snapshot after changes, coalescing bursts (a
+/// re-list is one rebuild, not one per object). Namespace changes publish themselves.
 async fn rebuild(
     shared: Arc<Shared>,
     mesh: MeshSettings,
@@ -328,7 +305,8 @@ async fn rebuild(
             mapping::snapshot_from_parts(
                 objects.configmaps.values(),
                 objects.webhooks.values(),
-                objects.namespaces.clone(),
+                // The namespaces are attached as they are when the snapshot is published.
+                HashMap::new(),
                 mesh.clone(),
                 "cluster",
             )
@@ -336,13 +314,15 @@ async fn rebuild(
         for error in &report.errors {
             tracing::warn!(%error, "cluster object left out of the snapshot");
         }
+        let revisions = next.table.revisions().count();
+        let tags = next.table.tags().count();
+        let namespaces = shared.namespaces.publish_revisions(next, &snapshot);
         tracing::info!(
-            revisions = next.table.revisions().count(),
-            tags = next.table.tags().count(),
-            namespaces = next.namespaces.len(),
+            revisions,
+            tags,
+            namespaces,
             "snapshot rebuilt from the cluster"
         );
-        snapshot.store(next);
         metrics.snapshot_update("ok");
         health.set_synced(true);
     }
@@ -436,34 +416,6 @@ async fn get_namespace(api: Api<Namespace>, name: String) -> Lookup {
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
-    fn ns(name: &str, rev: Option<&str>) -> PartialObjectMeta<Namespace> {
-        PartialObjectMeta {
-            types: None,
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                labels: rev.map(|r| BTreeMap::from([(ISTIO_REV.to_owned(), r.to_owned())])),
-                ..ObjectMeta::default()
-            },
-            _phantom: std::marker::PhantomData,
-        }
-    }
-
-    #[test]
-    fn namespace_changes_update_the_label_cache() {
-        let mut objects = Objects::default();
-        apply_namespace(
-            &mut objects,
-            Change::Reset(vec![ns("a", Some("x")), ns("b", None)]),
-        );
-        assert_eq!(objects.namespaces.len(), 2);
-        apply_namespace(&mut objects, Change::Upsert(ns("a", Some("y"))));
-        assert_eq!(objects.namespaces["a"].rev.as_deref(), Some("y"));
-        apply_namespace(&mut objects, Change::Remove(ns("b", None)));
-        assert!(!objects.namespaces.contains_key("b"));
-        apply_namespace(&mut objects, Change::Reset(vec![ns("c", None)]));
-        assert_eq!(objects.namespaces.keys().collect::<Vec<_>>(), vec!["c"]);
-    }
 
     #[test]
     fn configmap_reset_replaces_only_its_namespace() {

@@ -59,6 +59,8 @@ step "certificates and revhook"
 (cd "$ROOT" && cargo run --quiet --release -- certs --out "$TMP/certs" --namespace "$NS" >/dev/null)
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f -
 kubectl -n "$NS" create secret generic revhook-tls --from-file="$TMP/certs" --dry-run=client -o yaml | kubectl apply -f -
+# Istio comes first: revhook's Role that reads Istio's objects lives in its namespace.
+kubectl create namespace istio-system --dry-run=client -o yaml | kubectl apply -f -
 if [[ "$INSTALL" == helm ]]; then
   # The chart's defaults are the self-managed overlay; the Secret above is its serving Secret.
   helm upgrade --install revhook "$ROOT/manifests/helm/revhook" -n "$NS" \

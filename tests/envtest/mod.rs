@@ -15,6 +15,7 @@
 
 #![allow(dead_code)]
 
+pub mod istiod;
 pub mod objects;
 
 use std::io::{Read as _, Write as _};
