@@ -64,7 +64,127 @@ const EXCEPTIONS: &[Exception] = &[
         ],
         reason: "as cronjob.yaml.injected (the same CronJob without native sidecars)",
     },
+    Exception {
+        golden: "daemonset.yaml.injected",
+        way: Way::KubeInject,
+        fields: &[
+            "status",
+        ],
+        reason: WORKLOAD_ZERO_VALUES,
+    },
+    Exception {
+        golden: "daemonset-old-version.yaml.injected",
+        way: Way::KubeInject,
+        fields: &["status"],
+        reason: WORKLOAD_ZERO_VALUES,
+    },
+    Exception {
+        golden: "replicaset.yaml.injected",
+        way: Way::KubeInject,
+        fields: &[
+            "status",
+        ],
+        reason: WORKLOAD_ZERO_VALUES,
+    },
+    Exception {
+        golden: "replicaset-old-version.yaml.injected",
+        way: Way::KubeInject,
+        fields: &[
+            "status",
+        ],
+        reason: WORKLOAD_ZERO_VALUES,
+    },
+    Exception {
+        golden: "replicationcontroller.yaml.injected",
+        way: Way::KubeInject,
+        fields: &[
+            "status",
+        ],
+        reason: WORKLOAD_ZERO_VALUES,
+    },
+    Exception {
+        golden: "statefulset.yaml.injected",
+        way: Way::KubeInject,
+        fields: &[
+            "status",
+        ],
+        reason: WORKLOAD_ZERO_VALUES,
+    },
+    Exception {
+        golden: "statefulset-old-version.yaml.injected",
+        way: Way::KubeInject,
+        fields: &[
+            "status",
+        ],
+        reason: WORKLOAD_ZERO_VALUES,
+    },
+    Exception {
+        golden: "deploymentconfig.yaml.injected",
+        way: Way::KubeInject,
+        fields: &[
+            "status",
+            "spec.test",
+            "spec.paused",
+            "spec.minReadySeconds",
+        ],
+        reason: WORKLOAD_ZERO_VALUES,
+    },
+    Exception {
+        golden: "deploymentconfig-with-canonical-service-label.yaml.injected",
+        way: Way::KubeInject,
+        fields: &[
+            "status",
+            "spec.test",
+            "spec.paused",
+            "spec.minReadySeconds",
+        ],
+        reason: WORKLOAD_ZERO_VALUES,
+    },
+    Exception {
+        golden: "hello-openshift.yaml.injected",
+        way: Way::Webhook,
+        fields: &[
+            "spec.containers[istio-proxy].securityContext.runAsUser",
+            "spec.containers[istio-proxy].securityContext.runAsGroup",
+            "spec.initContainers[istio-proxy].securityContext.runAsUser",
+            "spec.initContainers[istio-proxy].securityContext.runAsGroup",
+            "spec.initContainers[istio-validation].securityContext.runAsUser",
+            "spec.initContainers[istio-validation].securityContext.runAsGroup",
+            "spec.initContainers[istio-validation].args[6]",
+        ],
+        reason: OPENSHIFT_UID,
+    },
+    Exception {
+        golden: "hello-openshift-custom-injection.yaml.injected",
+        way: Way::Webhook,
+        fields: &[
+            "spec.containers[istio-proxy].securityContext.runAsUser",
+            "spec.containers[istio-proxy].securityContext.runAsGroup",
+            "spec.initContainers[istio-proxy].securityContext.runAsUser",
+            "spec.initContainers[istio-proxy].securityContext.runAsGroup",
+            "spec.initContainers[istio-validation].securityContext.runAsUser",
+            "spec.initContainers[istio-validation].securityContext.runAsGroup",
+            "spec.initContainers[istio-validation].args[6]",
+            "metadata.annotations[\"proxy.istio.io/overrides\"][\"<json>\"].containers[istio-proxy].securityContext.runAsUser",
+            "metadata.annotations[\"proxy.istio.io/overrides\"][\"<json>\"].initContainers[istio-proxy].securityContext.runAsUser",
+        ],
+        reason: OPENSHIFT_UID,
+    },
 ];
+
+/// Why kube-inject's output differs outside the pod template.
+const WORKLOAD_ZERO_VALUES: &str =
+    "istioctl kube-inject decodes the workload into its Go type and encodes it again, so \
+                 fields outside the pod template gain Go's zero values (status: {replicas: 0, \
+                 ...}) and lose zero-valued omitempty ones; revhook leaves everything outside \
+                 the pod template as the manifest has it";
+
+/// Why OpenShift's proxy UID differs.
+const OPENSHIFT_UID: &str =
+    "istiod on OpenShift runs the proxy as the first UID of the namespace's \
+                 openshift.io/sa.scc.uid-range annotation; revhook reads namespaces' labels, \
+                 not their annotations, and injects the templates' UID (README: OpenShift is \
+                 supported in guard mode only)";
 
 fn versions() -> Option<Vec<Version>> {
     let root = reference::root()?;

@@ -447,7 +447,7 @@ impl Injector {
             .version
             .or_else(|| tag_version(&values))
             .unwrap_or(IstioVersion::NEWEST);
-        let funcs = Arc::new(func_map(&values, source.native_sidecars));
+        let funcs = Arc::new(func_map(&values, source.native_sidecars, version));
         let templates = parse_templates(&config, &funcs)?;
         for name in &config.default_templates {
             if !templates.contains_key(name) && !config.aliases.contains_key(name) {
@@ -513,6 +513,14 @@ impl Injector {
             .unwrap_or(15020)
     }
 
+    /// istiod's `COMPLIANCE_POLICY` (template data `.CompliancePolicy`): istiod reads it from
+    /// its environment, which the chart sets from `values.pilot.env`.
+    pub fn compliance_policy(&self) -> &str {
+        self.values["pilot"]["env"]["COMPLIANCE_POLICY"]
+            .as_str()
+            .unwrap_or_default()
+    }
+
     pub fn funcs(&self) -> &Arc<FuncMap> {
         &self.funcs
     }
@@ -544,8 +552,9 @@ fn tag_version(values: &Value) -> Option<IstioVersion> {
 
 /// The functions a revision's templates run with: Istio's, with `env` reading the revision's
 /// istiod environment (its `values.pilot.env`, plus the native sidecar switch templates
-/// before 1.27 read from there) and `protoToJSON` leaving out Istio's proxy config defaults.
-fn func_map(values: &Value, native_sidecars: bool) -> FuncMap {
+/// before 1.27 read from there), `protoToJSON` leaving out Istio's proxy config defaults, and
+/// the version's own `appendMultusNetwork`.
+fn func_map(values: &Value, native_sidecars: bool, version: IstioVersion) -> FuncMap {
     let mut env: HashMap<String, String> = values["pilot"]["env"]
         .as_object()
         .map(|m| {
@@ -564,6 +573,7 @@ fn func_map(values: &Value, native_sidecars: bool) -> FuncMap {
     let mut funcs = FuncMap::istio();
     funcs.set_env(env);
     funcs.set_proxy_config_defaults(proxy_config_value(&mesh::default_proxy_config()));
+    funcs.set_legacy_multus(version < IstioVersion(26));
     funcs
 }
 

@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::core::injector::Injector;
+use crate::core::injector::{Injector, IstioVersion};
 
 use super::annotations::{self, AnnotationError};
 use super::pod::{self, INIT_NAME, PROXY_NAME, VALIDATION_NAME};
@@ -46,7 +46,7 @@ pub fn inject_pod(
         proxy_envs: &envs,
         ..ctx.clone()
     };
-    let stripped = reinsert_overrides(strip_pod(pod, inj.status_port()))?;
+    let stripped = reinsert_overrides(strip_pod(pod, inj.status_port(), inj.version))?;
     let Rendered {
         merged,
         template_pod,
@@ -114,7 +114,7 @@ pub fn injection_status(pod: &Value) -> Option<InjectionStatus> {
 
 /// istiod's `stripPod`: an earlier injection's containers come out, its prometheus
 /// annotations too when they point at the agent, and its status annotation.
-fn strip_pod(pod: &Value, status_port: i64) -> Value {
+fn strip_pod(pod: &Value, status_port: i64, version: IstioVersion) -> Value {
     let Some(status) = injection_status(pod) else {
         return pod.clone();
     };
@@ -129,7 +129,7 @@ fn strip_pod(pod: &Value, status_port: i64) -> Value {
     }
     let target = status_port.to_string();
     if postprocess::prometheus_port(&out).is_some_and(|p| p == target) {
-        postprocess::clear_prometheus_annotations(&mut out);
+        postprocess::clear_prometheus_annotations(&mut out, version);
     }
     if let Some(map) = pod::existing_annotations_mut(&mut out) {
         map.remove(STATUS_ANNOTATION);

@@ -2,9 +2,9 @@
 //! network from the webhook path, prometheus metrics merging, app probe rewriting, the status
 //! annotation, and the order of the containers.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use crate::core::injector::Injector;
+use crate::core::injector::{Injector, IstioVersion};
 use crate::core::mesh;
 
 use super::annotations::parse_go_bool;
@@ -30,7 +30,7 @@ pub fn post_process(
         .as_i64()
         .unwrap_or(15020);
     overwrite_cluster_info(pod, ctx.proxy_envs);
-    apply_prometheus_merge(pod, &mesh, status_port)?;
+    apply_prometheus_merge(pod, &mesh, status_port, inj.version)?;
     apply_rewrite(pod, inj, status_port);
     apply_metadata(pod, template_pod, inj, ctx);
     reorder(pod, inj, original)
@@ -99,20 +99,168 @@ pub fn prometheus_port(pod: &Value) -> Option<&str> {
     prometheus_annotation(pod, "prometheus_io_port").map(|(_, v)| v)
 }
 
-pub fn clear_prometheus_annotations(pod: &mut Value) {
-    const KEYS: [&str; 3] = [
-        "prometheus_io_path",
-        "prometheus_io_port",
-        "prometheus_io_scrape",
-    ];
+/// The Istio version since which `prometheus.istio.io/scrape-targets` names several app
+/// endpoints and the scraped ports are checked (after 1.30; Istio's master).
+const SCRAPE_TARGETS_SINCE: IstioVersion = IstioVersion(31);
+
+/// Data-plane ports a merged scrape must not point at, with why (as the agent names them).
+const RESERVED_PORTS: [(&str, &str); 9] = [
+    ("15000", "Envoy admin"),
+    ("15001", "outbound traffic capture"),
+    ("15004", "pilot debug"),
+    ("15006", "inbound traffic capture"),
+    ("15008", "HBONE tunnel"),
+    ("15020", "pilot-agent status / merged Prometheus"),
+    ("15021", "Envoy health"),
+    ("15053", "DNS proxy"),
+    ("15090", "Envoy Prometheus (already merged)"),
+];
+
+/// Removes the app's scrape annotations, in every spelling (and, in the versions that read
+/// it, `prometheus.istio.io/scrape-targets`).
+pub fn clear_prometheus_annotations(pod: &mut Value, version: IstioVersion) {
+    let targets = version >= SCRAPE_TARGETS_SINCE;
     if let Some(map) = pod::existing_annotations_mut(pod) {
-        map.retain(|k, _| !KEYS.contains(&sanitized(k).as_str()));
+        map.retain(|k, _| {
+            let key = sanitized(k);
+            !(matches!(
+                key.as_str(),
+                "prometheus_io_path" | "prometheus_io_port" | "prometheus_io_scrape"
+            ) || (targets && key == "prometheus_istio_io_scrape_targets"))
+        });
     }
+}
+
+/// What the agent is told to scrape (`PrometheusScrapeConfiguration`), in its JSON field
+/// order.
+#[derive(Debug, Default)]
+struct ScrapeConfig {
+    scrape: String,
+    path: String,
+    port: String,
+    /// (port, path) pairs.
+    targets: Vec<(String, String)>,
+}
+
+impl ScrapeConfig {
+    fn of(pod: &Value, version: IstioVersion) -> Self {
+        let text = |key| {
+            prometheus_annotation(pod, key)
+                .map(|(_, v)| v.to_owned())
+                .unwrap_or_default()
+        };
+        let targets = match prometheus_annotation(pod, "prometheus_istio_io_scrape_targets") {
+            Some((key, raw)) if version >= SCRAPE_TARGETS_SINCE => parse_scrape_targets(raw)
+                .unwrap_or_else(|e| {
+                    tracing::warn!("failed to parse {key} annotation: {e}");
+                    Vec::new()
+                }),
+            _ => Vec::new(),
+        };
+        ScrapeConfig {
+            scrape: text("prometheus_io_scrape"),
+            path: text("prometheus_io_path"),
+            port: text("prometheus_io_port"),
+            targets,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.scrape.is_empty()
+            && self.path.is_empty()
+            && self.port.is_empty()
+            && self.targets.is_empty()
+    }
+
+    /// With targets, the first is also the single port and path older agents read; every
+    /// port must be a port, not the agent's own and not one of the data plane's.
+    fn settle(&mut self, agent_port: &str) -> Result<(), String> {
+        if let Some((port, path)) = self.targets.first() {
+            (self.port, self.path) = (port.clone(), path.clone());
+            for (port, _) in &self.targets {
+                check_scrape_port(port, agent_port, "scrape targets", "target port")?;
+            }
+        } else if !self.port.is_empty() {
+            check_scrape_port(&self.port, agent_port, "scrape configuration", "port")?;
+        }
+        Ok(())
+    }
+
+    /// As Go's `json.Marshal` writes it: every string field, then the targets if any.
+    fn to_go_json(&self) -> String {
+        let mut out = String::from("{\"scrape\":");
+        gotmpl::write_json_string(&mut out, &self.scrape);
+        out.push_str(",\"path\":");
+        gotmpl::write_json_string(&mut out, &self.path);
+        out.push_str(",\"port\":");
+        gotmpl::write_json_string(&mut out, &self.port);
+        if !self.targets.is_empty() {
+            out.push_str(",\"targets\":[");
+            for (i, (port, path)) in self.targets.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"port\":");
+                gotmpl::write_json_string(&mut out, port);
+                out.push_str(",\"path\":");
+                gotmpl::write_json_string(&mut out, path);
+                out.push('}');
+            }
+            out.push(']');
+        }
+        out.push('}');
+        out
+    }
+}
+
+/// `port:path` pairs separated by commas; a missing path is `/metrics`.
+fn parse_scrape_targets(raw: &str) -> Result<Vec<(String, String)>, String> {
+    let mut targets = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (port, path) = entry.split_once(':').unwrap_or((entry, ""));
+        let port = port.trim();
+        if port.is_empty() {
+            return Err(format!("empty port in scrape target {entry:?}"));
+        }
+        let path = match path.trim() {
+            "" => "/metrics",
+            path => path,
+        };
+        targets.push((port.to_owned(), path.to_owned()));
+    }
+    Ok(targets)
+}
+
+fn check_scrape_port(port: &str, agent_port: &str, what: &str, which: &str) -> Result<(), String> {
+    let canon = match port.parse::<i64>() {
+        Ok(n) if (1..=65535).contains(&n) => n.to_string(),
+        _ => {
+            return Err(format!(
+                "invalid prometheus {what}: invalid {which} {port:?}"
+            ))
+        }
+    };
+    if canon == agent_port {
+        return Err(format!(
+            "invalid prometheus {what}: {which} {port} conflicts with agent port"
+        ));
+    }
+    if let Some((_, reason)) = RESERVED_PORTS.iter().find(|(p, _)| *p == canon) {
+        return Err(format!(
+            "invalid prometheus {what}: {which} {port} is reserved for Istio ({reason}) and cannot be scraped"
+        ));
+    }
+    Ok(())
 }
 
 /// `applyPrometheusMerge`: with metrics merging on, the app's scrape annotations move into
 /// the proxy's `ISTIO_PROMETHEUS_ANNOTATIONS` and the pod is scraped at the agent.
-fn apply_prometheus_merge(pod: &mut Value, mesh: &Value, status_port: i64) -> Result<(), String> {
+fn apply_prometheus_merge(
+    pod: &mut Value,
+    mesh: &Value,
+    status_port: i64,
+    version: IstioVersion,
+) -> Result<(), String> {
     let scrape = prometheus_annotation(pod, "prometheus_io_scrape")
         .and_then(|(_, v)| parse_go_bool(v))
         .unwrap_or(true);
@@ -123,30 +271,21 @@ fn apply_prometheus_merge(pod: &mut Value, mesh: &Value, status_port: i64) -> Re
     if prometheus_port(pod) == Some(target.as_str()) {
         return Ok(());
     }
-    let mut config = Map::new();
-    for (field, key) in [
-        ("scrape", "prometheus_io_scrape"),
-        ("path", "prometheus_io_path"),
-        ("port", "prometheus_io_port"),
-    ] {
-        if let Some((_, v)) = prometheus_annotation(pod, key) {
-            if !v.is_empty() {
-                config.insert(field.into(), Value::String(v.to_owned()));
-            }
-        }
+    let mut config = ScrapeConfig::of(pod, version);
+    if version >= SCRAPE_TARGETS_SINCE {
+        config.settle(&target)?;
     }
     if !config.is_empty() {
         if let Some(proxy) = pod::find_in_pod_mut(pod, PROXY_NAME).and_then(pod::object_mut) {
-            let text = Value::Object(config).to_string();
             let env = proxy
                 .entry("env")
                 .or_insert_with(|| Value::Array(Vec::new()));
             if let Some(list) = env.as_array_mut() {
-                list.push(json!({"name": PROMETHEUS_ENV, "value": text}));
+                list.push(json!({"name": PROMETHEUS_ENV, "value": config.to_go_json()}));
             }
         }
     }
-    clear_prometheus_annotations(pod);
+    clear_prometheus_annotations(pod, version);
     if let Some(map) = pod::meta_map_mut(pod, "annotations") {
         map.insert("prometheus.io/port".into(), Value::String(target));
         map.insert("prometheus.io/path".into(), json!("/stats/prometheus"));
@@ -308,8 +447,95 @@ mod tests {
     fn prometheus_keys_match_in_any_spelling() {
         let mut pod = json!({"metadata": {"annotations": {"prometheus.io/port": "9090", "prometheus_io/scrape": "true", "x": "y"}}});
         assert_eq!(prometheus_port(&pod), Some("9090"));
-        clear_prometheus_annotations(&mut pod);
+        clear_prometheus_annotations(&mut pod, IstioVersion::NEWEST);
         assert_eq!(pod["metadata"]["annotations"], json!({"x": "y"}));
+    }
+
+    fn scrape_pod(annotations: Value) -> Value {
+        json!({"metadata": {"annotations": annotations},
+               "spec": {"containers": [{"name": "istio-proxy", "env": []}]}})
+    }
+
+    fn merged_env(pod: &Value) -> &str {
+        pod["spec"]["containers"][0]["env"][0]["value"]
+            .as_str()
+            .expect("ISTIO_PROMETHEUS_ANNOTATIONS")
+    }
+
+    #[test]
+    fn scrape_config_is_written_as_go_marshals_it() {
+        let mut pod =
+            scrape_pod(json!({"prometheus.io/port": "9102", "prometheus.io/path": "/a&b"}));
+        apply_prometheus_merge(&mut pod, &json!({}), 15020, IstioVersion(30)).expect("merged");
+        assert_eq!(
+            merged_env(&pod),
+            r#"{"scrape":"","path":"/a\u0026b","port":"9102"}"#
+        );
+        assert_eq!(
+            pod["metadata"]["annotations"]["prometheus.io/port"],
+            "15020"
+        );
+    }
+
+    #[test]
+    fn scrape_targets_are_read_only_by_the_versions_that_know_them() {
+        let annotations =
+            json!({"prometheus.istio.io/scrape-targets": " 8080:/metrics , 9100 ,, 9200:"});
+        let mut newest = scrape_pod(annotations.clone());
+        apply_prometheus_merge(&mut newest, &json!({}), 15020, IstioVersion::NEWEST)
+            .expect("merged");
+        assert_eq!(
+            merged_env(&newest),
+            r#"{"scrape":"","path":"/metrics","port":"8080","targets":[{"port":"8080","path":"/metrics"},{"port":"9100","path":"/metrics"},{"port":"9200","path":"/metrics"}]}"#
+        );
+        assert!(newest["metadata"]["annotations"]
+            .get("prometheus.istio.io/scrape-targets")
+            .is_none());
+        // Before, the annotation is someone else's: left alone, and nothing to merge.
+        let mut older = scrape_pod(annotations);
+        apply_prometheus_merge(&mut older, &json!({}), 15020, IstioVersion(30)).expect("merged");
+        assert_eq!(older["spec"]["containers"][0]["env"], json!([]));
+        assert!(older["metadata"]["annotations"]
+            .get("prometheus.istio.io/scrape-targets")
+            .is_some());
+    }
+
+    #[test]
+    fn scrape_ports_that_cannot_be_scraped_are_refused() {
+        for (annotations, want) in [
+            (
+                json!({"prometheus.istio.io/scrape-targets": "80,x:/m"}),
+                r#"invalid target port "x""#,
+            ),
+            (json!({"prometheus.istio.io/scrape-targets": ":/m"}), ""),
+            (
+                json!({"prometheus.istio.io/scrape-targets": "15090"}),
+                "reserved for Istio (Envoy Prometheus (already merged))",
+            ),
+            (
+                json!({"prometheus.io/port": "15021"}),
+                "port 15021 is reserved for Istio (Envoy health)",
+            ),
+            (
+                json!({"prometheus.io/port": "070000"}),
+                r#"invalid port "070000""#,
+            ),
+        ] {
+            let mut pod = scrape_pod(annotations.clone());
+            let got = apply_prometheus_merge(&mut pod, &json!({}), 15020, IstioVersion::NEWEST);
+            if want.is_empty() {
+                // An unparsable targets annotation is ignored (with a warning), as istiod does.
+                assert!(got.is_ok(), "{annotations}: {got:?}");
+            } else {
+                let err = got.expect_err("refused");
+                assert!(err.contains(want), "{annotations}: {err}");
+            }
+        }
+        // The agent's own port in a target: as the pod's port, the merge is already done.
+        let mut pod = scrape_pod(json!({"prometheus.istio.io/scrape-targets": "15020"}));
+        let err = apply_prometheus_merge(&mut pod, &json!({}), 15020, IstioVersion::NEWEST)
+            .expect_err("refused");
+        assert!(err.contains("conflicts with agent port"), "{err}");
     }
 
     #[test]

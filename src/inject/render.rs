@@ -219,6 +219,7 @@ fn template_data(
                 "inboundTrafficPolicyMode" => own(gotmpl::Value::str(
                     crate::core::mesh::inbound_traffic_policy_mode(&inj.mesh),
                 )),
+                "compliancePolicy" => own(gotmpl::Value::str(inj.compliance_policy())),
                 _ => Field::new(key, field_schema.zero(), false),
             }
         })

@@ -206,7 +206,12 @@ fn apps_own_prometheus_annotations_move_to_the_agent() {
         .iter()
         .find(|e| e["name"] == "ISTIO_PROMETHEUS_ANNOTATIONS")
         .expect("env");
-    assert_eq!(prom["value"], r#"{"port":"9090","scrape":"true"}"#);
+    // Byte for byte what Istio's injector writes (checked with tests/istio-oracle): every
+    // field, in the Go struct's order.
+    assert_eq!(
+        prom["value"],
+        r#"{"scrape":"true","path":"","port":"9090"}"#
+    );
 
     let opted_out = json!({
         "metadata": {"name": "p", "annotations": {"prometheus.io/scrape": "false"}},

@@ -262,7 +262,7 @@ fn explicit_case(
     let overlay = take_str("inFilePath");
     let expected_error = take_str("expectedError");
     let expected_log = take_str("expectedLog");
-    let set_flags = match fields.remove("setFlags") {
+    let mut set_flags = match fields.remove("setFlags") {
         None => vec![],
         Some(GoValue::Strings(flags)) => flags,
         Some(other) => panic!("{context}: setFlags is not a []string: {other:?}"),
@@ -281,7 +281,12 @@ fn explicit_case(
         match setup_of(&context, &setup) {
             Setup::NativeSidecars(on) => native_sidecars = on,
             Setup::OpenShift => features.push(Feature::OpenShift),
-            Setup::CompliancePolicy(p) => features.push(Feature::CompliancePolicy(p.to_owned())),
+            Setup::CompliancePolicy(p) => {
+                // istiod reads COMPLIANCE_POLICY from its environment; revhook reads the
+                // revision's istiod environment from the values that set it (pilot.env).
+                set_flags.push(format!("values.pilot.env.COMPLIANCE_POLICY={p}"));
+                features.push(Feature::CompliancePolicy(p.to_owned()));
+            }
         }
     }
     assert!(

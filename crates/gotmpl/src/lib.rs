@@ -29,7 +29,7 @@ mod yaml;
 pub use error::{ExecError, ExecErrorKind, ParseError};
 pub use exec::Limits;
 pub use funcs::{FuncMap, UserFn};
-pub use json::to_json;
+pub use json::{to_json, write_json_string};
 pub use value::{
     any_from_json, from_json, lower_camel, Field, FieldValue, GoMap, GoStruct, MapElem, Schema,
     StructSchema, Value,

@@ -356,14 +356,14 @@ fn to_lower<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
 
 /// `appendMultusNetwork existing network`: adds the Istio CNI network to a Multus
 /// networks annotation (a JSON list or a comma list) unless it is there.
-fn append_multus_network<'a>(_: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
+fn append_multus_network<'a>(ctx: &Ctx, args: &mut Vec<V<'a>>) -> Result<V<'a>, String> {
     want_args(args, 2)?;
     let existing = str_arg(&args[0])?;
     let network = str_arg(&args[1])?;
-    string(multus(existing, network))
+    string(multus(existing, network, ctx.funcs.legacy_multus()))
 }
 
-fn multus(existing: &str, network: &str) -> String {
+fn multus(existing: &str, network: &str, legacy: bool) -> String {
     if existing.is_empty() {
         return network.to_string();
     }
@@ -371,7 +371,10 @@ fn multus(existing: &str, network: &str) -> String {
         let Ok(serde_json::Value::Array(nets)) = serde_json::from_str(existing) else {
             return existing.to_string();
         };
-        let (ns, name) = network.split_once('/').unwrap_or(("", network));
+        let (ns, name) = match network.split_once('/') {
+            Some(split) if !legacy => split,
+            _ => ("", network),
+        };
         let present = nets.iter().any(|n| {
             n.get("name").and_then(|v| v.as_str()) == Some(name)
                 && match n.get("namespace") {
@@ -610,16 +613,34 @@ mod tests {
 
     #[test]
     fn multus_networks() {
-        assert_eq!(multus("", "istio-cni"), "istio-cni");
-        assert_eq!(multus("a, istio-cni", "istio-cni"), "a, istio-cni");
-        assert_eq!(multus("a", "istio-cni"), "a, istio-cni");
+        for legacy in [false, true] {
+            assert_eq!(multus("", "istio-cni", legacy), "istio-cni");
+            assert_eq!(multus("a, istio-cni", "istio-cni", legacy), "a, istio-cni");
+            assert_eq!(multus("a", "istio-cni", legacy), "a, istio-cni");
+            assert_eq!(
+                multus(r#"[{"name": "a"}]"#, "istio-cni", legacy),
+                r#"[{"name": "a"}, {"name": "istio-cni"}]"#
+            );
+            assert_eq!(
+                multus(r#"[{"name": "istio-cni"}]"#, "istio-cni", legacy),
+                r#"[{"name": "istio-cni"}]"#
+            );
+        }
+        // A qualified network: split into name and namespace since Istio 1.26, whole before.
+        let existing = r#"[{"name": "a"}]"#;
         assert_eq!(
-            multus(r#"[{"name": "a"}]"#, "istio-cni"),
-            r#"[{"name": "a"}, {"name": "istio-cni"}]"#
+            multus(existing, "default/istio-cni", false),
+            r#"[{"name": "a"}, {"name": "istio-cni", "namespace": "default"}]"#
         );
         assert_eq!(
-            multus(r#"[{"name": "istio-cni"}]"#, "istio-cni"),
-            r#"[{"name": "istio-cni"}]"#
+            multus(existing, "default/istio-cni", true),
+            r#"[{"name": "a"}, {"name": "default/istio-cni"}]"#
+        );
+        let present = r#"[{"name": "istio-cni", "namespace": "default"}]"#;
+        assert_eq!(multus(present, "default/istio-cni", false), present);
+        assert_eq!(
+            multus(present, "default/istio-cni", true),
+            r#"[{"name": "istio-cni", "namespace": "default"}, {"name": "default/istio-cni"}]"#
         );
     }
 

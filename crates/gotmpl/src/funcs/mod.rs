@@ -41,6 +41,7 @@ pub struct FuncMap {
     funcs: Vec<Func>,
     env: HashMap<String, String>,
     proxy_config_defaults: Option<Value>,
+    legacy_multus: bool,
 }
 
 impl std::fmt::Debug for FuncMap {
@@ -60,6 +61,7 @@ impl FuncMap {
             funcs: Vec::new(),
             env: HashMap::new(),
             proxy_config_defaults: None,
+            legacy_multus: false,
         };
         m.set("and", Func::And);
         m.set("or", Func::Or);
@@ -118,6 +120,17 @@ impl FuncMap {
     /// as istiod's `cleanProxyConfig` does with `mesh.DefaultProxyConfig()`.
     pub fn set_proxy_config_defaults(&mut self, defaults: Value) {
         self.proxy_config_defaults = Some(defaults);
+    }
+
+    /// `appendMultusNetwork` as Istio 1.25 and before wrote it: a `namespace/name` network is
+    /// appended to a JSON list as `{"name": "namespace/name"}` (1.26 split it into `name` and
+    /// `namespace`).
+    pub fn set_legacy_multus(&mut self, legacy: bool) {
+        self.legacy_multus = legacy;
+    }
+
+    pub(crate) fn legacy_multus(&self) -> bool {
+        self.legacy_multus
     }
 
     pub fn contains(&self, name: &str) -> bool {
