@@ -1,8 +1,11 @@
-//! The per-request hot path: AdmissionReview bytes in → response bytes out, for a small
-//! (~2 KiB), typical (~8 KiB) and large (~64 KiB) pod, against the naive way in the same run
-//! (parse the whole review into a `Value`, build the mutated pod, `json_patch::diff`).
+//! The per-request hot path: AdmissionReview bytes in → response bytes out, through the
+//! revision's own injection templates (Istio's stock templates by default, see
+//! `support::config_path`), for pods of about 2, 8, 32 and 64 KiB (the shapes the Istio
+//! oracle's side-by-side bench sends, byte for byte), one with override annotations, the load
+//! mix one request at a time, hostile shapes, and the server's judging hand-off.
 //!
-//! Run: `cargo bench --bench inject`
+//! Run: `cargo bench --bench inject` (`REVHOOK_BENCH_TEMPLATES=embedded` for revhook's own
+//! template; the stock ConfigMaps come from `target/tools/bin/istio-oracle`).
 
 mod support;
 
@@ -10,16 +13,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use revhook::core::policy::Policy;
 use revhook::core::snapshot::Snapshot;
 use revhook::handler::{handle, Webhook};
-use revhook::sources::config;
 use serde_json::{json, Value};
 
 fn snapshot() -> Snapshot {
-    config::parse(
-        "revisions:\n  - {name: asm-1-22, image: mcr.microsoft.com/oss/istio/proxyv2:1.22.0-distroless}\n  - {name: asm-1-23, image: mcr.microsoft.com/oss/istio/proxyv2:1.23.0-distroless}\n\
-         tags: {default: asm-1-22, prod-stable: asm-1-22}\nnamespaces:\n  shop: {istio.io/rev: prod-stable}\n",
-        "bench",
-    )
-    .expect("config")
+    support::fixture_snapshot()
 }
 
 /// A Deployment's pod as the ReplicaSet controller creates it, with `containers` containers of
@@ -121,44 +118,40 @@ fn annotated(body: &[u8]) -> Vec<u8> {
     serde_json::to_vec(&review).expect("json")
 }
 
+/// The side-by-side sizes: (label, containers, env per container, annotation bytes, managed
+/// fields), as `tests/istio-oracle/bench.go` builds them.
+const SIZES: [(&str, usize, usize, usize, usize); 4] = [
+    ("2KiB", 1, 6, 500, 1),
+    ("8KiB", 2, 24, 3600, 3),
+    ("32KiB", 6, 70, 5500, 5),
+    ("64KiB", 12, 70, 11000, 10),
+];
+
 fn bench(c: &mut Criterion) {
     let snapshot = snapshot();
     let policy = Policy::default();
-    let cases = [
-        ("small", review(1, 6, 500, 1)),
-        ("typical", review(2, 24, 3600, 3)),
-        ("large", review(12, 70, 11000, 10)),
-    ];
+    println!("inject: {}", support::templates_label());
     let mut group = c.benchmark_group("inject");
-    let annotated_body = annotated(&cases[1].1);
-    let fast = handle(Webhook::Inject, &annotated_body, &snapshot, &policy).expect("handled");
-    assert!(
-        fast.verdict.patch.is_some(),
-        "annotated: no patch: {:?}",
-        fast.verdict.status
-    );
-    group.throughput(Throughput::Bytes(annotated_body.len() as u64));
-    group.bench_with_input(
-        BenchmarkId::new(
-            "revhook",
-            format!("annotated-{}KiB", annotated_body.len() / 1024),
-        ),
-        &annotated_body,
-        |b, body| {
-            b.iter(|| {
-                handle(Webhook::Inject, body, &snapshot, &policy)
-                    .expect("handled")
-                    .body
-            })
-        },
-    );
-    for (name, body) in &cases {
-        let label = format!("{name}-{}KiB", body.len() / 1024);
-        // Both paths must produce a patch, or the comparison means nothing.
-        let fast = handle(Webhook::Inject, body, &snapshot, &policy).expect("handled");
-        assert!(fast.verdict.patch.is_some(), "{name}: no patch");
+    let mut cases: Vec<(String, Vec<u8>)> = SIZES
+        .iter()
+        .map(|&(label, containers, env, annotation, managed)| {
+            (
+                label.to_owned(),
+                review(containers, env, annotation, managed),
+            )
+        })
+        .collect();
+    cases.push(("8KiB-annotated".to_owned(), annotated(&cases[1].1)));
+    for (label, body) in &cases {
+        // Every case must be injected, or its time means nothing.
+        let handled = handle(Webhook::Inject, body, &snapshot, &policy).expect("handled");
+        assert!(
+            handled.verdict.patch.is_some(),
+            "{label}: no patch: {:?}",
+            handled.verdict.status
+        );
         group.throughput(Throughput::Bytes(body.len() as u64));
-        group.bench_with_input(BenchmarkId::new("revhook", &label), body, |b, body| {
+        group.bench_with_input(BenchmarkId::new("revhook", label), body, |b, body| {
             b.iter(|| {
                 handle(Webhook::Inject, body, &snapshot, &policy)
                     .expect("handled")

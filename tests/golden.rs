@@ -209,7 +209,7 @@ fn proxy_config_holds_apps_and_probes_are_rewritten() {
     );
     assert_eq!(
         env(p, "ISTIO_PROMETHEUS_ANNOTATIONS"),
-        Some(&Value::from(r#"{"port":"9102","scrape":"true"}"#))
+        Some(&Value::from(r#"{"scrape":"true","path":"","port":"9102"}"#))
     );
 }
 

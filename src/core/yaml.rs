@@ -1,5 +1,6 @@
 //! YAML text to JSON values, in one place, so that every reader of YAML (injector and mesh
-//! ConfigMaps, template output, annotations) parses it the same way.
+//! ConfigMaps, template output, annotations) parses it the same way: as istiod does, with
+//! `sigs.k8s.io/yaml` (go-yaml v2, YAML 1.1 scalars), which the `goyaml` crate reproduces.
 
 /// YAML that could not be read, with where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -8,7 +9,7 @@ pub struct YamlError(String);
 
 /// One YAML document as a JSON value (an empty document is `null`).
 pub fn parse(text: &str) -> Result<serde_json::Value, YamlError> {
-    serde_yaml::from_str(text).map_err(|e| YamlError(e.to_string()))
+    goyaml::from_str(text).map_err(|e| YamlError(e.to_string()))
 }
 
 #[cfg(test)]

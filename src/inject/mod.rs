@@ -266,9 +266,14 @@ fn inject(target: &Target<'_, '_>, inj: &Injector, revision: &str, raw: &str) ->
     };
     // istiod works on the pod as Go decodes and encodes it; so do we, and the patch is
     // computed from it (the fields this leaves out are zero or null: no operation needs them).
+    // `managedFields` (large, never read by the templates, never patched) is out of both sides,
+    // and the request's namespace is in while the templates run, as istiod prepares the pod.
+    if let Some(meta) = admitted.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
     strategic::as_go_encodes(&mut admitted);
-    let mut pod = admitted.clone();
-    prepare(&mut pod, target.namespace);
+    let had_metadata = admitted.get("metadata").is_some_and(Value::is_object);
+    let added_namespace = set_namespace(&mut admitted, target.namespace);
     let derived;
     let workload = match target.workload {
         Some(w) => w,
@@ -288,10 +293,23 @@ fn inject(target: &Target<'_, '_>, inj: &Injector, revision: &str, raw: &str) ->
         proxy_uid: PROXY_UID,
         proxy_gid: PROXY_UID,
     };
-    match pipeline::inject_pod(inj, &pod, &ctx, gotmpl::Limits::default()) {
+    match pipeline::inject_pod(inj, &admitted, &ctx, gotmpl::Limits::default()) {
         Ok(mut injected) => {
             strategic::as_go_encodes(&mut injected);
-            as_admitted(&admitted, &mut injected);
+            if added_namespace {
+                // The patch leaves the namespace as the pod has it: unset (and the metadata
+                // absent, when it was).
+                for pod in [&mut admitted, &mut injected] {
+                    if let Some(meta) = pod.get_mut("metadata").and_then(Value::as_object_mut) {
+                        meta.remove("namespace");
+                    }
+                }
+                if !had_metadata {
+                    if let Some(pod) = admitted.as_object_mut() {
+                        pod.remove("metadata");
+                    }
+                }
+            }
             let mut verdict = Verdict::inject(revision, diff::diff(&admitted, &injected));
             // Injected already (the API server's reinvocation, a copied spec): nothing to say.
             if verdict.patch.as_deref() == Some("[]") {
@@ -336,30 +354,20 @@ pub fn injected_proxy_image(
         .map(str::to_owned)
 }
 
-/// Puts back what [`prepare`] changed, so that the patch leaves those fields alone.
-fn as_admitted(admitted: &Value, injected: &mut Value) {
-    let Some(meta) = pod::meta_object(injected) else {
-        return;
-    };
-    for key in ["managedFields", "namespace"] {
-        match admitted["metadata"].get(key) {
-            Some(v) => {
-                meta.insert(key.to_owned(), v.clone());
-            }
-            None => {
-                meta.remove(key);
-            }
-        }
-    }
-}
-
 /// As istiod prepares the admitted pod: `managedFields` (large, never read) out, the
 /// request's namespace in when the pod has none.
 fn prepare(pod: &mut Value, namespace: &str) {
+    if let Some(meta) = pod::meta_object(pod) {
+        meta.remove("managedFields");
+    }
+    set_namespace(pod, namespace);
+}
+
+/// Sets the request's namespace on a pod that has none; whether it did.
+fn set_namespace(pod: &mut Value, namespace: &str) -> bool {
     let Some(meta) = pod::meta_object(pod) else {
-        return;
+        return false;
     };
-    meta.remove("managedFields");
     let empty = meta
         .get("namespace")
         .and_then(Value::as_str)
@@ -367,6 +375,7 @@ fn prepare(pod: &mut Value, namespace: &str) {
     if empty {
         meta.insert("namespace".into(), Value::String(namespace.to_owned()));
     }
+    empty
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! network from the webhook path, prometheus metrics merging, app probe rewriting, the status
 //! annotation, and the order of the containers.
 
+use std::borrow::Cow;
+
 use serde_json::{json, Value};
 
 use crate::core::injector::{Injector, IstioVersion};
@@ -38,15 +40,19 @@ pub fn post_process(
 
 /// The mesh config the post-processing reads: kube-inject applies the pod's proxy config
 /// annotation to it; the webhook does not.
-fn effective_mesh(inj: &Injector, original: &Value, ctx: &PodContext<'_>) -> Result<Value, String> {
+fn effective_mesh<'i>(
+    inj: &'i Injector,
+    original: &Value,
+    ctx: &PodContext<'_>,
+) -> Result<Cow<'i, Value>, String> {
     match (ctx.path, pod::annotation(original, "proxy.istio.io/config")) {
         (Path::KubeInject, Some(text)) => {
             let mut m = inj.mesh.clone();
             m["defaultConfig"] = mesh::merge_proxy_config(text, &inj.mesh["defaultConfig"])
                 .map_err(|e| e.to_string())?;
-            Ok(m)
+            Ok(Cow::Owned(m))
         }
-        _ => Ok(inj.mesh.clone()),
+        _ => Ok(Cow::Borrowed(&inj.mesh)),
     }
 }
 
