@@ -152,6 +152,9 @@ struct Tracked {
     terminating: bool,
 }
 
+/// When (since the controller started) it wrote the Endpoints, and the ready addresses.
+type Written = (Duration, Vec<IpAddr>);
+
 /// Probes each replica's `/readyz` as the kubelet does (the shipped period and failure
 /// threshold; one success makes it ready) and writes revhook's Endpoints whenever the ready
 /// set changes, as the endpoints controller does; a replica marked terminating leaves the
@@ -159,7 +162,7 @@ struct Tracked {
 #[derive(Clone)]
 struct EndpointsController {
     replicas: Arc<Mutex<Vec<Tracked>>>,
-    written: Arc<Mutex<Vec<(Duration, Vec<IpAddr>)>>>,
+    written: Arc<Mutex<Vec<Written>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -472,7 +475,7 @@ async fn restart_while_scaling(
         &kubeconfig,
         &format!("{mode}-1"),
         tls,
-        &[mode_flag.clone()],
+        std::slice::from_ref(&mode_flag),
     );
     controller.add(netns.inner_ip, first.revhook.admin);
     controller.wait_ready(netns.inner_ip).await;
@@ -966,11 +969,14 @@ async fn the_api_servers_webhook_client_and_keep_alive_connections_the_webhook_c
 
 // === Part 3: a rolling restart of two replicas under a stream of pod creations ===
 
+/// What one creation gave: the stored pod's proxy image, or the refusal.
+type Created = Result<Option<String>, String>;
+
 /// Pods created one after another by `workers` tasks, each pausing between creations, until
 /// stopped: what each creation gave (the stored pod's proxy image, or the refusal).
 struct PodStream {
     stop: Arc<AtomicBool>,
-    workers: Vec<tokio::task::JoinHandle<Vec<Result<Option<String>, String>>>>,
+    workers: Vec<tokio::task::JoinHandle<Vec<Created>>>,
 }
 
 impl PodStream {
@@ -1006,7 +1012,7 @@ impl PodStream {
         PodStream { stop, workers }
     }
 
-    async fn finish(self) -> Vec<Result<Option<String>, String>> {
+    async fn finish(self) -> Vec<Created> {
         self.stop.store(true, Ordering::Release);
         let mut all = Vec::new();
         for w in self.workers {
