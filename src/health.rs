@@ -24,6 +24,11 @@ impl Health {
         self.draining.store(true, Ordering::Release);
     }
 
+    /// Whether shutdown has begun (readiness false, the listener still open for the delay).
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
     /// Whether the sources know what is installed (every watch has listed once). Until then
     /// no admission request gets a verdict: an empty snapshot would refuse every pod as
     /// stale, or with `--on-stale allow-uninjected` admit it without a sidecar.

@@ -1318,7 +1318,11 @@ fn spawn_tls_connection(
                     let (app, state) = (app.clone(), state.clone());
                     async move {
                         let _active = state.begin();
-                        let reply = route(&app, req, false).await;
+                        let http1 = req.version() < hyper::Version::HTTP_2;
+                        let mut reply = route(&app, req, false).await;
+                        if http1 && app.health.draining() {
+                            retire_after(&mut reply);
+                        }
                         Ok::<_, Infallible>(tracked(reply, &state).await)
                     }
                 })
@@ -1336,6 +1340,19 @@ fn spawn_tls_connection(
         }
         .instrument(span),
     );
+}
+
+/// Once shutdown has begun, each HTTP/1.1 answer carries `Connection: close`: the client
+/// (the API server's Go transport) then never sends another request on that connection and
+/// dials anew, through the Endpoints this replica has left. Closing a kept-alive connection
+/// from our side instead races the client: a request it writes in the instant before it sees
+/// the close fails, and a POST is not retried (tests/kube_rolling.rs measures both). HTTP/2
+/// needs nothing of the kind: its GOAWAY at the drain tells the client which streams were
+/// taken.
+fn retire_after(reply: &mut Reply) {
+    reply
+        .headers_mut()
+        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
 }
 
 /// The reply, its body counted in the connection's unsent bytes.

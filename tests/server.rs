@@ -341,6 +341,59 @@ async fn shutdown_finishes_the_request_in_flight_then_refuses_connections() {
         .expect("server task");
 }
 
+/// The API server's Go transport reuses a kept-alive HTTP/1.1 connection until the server
+/// says otherwise: once shutdown begins every answer says `Connection: close` and the
+/// connection ends after it, so the client dials anew (through the Endpoints this replica
+/// has left) instead of racing our close of an idle connection (tests/kube_rolling.rs).
+#[tokio::test]
+async fn once_shutdown_begins_http1_answers_retire_their_connection() {
+    let mut server = TestServer::start_with(Options {
+        limits: Limits {
+            shutdown_delay: Duration::from_millis(800),
+            ..Limits::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let mut client = server.client(Proto::Http1).await;
+    let before = client
+        .post("/inject", fixture("pod-create-prod-stable.json"))
+        .await;
+    assert_eq!(before.status, StatusCode::OK);
+    assert_eq!(
+        before.headers.get("connection"),
+        None,
+        "kept alive while serving"
+    );
+    let drained = server.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let during = client
+        .post("/inject", fixture("pod-create-prod-stable.json"))
+        .await;
+    assert_eq!(during.status, StatusCode::OK, "still answered");
+    assert_eq!(
+        during.headers.get("connection").map(|v| v.as_bytes()),
+        Some(b"close".as_slice())
+    );
+    let next = client
+        .send(
+            hyper::Request::get("/healthz")
+                .header("host", "localhost")
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .expect("request"),
+        )
+        .await;
+    assert!(
+        next.is_err(),
+        "the connection ended: {:?}",
+        next.map(|r| r.status)
+    );
+    tokio::time::timeout(Duration::from_secs(5), drained)
+        .await
+        .expect("drained")
+        .expect("task");
+}
+
 #[tokio::test]
 async fn readiness_goes_false_as_soon_as_shutdown_begins() {
     let server = TestServer::start_with(Options {

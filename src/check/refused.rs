@@ -133,11 +133,35 @@ pub(super) fn findings(objects: &ClusterObjects) -> Vec<Finding> {
             );
         }
     }
+    // A ReplicaSet in the input speaks through its condition, which its controller clears
+    // once it creates pods again: its FailedCreate events (kept an hour) are history then.
+    let replicasets: std::collections::BTreeSet<(&str, &str)> = objects
+        .replicasets
+        .iter()
+        .map(|rs| {
+            (
+                rs.metadata.namespace.as_deref().unwrap_or("default"),
+                rs.metadata.name.as_deref().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let of_a_listed_replicaset = |e: &&k8s_openapi::api::core::v1::Event| {
+        let o = &e.involved_object;
+        o.kind.as_deref() == Some("ReplicaSet")
+            && replicasets.contains(&(
+                o.namespace
+                    .as_deref()
+                    .or(e.metadata.namespace.as_deref())
+                    .unwrap_or("default"),
+                o.name.as_deref().unwrap_or_default(),
+            ))
+    };
     // Events: the latest per object, for objects without a condition saying it.
     let mut events: Vec<_> = objects
         .events
         .iter()
         .filter(|e| e.reason.as_deref() == Some("FailedCreate"))
+        .filter(|e| !of_a_listed_replicaset(e))
         .collect();
     events.sort_by_key(|e| {
         e.last_timestamp
@@ -325,5 +349,33 @@ mod tests {
         assert!(found[2]
             .message
             .starts_with("cannot create its pods (FailedCreate event)"));
+    }
+
+    #[test]
+    fn a_replicaset_that_creates_pods_again_is_not_named_for_its_old_events() {
+        let x509 = "Error creating: Internal error occurred: failed calling webhook \"rev.namespace.inject.revhook.dev\": failed to call webhook: Post \"https://revhook.revhook-system.svc:443/inject?timeout=10s\": tls: failed to verify certificate: x509: certificate signed by unknown authority";
+        let events = vec![
+            failed_create_event("shop", "ReplicaSet", "web-7c9d", x509, 100),
+            failed_create_event("shop", "ReplicaSet", "gone-1", x509, 100),
+        ];
+        // Repaired: the controller cleared its condition; the events stay for an hour.
+        let repaired = findings(&ClusterObjects {
+            replicasets: vec![replicaset_failing("shop", "web-7c9d", None)],
+            events: events.clone(),
+            ..ClusterObjects::default()
+        });
+        let objects: Vec<&str> = repaired.iter().map(|f| f.object.as_str()).collect();
+        assert_eq!(
+            objects,
+            ["ReplicaSet/shop/gone-1"],
+            "a ReplicaSet not in the input is still judged by its events"
+        );
+        // Still failing: named, by its condition.
+        let failing = findings(&ClusterObjects {
+            replicasets: vec![replicaset_failing("shop", "web-7c9d", Some(x509))],
+            events,
+            ..ClusterObjects::default()
+        });
+        assert!(failing[1].message.contains("ReplicaFailure"), "{failing:?}");
     }
 }

@@ -22,6 +22,8 @@ use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -86,6 +88,40 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// `kubectl` on PATH (the client users run against the cluster), or `None` after saying
+/// why the test skips; under `CI=true` a missing kubectl fails the test.
+pub fn kubectl() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("kubectl"))
+            .find(|p| is_executable(p))
+    });
+    match found {
+        Some(path) => Some(path),
+        None if in_ci() => {
+            panic!("envtest: kubectl is not on PATH (Debian/Ubuntu: the kubectl package)")
+        }
+        None => {
+            eprintln!("envtest: skipped: kubectl is not on PATH");
+            None
+        }
+    }
+}
+
+/// Copies bytes both ways between two connections until either side closes.
+fn relay(a: TcpStream, b: TcpStream) {
+    let pipe = |mut from: TcpStream, mut to: TcpStream| {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        });
+    };
+    if let (Ok(a2), Ok(b2)) = (a.try_clone(), b.try_clone()) {
+        pipe(a, b2);
+        pipe(b, a2);
+    }
+}
+
 /// A free loopback port (bound, read, released: the child binds it a moment later).
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
@@ -128,6 +164,29 @@ impl Proc {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM (what the kubelet sends a container being stopped).
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {}", self.child.id());
+    }
+
+    /// Waits up to `timeout` for the process to exit; its status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Kills and reaps the process now.
@@ -524,6 +583,50 @@ impl ControlPlane {
         self.dir.path()
     }
 
+    /// An admin kubeconfig for a process inside `ns`: the API server listens on the host's
+    /// loopback, which a network namespace cannot reach, so a forwarder (threads of the test
+    /// process, apart from its async runtime) listens on the host end of the namespace's veth
+    /// pair and relays to it; TLS still verifies the API server's certificate (for
+    /// `localhost`).
+    pub fn kubeconfig_in(&self, ns: &NetNs, name: &str) -> PathBuf {
+        self.kubeconfig_in_gated(ns, name, Arc::new(AtomicBool::new(true)))
+    }
+
+    /// [`kubeconfig_in`](Self::kubeconfig_in) through a forwarder that holds every new
+    /// connection while `open` is false (the API server slow to answer a starting revhook).
+    pub fn kubeconfig_in_gated(&self, ns: &NetNs, name: &str, open: Arc<AtomicBool>) -> PathBuf {
+        let api: SocketAddr = self
+            .url
+            .trim_start_matches("https://")
+            .parse()
+            .expect("API server address");
+        let listener =
+            TcpListener::bind(SocketAddr::new(ns.host_ip, 0)).expect("bind the API forwarder");
+        let port = listener.local_addr().expect("forwarder address").port();
+        std::thread::spawn(move || {
+            for inbound in listener.incoming().flatten() {
+                let open = open.clone();
+                std::thread::spawn(move || {
+                    while !open.load(Ordering::Acquire) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    if let Ok(outbound) = TcpStream::connect(api) {
+                        relay(inbound, outbound);
+                    }
+                });
+            }
+        });
+        let path = self.dir.path().join(format!("{name}.kubeconfig"));
+        write_kubeconfig_named(
+            &path,
+            &format!("https://{}:{port}", ns.host_ip),
+            &self.ca_pem,
+            &self.admin_token,
+            Some("localhost"),
+        );
+        path
+    }
+
     /// Panics when a control-plane process has died (its log tail says why).
     pub fn assert_running(&mut self) {
         for p in &mut self.procs {
@@ -541,9 +644,23 @@ pub async fn client_from_kubeconfig(path: &Path) -> Client {
 }
 
 fn write_kubeconfig(path: &Path, url: &str, ca_pem: &str, token: &str) {
+    write_kubeconfig_named(path, url, ca_pem, token, None);
+}
+
+/// A kubeconfig whose TLS verification names `tls_server_name` instead of the URL's host.
+fn write_kubeconfig_named(
+    path: &Path,
+    url: &str,
+    ca_pem: &str,
+    token: &str,
+    tls_server_name: Option<&str>,
+) {
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let server_name = tls_server_name
+        .map(|n| format!("    tls-server-name: {n}\n"))
+        .unwrap_or_default();
     let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: envtest\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\nusers:\n- name: user\n  user:\n    token: {token}\ncontexts:\n- name: envtest\n  context:\n    cluster: envtest\n    user: user\ncurrent-context: envtest\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: envtest\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\n{server_name}users:\n- name: user\n  user:\n    token: {token}\ncontexts:\n- name: envtest\n  context:\n    cluster: envtest\n    user: user\ncurrent-context: envtest\n"
     );
     std::fs::write(path, text).expect("write kubeconfig");
 }
@@ -721,7 +838,13 @@ impl NetNs {
     }
 
     fn try_create() -> Result<NetNs, String> {
-        let pid = std::process::id();
+        // Tests of one binary run in parallel and may each want several namespaces: one at a
+        // time picks a subnet and creates its namespace, each under a name of its own.
+        static CREATING: std::sync::Mutex<u32> = std::sync::Mutex::new(0);
+        let mut created = CREATING.lock().unwrap_or_else(|e| e.into_inner());
+        let n = *created;
+        *created += 1;
+        let pid = std::process::id() + n * 4;
         // 198.18.0.0/15 is reserved for benchmarking (RFC 2544): never a real network. A /30
         // not already on an interface of this machine (other test runs may hold one).
         let used = Command::new("ip")
@@ -733,9 +856,11 @@ impl NetNs {
             .map(|i| (pid + i * 4) % 256)
             .find(|n| !used.contains(&format!("198.18.{n}.")))
             .ok_or("no free 198.18.x.0/30")?;
-        let name = format!("revhook-envtest-{pid}");
-        let host_if = format!("rvh{}h", pid % 100_000);
-        let inner_if = format!("rvh{}n", pid % 100_000);
+        let (pid, n) = (std::process::id(), n);
+        let name = format!("revhook-envtest-{pid}-{n}");
+        // Interface names are at most 15 bytes.
+        let host_if = format!("rvh{}x{n}h", pid % 100_000);
+        let inner_if = format!("rvh{}x{n}n", pid % 100_000);
         let host_ip = format!("198.18.{subnet}.1");
         let inner_ip = format!("198.18.{subnet}.2");
         ip(&["netns", "add", &name])?;

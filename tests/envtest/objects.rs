@@ -232,3 +232,59 @@ pub fn istio_fixture_in(namespace: &str) -> Vec<Value> {
         .replace("aks-istio-system", namespace);
     with_istio_charts(yaml_docs(&text))
 }
+
+/// revhook's Namespace and Service as `manifests/base` ships them, the Service without its
+/// selector: nothing but the test writes its Endpoints (a cluster's endpoints controller
+/// writes the ready pods' addresses; no kubelet runs pods here).
+pub fn revhook_namespace_and_service() -> Vec<Value> {
+    let mut docs = yaml_file("manifests/base/namespace.yaml");
+    for mut svc in yaml_file("manifests/base/service.yaml") {
+        if let Some(spec) = svc["spec"].as_object_mut() {
+            spec.remove("selector");
+        }
+        docs.push(svc);
+    }
+    docs
+}
+
+/// The Endpoints of revhook's Service as the endpoints controller writes them: ready replicas
+/// under `addresses`, the others under `notReadyAddresses` (the API server calls only the
+/// former); revhook listens on the shipped ports inside each network namespace.
+pub fn revhook_endpoints(ready: &[std::net::IpAddr], not_ready: &[std::net::IpAddr]) -> Value {
+    let addresses = |ips: &[std::net::IpAddr]| -> Vec<Value> {
+        ips.iter().map(|ip| json!({"ip": ip.to_string()})).collect()
+    };
+    let mut subset = json!({
+        "ports": [
+            {"name": "https-webhook", "port": 15017, "protocol": "TCP"},
+            {"name": "http-admin", "port": 15014, "protocol": "TCP"}
+        ]
+    });
+    if !ready.is_empty() {
+        subset["addresses"] = json!(addresses(ready));
+    }
+    if !not_ready.is_empty() {
+        subset["notReadyAddresses"] = json!(addresses(not_ready));
+    }
+    let subsets = if ready.is_empty() && not_ready.is_empty() {
+        json!([])
+    } else {
+        json!([subset])
+    };
+    json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "revhook", "namespace": "revhook-system"},
+        "subsets": subsets
+    })
+}
+
+/// revhook's serving certificate as the self-managed overlay stores it (`revhook-tls`:
+/// `ca.crt`, `tls.crt`, `tls.key`), which `check` verifies the caBundle against.
+pub fn revhook_tls_secret(tls: &super::Tls) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "revhook-tls", "namespace": "revhook-system"},
+        "type": "Opaque",
+        "stringData": {"ca.crt": tls.ca_pem, "tls.crt": tls.cert_pem, "tls.key": tls.key_pem}
+    })
+}
