@@ -328,13 +328,19 @@ fn snapshot_of(
             .unwrap_or_else(|| "istio-system".into()),
         ..MeshSettings::default()
     };
-    mapping::snapshot_from_objects(
+    let (mut snapshot, report) = mapping::snapshot_from_objects(
         inventory.installed_injectors(),
         &objects.mutating,
         objects.namespaces.iter().map(|n| &n.metadata),
         mesh,
         "check",
-    )
+    );
+    // What selects a half-removed revision is told what is left, as the webhook tells it.
+    snapshot.table = snapshot
+        .table
+        .clone()
+        .with_half_removed(inventory.half_removed().filter_map(|p| p.left_behind()));
+    (snapshot, report)
 }
 
 /// What could not be read: the rules judge the cluster without it.

@@ -350,7 +350,40 @@ fn stale_namespace_is_denied_with_message_and_allow_uninjected_warns() {
 }
 
 #[test]
-fn guard_mode_allows_without_patch() {
+fn guard_mode_admits_a_pod_its_injector_injected_without_patch() {
+    let guard = Policy {
+        mode: Mode::Guard,
+        ..Policy::default()
+    };
+    // A proxy container, or one among the init containers (a native sidecar), even without
+    // Istio's status annotation.
+    let mut sidecar = deployment_pod();
+    sidecar["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers")
+        .push(json!({"name": "istio-proxy", "image": "proxyv2"}));
+    let mut native = deployment_pod();
+    native["spec"]["initContainers"] =
+        json!([{"name": "istio-proxy", "image": "proxyv2", "restartPolicy": "Always"}]);
+    for injected in [sidecar, native] {
+        let raw = injected.to_string();
+        let pod = PodIn::parse(&raw).expect("pod");
+        let v = review_pod(&Target::pod(&pod, &raw, "shop"), &snapshot(), &guard);
+        assert!(v.allowed && v.patch.is_none());
+        assert_eq!(v.decision, Decision::Guard("asm-1-22".into()));
+    }
+    let mut annotated = deployment_pod();
+    annotated["metadata"]["annotations"] =
+        json!({"sidecar.istio.io/status": r#"{"revision":"asm-1-22"}"#});
+    let raw = annotated.to_string();
+    let pod = PodIn::parse(&raw).expect("pod");
+    let v = review_pod(&Target::pod(&pod, &raw, "shop"), &snapshot(), &guard);
+    assert!(v.allowed && v.patch.is_none());
+    assert_eq!(v.decision, Decision::Skip(Skip::AlreadyInjected));
+}
+
+#[test]
+fn guard_mode_refuses_a_pod_istio_left_uninjected_or_warns_per_on_stale() {
     let raw = deployment_pod().to_string();
     let pod = PodIn::parse(&raw).expect("pod");
     let guard = Policy {
@@ -358,8 +391,38 @@ fn guard_mode_allows_without_patch() {
         ..Policy::default()
     };
     let v = review_pod(&Target::pod(&pod, &raw, "shop"), &snapshot(), &guard);
+    assert!(!v.allowed && v.patch.is_none());
+    assert_eq!(
+        v.decision,
+        Decision::Deny(crate::core::verdict::Deny::Uninjected)
+    );
+    let status = v.status.expect("status");
+    assert_eq!(status.code, 403);
+    assert!(
+        status.message.starts_with(
+            "pod was not injected by Istio: namespace \"shop\" selects istio.io/rev=prod-stable, which gives it to revision \"asm-1-22\""
+        ),
+        "{}",
+        status.message
+    );
+    let lenient = Policy {
+        on_stale: OnStale::AllowUninjected,
+        ..guard
+    };
+    let v = review_pod(&Target::pod(&pod, &raw, "shop"), &snapshot(), &lenient);
     assert!(v.allowed && v.patch.is_none());
-    assert_eq!(v.decision, Decision::Guard("asm-1-22".into()));
+    assert_eq!(
+        v.decision,
+        Decision::Allow(crate::core::verdict::Allow::StaleUninjected)
+    );
+    assert!(
+        v.warnings.join(" ").contains("WITHOUT a sidecar"),
+        "{:?}",
+        v.warnings
+    );
+    // A pod Istio's selectors do not give to any revision is none of guard's business.
+    let v = review_pod(&Target::pod(&pod, &raw, "plain"), &snapshot(), &guard);
+    assert_eq!(v.decision, Decision::Skip(Skip::NotSelected));
 }
 
 #[test]
