@@ -77,6 +77,19 @@ pub async fn apply_all(client: &Client, docs: &[Value]) {
 pub fn shipped_webhooks(client_config: impl Fn(&Value) -> Value) -> Vec<Value> {
     let mut docs = yaml_file("manifests/base/mutatingwebhook.yaml");
     docs.extend(yaml_file("manifests/base/validatingwebhook.yaml"));
+    webhooks_calling(docs, client_config)
+}
+
+/// The webhook configurations among `docs` (what `kustomize build` of an overlay renders),
+/// each webhook's `clientConfig` replaced by `client_config(shipped)`.
+pub fn webhooks_calling(docs: Vec<Value>, client_config: impl Fn(&Value) -> Value) -> Vec<Value> {
+    let mut docs: Vec<Value> = docs
+        .into_iter()
+        .filter(|d| {
+            d["kind"] == "MutatingWebhookConfiguration"
+                || d["kind"] == "ValidatingWebhookConfiguration"
+        })
+        .collect();
     for doc in &mut docs {
         let hooks = doc["webhooks"].as_array_mut().expect("webhooks");
         for hook in hooks {
