@@ -190,6 +190,10 @@ pub struct RevisionSummary {
     /// Ready endpoints of its istiod Service, when the input has EndpointSlices or Endpoints.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready_endpoints: Option<usize>,
+    /// Who its proxies are in the mesh (trust domain, cluster, mesh ID, network), from its
+    /// mesh config and values; `None` when its injector cannot be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<crate::core::injector::MeshIdentity>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

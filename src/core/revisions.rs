@@ -19,6 +19,8 @@ pub struct MeshSettings {
     pub trust_domain: String,
     pub cluster_id: String,
     pub mesh_id: String,
+    /// `values.global.network`: the proxies' network (none by default).
+    pub network: String,
     pub istio_namespace: String,
     /// What `ENABLE_NATIVE_SIDECARS=auto` (or unset) means here: whether the cluster runs
     /// Kubernetes native sidecars (every node 1.33 or newer, as istiod checks).
@@ -31,6 +33,7 @@ impl Default for MeshSettings {
             trust_domain: "cluster.local".into(),
             cluster_id: "Kubernetes".into(),
             mesh_id: "cluster.local".into(),
+            network: String::new(),
             istio_namespace: "istio-system".into(),
             native_sidecars_auto: false,
         }
