@@ -836,50 +836,11 @@ fn check_json(c: &Cluster, extra: &[&str]) -> Value {
     })
 }
 
-/// What `kubectl get namespaces,pods,configmaps,mutatingwebhookconfigurations,
-/// validatingwebhookconfigurations,services,deployments,statefulsets,replicasets,
-/// endpointslices,events -A -o json` writes, as one List in the control plane's directory.
+/// What `kubectl get namespaces,pods,...,events -A -o json` writes, in the control plane's
+/// directory.
 async fn dump_cluster(c: &Cluster) -> std::path::PathBuf {
-    use k8s_openapi::api::admissionregistration::v1::{
-        MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
-    };
-    use k8s_openapi::api::apps::v1::StatefulSet;
-    use k8s_openapi::api::core::v1::{ConfigMap, Event, Service};
-    use k8s_openapi::api::discovery::v1::EndpointSlice;
-
-    async fn all<K>(client: &Client) -> Vec<Value>
-    where
-        K: kube::Resource
-            + Clone
-            + serde::de::DeserializeOwned
-            + serde::Serialize
-            + std::fmt::Debug,
-        K::DynamicType: Default,
-    {
-        let api: Api<K> = Api::all(client.clone());
-        api.list(&ListParams::default())
-            .await
-            .expect("list for the dump")
-            .items
-            .into_iter()
-            .map(value)
-            .collect()
-    }
-    let client = &c.client;
-    let mut items = all::<Namespace>(client).await;
-    items.extend(all::<Pod>(client).await);
-    items.extend(all::<ConfigMap>(client).await);
-    items.extend(all::<MutatingWebhookConfiguration>(client).await);
-    items.extend(all::<ValidatingWebhookConfiguration>(client).await);
-    items.extend(all::<Service>(client).await);
-    items.extend(all::<Deployment>(client).await);
-    items.extend(all::<StatefulSet>(client).await);
-    items.extend(all::<ReplicaSet>(client).await);
-    items.extend(all::<EndpointSlice>(client).await);
-    items.extend(all::<Event>(client).await);
     let path = c.cp.path().join("check-dump.json");
-    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
-    std::fs::write(&path, list.to_string()).expect("write the dump");
+    objects::dump(&c.client, &path).await;
     path
 }
 

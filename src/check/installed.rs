@@ -266,12 +266,15 @@ impl<'o> Inventory<'o> {
             .is_some_and(|p| p.injector.is_some() && (!self.services_known || p.service.is_some()))
     }
 
-    /// The injector ConfigMaps of installed revisions: what the snapshot is built from.
+    /// The injector ConfigMaps of installed revisions and the mesh configs beside them (`istio`,
+    /// `istio-<rev>`, AKS's shared one, which their injectors layer): what the snapshot is
+    /// built from.
     pub(super) fn installed_injectors(&self) -> Vec<&'o ConfigMap> {
         self.revisions
             .values()
             .filter(|p| self.is_installed(&p.revision))
-            .filter_map(|p| p.injector)
+            .flat_map(|p| [p.injector, p.mesh, p.shared])
+            .flatten()
             .collect()
     }
 
@@ -431,6 +434,37 @@ mod tests {
         let half: Vec<&str> = inv.half_removed().map(|p| p.revision.as_str()).collect();
         assert_eq!(half, ["asm-1-22"]);
         assert_eq!(inv.installed_injectors().len(), 1);
+    }
+
+    #[test]
+    fn the_snapshot_is_built_with_each_installed_revisions_mesh_configs() {
+        let o = objects(
+            vec![
+                injector("istio-system", "asm-1-23", "1.23.0"),
+                configmap(
+                    "istio-system",
+                    "istio-asm-1-23",
+                    &[("mesh", "trustDomain: corp.example\n")],
+                ),
+                injector("istio-system", "asm-1-22", "1.22.3"),
+                configmap("istio-system", "istio-asm-1-22", &[("mesh", "{}")]),
+            ],
+            Some(vec![service("istio-system", "istiod-asm-1-23")]),
+        );
+        let inv = Inventory::of(&o, &given());
+        let names: Vec<&str> = inv
+            .installed_injectors()
+            .iter()
+            .filter_map(|c| c.metadata.name.as_deref())
+            .collect();
+        assert_eq!(names, ["istio-sidecar-injector-asm-1-23", "istio-asm-1-23"]);
+        let report = crate::check::run(&o, &crate::check::CheckOptions::default());
+        let summary = &report.revisions[0];
+        assert_eq!(summary.revision, "asm-1-23");
+        assert_eq!(
+            summary.mesh.as_ref().map(|m| m.trust_domain.as_str()),
+            Some("corp.example")
+        );
     }
 
     #[test]
