@@ -440,7 +440,7 @@ async fn asm_canary_upgrade_rollback_and_completion() {
     assert_eq!(warnings, relabel_warning(NEW));
     wait_until_injecting(&client, NEW).await;
     rollout_restart(&client, "2026-12-01T22:00:00Z").await;
-    let (second, pod) = pod_of_new_replicaset(&client, &[first.clone()]).await;
+    let (second, pod) = pod_of_new_replicaset(&client, std::slice::from_ref(&first)).await;
     assert_injected(&pod, NEW);
 
     // Rollback, as the guide does it: the old labels back, and a restart.

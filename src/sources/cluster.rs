@@ -360,14 +360,14 @@ where
                     (&unreadable, refused(&error))
                 {
                     // Istio is not here for revhook: known, not a failure. Retried with
-                    // backoff in case access is granted; said once.
+                    // backoff in case access is granted; said (and synced) once.
                     if !skipped {
                         tracing::warn!(%why, "cannot read {what}; skipped (Istio is not looked for there)");
                         health.set_note(note, Some(format!("skipped {what}: {why}")));
                         skipped = true;
+                        Shared::set_flag(&shared.synced, index, true);
+                        shared.changed.notify_one();
                     }
-                    Shared::set_flag(&shared.synced, index, true);
-                    shared.changed.notify_one();
                     continue;
                 }
                 tracing::warn!(%error, watch = index, "watch failed; retrying with backoff, last snapshot keeps serving");
