@@ -1,7 +1,9 @@
 //! Readiness: certificates loaded, every source synced, not draining. Written by the sources
 //! and `run`, read by the server's `/readyz` and its admission paths.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 /// What `/readyz` reports.
 #[derive(Debug, Default)]
@@ -9,6 +11,8 @@ pub struct Health {
     certs_loaded: AtomicBool,
     synced: AtomicBool,
     draining: AtomicBool,
+    /// Lines `/readyz` adds when ready, by who wrote them (a source's skipped namespace).
+    notes: Mutex<BTreeMap<String, String>>,
 }
 
 impl Health {
@@ -36,6 +40,25 @@ impl Health {
         self.synced.load(Ordering::Acquire)
     }
 
+    /// Sets (or with `None` clears) the note kept under `key`, shown on `/readyz`.
+    pub fn set_note(&self, key: &str, note: Option<String>) {
+        let mut notes = self.notes.lock().unwrap_or_else(|p| p.into_inner());
+        match note {
+            Some(text) => {
+                notes.insert(key.to_owned(), text);
+            }
+            None => {
+                notes.remove(key);
+            }
+        }
+    }
+
+    /// The notes, in key order.
+    pub fn notes(&self) -> Vec<String> {
+        let notes = self.notes.lock().unwrap_or_else(|p| p.into_inner());
+        notes.values().cloned().collect()
+    }
+
     /// `Ok` when ready, else why not.
     pub fn ready(&self) -> Result<(), &'static str> {
         if self.draining.load(Ordering::Acquire) {
@@ -47,5 +70,21 @@ impl Health {
         } else {
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_kept_by_key_and_cleared() {
+        let health = Health::default();
+        health.set_note("b", Some("second".into()));
+        health.set_note("a", Some("first".into()));
+        health.set_note("b", Some("second, again".into()));
+        assert_eq!(health.notes(), ["first", "second, again"]);
+        health.set_note("a", None);
+        assert_eq!(health.notes(), ["second, again"]);
     }
 }

@@ -106,8 +106,10 @@ enum TagsCommand {
 
 #[derive(Args, Debug, Clone)]
 struct ClusterArgs {
-    /// Namespace(s) of Istio's injector ConfigMaps (AKS add-on: aks-istio-system).
-    #[arg(long = "istio-namespace", default_value = "istio-system")]
+    /// Namespace(s) of Istio's injector ConfigMaps and istiod Services; repeat for several.
+    /// Default: where Istio is (check, tags: every namespace holding an injector ConfigMap;
+    /// serve: istio-system, aks-istio-system and asm-system, skipping those it may not read).
+    #[arg(long = "istio-namespace")]
     istio_namespaces: Vec<String>,
     /// Use this API server URL without credentials (e.g. `kubectl proxy`'s
     /// http://127.0.0.1:8001) instead of in-cluster or kubeconfig settings.
@@ -766,7 +768,13 @@ async fn set_tag(
         }
         TagMode::Guard => {
             let webhooks = tags::revision_webhooks(client, revision).await?;
-            let namespace = cluster.options().mesh.istio_namespace;
+            // Where the revision was found, else where Istio was said to be.
+            let namespace = snapshot
+                .table
+                .revision(revision)
+                .map(|r| r.namespace.clone())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| cluster.options().mesh.istio_namespace);
             let planned =
                 tags::plan_guard_set(snapshot, tag, revision, overwrite, &webhooks, &namespace)?;
             eprintln!(

@@ -132,17 +132,20 @@ pub enum DenyReason {
     NotSynced,
     /// The request carried no Pod, or one that does not parse.
     InvalidPod,
+    /// Guard mode: the pod should have been injected by Istio and arrived without its sidecar.
+    Uninjected,
     Other,
 }
 
 impl DenyReason {
-    pub const ALL: [DenyReason; 7] = [
+    pub const ALL: [DenyReason; 8] = [
         DenyReason::Stale,
         DenyReason::Conflict,
         DenyReason::InvalidAnnotation,
         DenyReason::TemplateError,
         DenyReason::NotSynced,
         DenyReason::InvalidPod,
+        DenyReason::Uninjected,
         DenyReason::Other,
     ];
 
@@ -154,20 +157,28 @@ impl DenyReason {
             DenyReason::TemplateError => "template-error",
             DenyReason::NotSynced => "not-synced",
             DenyReason::InvalidPod => "invalid-pod",
+            DenyReason::Uninjected => "uninjected",
             DenyReason::Other => "other",
         }
     }
 
     /// Istio's `sidecar_injection_failure_total` counts injections that went wrong, not pods
     /// refused by policy (Istio has no such policy: a stale pod is simply not injected).
+    /// (An uninjected pod in guard mode is Istio's injection that failed, not revhook's.)
     fn is_failure(self) -> bool {
-        !matches!(self, DenyReason::Stale | DenyReason::Conflict)
+        !matches!(
+            self,
+            DenyReason::Stale | DenyReason::Conflict | DenyReason::Uninjected
+        )
     }
 
     fn has_revision(self) -> bool {
         matches!(
             self,
-            DenyReason::Stale | DenyReason::InvalidAnnotation | DenyReason::TemplateError
+            DenyReason::Stale
+                | DenyReason::InvalidAnnotation
+                | DenyReason::TemplateError
+                | DenyReason::Uninjected
         )
     }
 }

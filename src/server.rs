@@ -372,13 +372,25 @@ fn method_not_allowed(allow: &'static str) -> Reply {
 }
 
 /// `/readyz`'s body when ready: and each revision that cannot inject, with why (the server
-/// still serves the others; their pods are refused with the same reason).
-fn ready_text(snapshot: &Snapshot) -> String {
+/// still serves the others; their pods are refused with the same reason), each revision
+/// removed in part, and the sources' notes (an Istio namespace skipped).
+fn ready_text(snapshot: &Snapshot, notes: &[String]) -> String {
     let mut out = String::from("ready");
     for rev in snapshot.table.revisions() {
         if let Err(problem) = &rev.injector {
             out.push_str(&format!("\nrevision {} cannot inject: {problem}", rev.name));
         }
+    }
+    for half in snapshot.table.half_removed() {
+        out.push_str(&format!(
+            "\nrevision {} is half-removed, not installed: {}",
+            half.revision,
+            half.what_is_left()
+        ));
+    }
+    for note in notes {
+        out.push('\n');
+        out.push_str(note);
     }
     out
 }
@@ -427,7 +439,10 @@ where
         Endpoint::Readyz => (
             "readyz",
             get_only(&req).unwrap_or_else(|| match app.health.ready() {
-                Ok(()) => text(StatusCode::OK, ready_text(&app.snapshot.load())),
+                Ok(()) => text(
+                    StatusCode::OK,
+                    ready_text(&app.snapshot.load(), &app.health.notes()),
+                ),
                 Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
             }),
         ),

@@ -25,6 +25,7 @@ use crate::core::messages::{stale_message, Selector};
 use crate::core::pod::StringMap;
 use crate::core::policy::Policy;
 use crate::core::request::RequestIn;
+use crate::core::revisions::DEFAULT_TAG;
 use crate::core::snapshot::Snapshot;
 use crate::core::verdict::{Allow, Deny, Failure, Verdict};
 
@@ -210,6 +211,16 @@ fn namespace_problem(
                         Selector::NamespaceRev(name.to_owned())
                     },
                 ),
+            ));
+        }
+    }
+    // `istio-injection=enabled` selects the default tag (or the default revision): a pod there
+    // would be refused as stale, so the label is refused when it is written.
+    if labels.injection.as_deref() == Some("enabled") {
+        if let Err(stale) = snapshot.table.resolve(DEFAULT_TAG) {
+            return Some(Verdict::deny(
+                Deny::Stale,
+                stale_message(&stale, &Selector::NamespaceInjection(name.to_owned())),
             ));
         }
     }

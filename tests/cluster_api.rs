@@ -283,21 +283,33 @@ async fn start_fake_api(state: Shared) -> String {
 }
 
 const CONFIGMAPS: &str = "/api/v1/namespaces/istio-system/configmaps";
+const SERVICES: &str = "/api/v1/namespaces/istio-system/services";
 const MUTATING: &str = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations";
 const NAMESPACES: &str = "/api/v1/namespaces";
 
-/// A fake cluster with revisions asm-1-22 and asm-1-23, the given tags and namespaces.
+/// A revision's istiod Service, as Istio's chart labels it.
+fn istiod_service(rev: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": format!("istiod-{rev}"), "namespace": "istio-system", "resourceVersion": "3",
+            "labels": {"app": "istiod", "istio.io/rev": rev}},
+        "spec": {"selector": {"app": "istiod", "istio.io/rev": rev}, "ports": [{"port": 15012}]}})
+}
+
+/// A fake cluster with revisions asm-1-22 and asm-1-23 (injector ConfigMaps and istiod
+/// Services in istio-system, also listed cluster-wide), the given tags and namespaces.
 fn cluster(tags: Vec<Value>, namespaces: Vec<Value>) -> Shared {
     let state: Shared = Arc::default();
     {
         let mut st = state.lock().expect("lock");
-        st.lists.insert(
-            CONFIGMAPS.into(),
-            vec![
-                configmap("asm-1-22", "1.22.0"),
-                configmap("asm-1-23", "1.23.0"),
-            ],
-        );
+        let configmaps = vec![
+            configmap("asm-1-22", "1.22.0"),
+            configmap("asm-1-23", "1.23.0"),
+        ];
+        let services = vec![istiod_service("asm-1-22"), istiod_service("asm-1-23")];
+        st.lists.insert(CONFIGMAPS.into(), configmaps.clone());
+        st.lists.insert("/api/v1/configmaps".into(), configmaps);
+        st.lists.insert(SERVICES.into(), services.clone());
+        st.lists.insert("/api/v1/services".into(), services);
         st.lists.insert(MUTATING.into(), tags);
         st.lists.insert(NAMESPACES.into(), namespaces);
     }
@@ -733,7 +745,6 @@ impl TagsCluster {
         );
         {
             let mut st = state.lock().expect("lock");
-            st.lists.insert("/api/v1/services".into(), vec![]);
             st.lists.insert(
                 "/api/v1/pods".into(),
                 vec![json!({"metadata": {"name": "web-1", "namespace": "shop"}})],
@@ -901,7 +912,6 @@ async fn check_reads_a_live_cluster() {
         st.lists.insert("/api/v1/pods".into(), vec![json!({"metadata": {"name": "web-1", "namespace": "shop"},
             "spec": {"containers": [{"name": "web"}, {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.22.0"}]},
             "status": {"phase": "Running"}})]);
-        st.lists.insert("/api/v1/services".into(), vec![]);
     }
     let url = start_fake_api(state.clone()).await;
     let (code, out, err) = tokio::task::spawn_blocking(move || {

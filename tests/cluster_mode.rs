@@ -87,15 +87,37 @@ async fn inject_mode_uses_the_image_and_istiod_of_the_configmap_revision() {
 async fn guard_mode_never_patches_but_still_refuses_stale_namespaces() {
     let server = start(Mode::Guard, None).await;
     let mut client = server.client(Proto::Http1).await;
+    // As istiod's injection left it (revhook's webhook is called after Istio's).
+    let mut injected: Value =
+        serde_json::from_slice(&fixture("pod-create-prod-stable.json")).expect("fixture");
+    injected["request"]["object"]["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers")
+        .push(serde_json::json!({"name": "istio-proxy", "image": "proxyv2"}));
     let response = admission_response(
         &client
-            .post("/inject", fixture("pod-create-prod-stable.json"))
+            .post("/inject", injected.to_string().into_bytes())
             .await,
     );
     assert_eq!(response["allowed"], true);
     assert!(
         response.get("patch").is_none(),
         "guard mode leaves injection to istiod: {response}"
+    );
+    // The same pod without the sidecar Istio should have added: refused, never patched.
+    let response = admission_response(
+        &client
+            .post("/inject", fixture("pod-create-prod-stable.json"))
+            .await,
+    );
+    assert_eq!(response["allowed"], false, "{response}");
+    assert!(response.get("patch").is_none(), "{response}");
+    let message = response["status"]["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("pod was not injected by Istio: ")
+            && message.contains("revision \"asm-1-22\"")
+            && message.contains("kubectl get pods -n aks-istio-system -l istio.io/rev=asm-1-22"),
+        "{message}"
     );
 
     let response = admission_response(

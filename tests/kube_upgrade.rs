@@ -4,6 +4,7 @@
 //! through the API server's webhook calls, exactly as in a cluster.
 
 mod envtest;
+mod render;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,7 +28,38 @@ struct Cluster {
     client: Client,
 }
 
+/// Which shipped manifests register revhook's webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shipped {
+    /// `manifests/base` (inject mode).
+    Base,
+    /// `kustomize build manifests/overlays/guard` (guard mode: reinvoked IfNeeded).
+    GuardOverlay,
+}
+
+impl Shipped {
+    /// The webhook configurations, or `None` (skip) without kustomize for the overlay.
+    fn webhook_docs(self) -> Option<Vec<Value>> {
+        match self {
+            Shipped::Base => {
+                let mut docs = objects::yaml_file("manifests/base/mutatingwebhook.yaml");
+                docs.extend(objects::yaml_file("manifests/base/validatingwebhook.yaml"));
+                Some(docs)
+            }
+            Shipped::GuardOverlay => Some(render::kustomize(
+                &render::kustomize_tool()?,
+                &render::repo_path("manifests/overlays/guard"),
+            )),
+        }
+    }
+}
+
 async fn cluster(extra_args: &[&str]) -> Option<Cluster> {
+    cluster_as(extra_args, Shipped::Base).await
+}
+
+async fn cluster_as(extra_args: &[&str], shipped: Shipped) -> Option<Cluster> {
+    let webhook_docs = shipped.webhook_docs()?;
     let cp = ControlPlane::start(Options {
         controller_manager: true,
     })
@@ -49,10 +81,13 @@ async fn cluster(extra_args: &[&str]) -> Option<Cluster> {
             ..RevhookOptions::default()
         },
     );
-    let webhooks = objects::shipped_webhooks(objects::url_client_config(
-        &format!("https://{}", revhook.addr),
-        &revhook.tls.ca_bundle(),
-    ));
+    let webhooks = objects::webhooks_calling(
+        webhook_docs,
+        objects::url_client_config(
+            &format!("https://{}", revhook.addr),
+            &revhook.tls.ca_bundle(),
+        ),
+    );
     objects::apply_all(&client, &webhooks).await;
     let mut revhook = revhook;
     revhook.wait_for_api_server_calls(&client).await;
@@ -801,50 +836,11 @@ fn check_json(c: &Cluster, extra: &[&str]) -> Value {
     })
 }
 
-/// What `kubectl get namespaces,pods,configmaps,mutatingwebhookconfigurations,
-/// validatingwebhookconfigurations,services,deployments,statefulsets,replicasets,
-/// endpointslices,events -A -o json` writes, as one List in the control plane's directory.
+/// What `kubectl get namespaces,pods,...,events -A -o json` writes, in the control plane's
+/// directory.
 async fn dump_cluster(c: &Cluster) -> std::path::PathBuf {
-    use k8s_openapi::api::admissionregistration::v1::{
-        MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
-    };
-    use k8s_openapi::api::apps::v1::StatefulSet;
-    use k8s_openapi::api::core::v1::{ConfigMap, Event, Service};
-    use k8s_openapi::api::discovery::v1::EndpointSlice;
-
-    async fn all<K>(client: &Client) -> Vec<Value>
-    where
-        K: kube::Resource
-            + Clone
-            + serde::de::DeserializeOwned
-            + serde::Serialize
-            + std::fmt::Debug,
-        K::DynamicType: Default,
-    {
-        let api: Api<K> = Api::all(client.clone());
-        api.list(&ListParams::default())
-            .await
-            .expect("list for the dump")
-            .items
-            .into_iter()
-            .map(value)
-            .collect()
-    }
-    let client = &c.client;
-    let mut items = all::<Namespace>(client).await;
-    items.extend(all::<Pod>(client).await);
-    items.extend(all::<ConfigMap>(client).await);
-    items.extend(all::<MutatingWebhookConfiguration>(client).await);
-    items.extend(all::<ValidatingWebhookConfiguration>(client).await);
-    items.extend(all::<Service>(client).await);
-    items.extend(all::<Deployment>(client).await);
-    items.extend(all::<StatefulSet>(client).await);
-    items.extend(all::<ReplicaSet>(client).await);
-    items.extend(all::<EndpointSlice>(client).await);
-    items.extend(all::<Event>(client).await);
     let path = c.cp.path().join("check-dump.json");
-    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
-    std::fs::write(&path, list.to_string()).expect("write the dump");
+    objects::dump(&c.client, &path).await;
     path
 }
 
@@ -996,10 +992,11 @@ async fn create_shop_pod(client: &Client, name: &str) -> Result<Value, String> {
         .map_err(|e| api_message(&e))
 }
 
-/// revhook as the guard overlay runs it on AKS (`--mode=guard`): the add-on's istiod injects,
-/// revhook only refuses. Here no istiod answers, as when the add-on's injector is missing.
+/// revhook as the guard overlay runs it on AKS (`--mode=guard`, the overlay's webhook
+/// configurations): the add-on's istiod injects, revhook only refuses. Here no istiod answers,
+/// as when the add-on's injector is missing.
 async fn guard_cluster() -> Option<Cluster> {
-    let c = cluster(&["--mode=guard"]).await?;
+    let c = cluster_as(&["--mode=guard"], Shipped::GuardOverlay).await?;
     let shop: Vec<Value> = objects::yaml_file("tests/fixtures/kube/shop.yaml")
         .into_iter()
         .filter(|d| d["kind"] != "Deployment")
@@ -1019,8 +1016,24 @@ async fn guard_mode_refuses_a_pod_on_a_removed_revision_and_never_injects() {
         .delete("istio-sidecar-injector-asm-1-22", &Default::default())
         .await
         .expect("remove asm-1-22's injector");
-    let refused = wait_until_refusing(&c.client).await;
-    assert_eq!(refused, DANGLING_DENIAL);
+    // (Before revhook sees the removal, the bare probe is refused as uninjected.)
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "shop");
+    let probe = shop_pod("probe");
+    eventually("guard to see asm-1-22 removed", WAIT, || {
+        let (pods, probe) = (pods.clone(), probe.clone());
+        async move {
+            let pp = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            match pods.create(&pp, &probe).await {
+                Err(e) if api_message(&e) == DANGLING_DENIAL => Ok(()),
+                Err(e) => Err(api_message(&e)),
+                Ok(_) => Err("admitted".to_owned()),
+            }
+        }
+    })
+    .await;
     let stored = create_shop_pod(&c.client, "on-removed").await;
     assert_eq!(stored.err().as_deref(), Some(DANGLING_DENIAL));
 
@@ -1033,9 +1046,11 @@ async fn guard_mode_refuses_a_pod_on_a_removed_revision_and_never_injects() {
             .collect::<Vec<_>>(),
     )
     .await;
+    // asm-1-22 is installed again, and no injector of the add-on is registered here: the pod
+    // is now refused for what Istio's injector did not do, never injected by revhook.
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), "shop");
     let probe = shop_pod("probe");
-    eventually("guard to admit pods again", WAIT, || {
+    let refused = eventually("guard to see asm-1-22 back", WAIT, || {
         let pods = pods.clone();
         let probe = probe.clone();
         async move {
@@ -1043,53 +1058,175 @@ async fn guard_mode_refuses_a_pod_on_a_removed_revision_and_never_injects() {
                 dry_run: true,
                 ..PostParams::default()
             };
-            pods.create(&pp, &probe)
-                .await
-                .map(|_| ())
-                .map_err(|e| api_message(&e))
+            match pods.create(&pp, &probe).await {
+                Ok(_) => Ok(String::from("admitted")),
+                Err(e) if api_message(&e) == DANGLING_DENIAL => Err("still stale".to_owned()),
+                Err(e) => Ok(api_message(&e)),
+            }
         }
     })
     .await;
+    assert_eq!(refused, UNINJECTED_DENIAL);
     let log = c.revhook.proc.log_text();
-    assert!(log.contains("decision=guard:asm-1-22"), "{log}");
+    assert!(log.contains("decision=deny:uninjected"), "{log}");
     assert!(
         !log.contains("decision=inject:"),
         "guard never injects:\n{log}"
     );
 }
 
+/// What guard mode answers for a pod of shop (on prod-stable → asm-1-22) that Istio's
+/// injector left without its sidecar.
+const UNINJECTED_DENIAL: &str = concat!(
+    r#"admission webhook "rev.namespace.inject.revhook.dev" denied the request: "#,
+    r#"pod was not injected by Istio: namespace "shop" selects istio.io/rev=prod-stable, "#,
+    r#"which gives it to revision "asm-1-22" through tag "prod-stable", but it arrived without "#,
+    "the istio-proxy sidecar (no istio-proxy container, no sidecar.istio.io/status annotation): ",
+    "Istio's injector did not inject it. Check the revision's injector webhooks and their ",
+    "caBundle (kubectl get mutatingwebhookconfiguration -l istio.io/rev=asm-1-22 -o yaml) and ",
+    "that its istiod is healthy (kubectl get pods -n aks-istio-system -l istio.io/rev=asm-1-22)"
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs #15 item 4: guard mode admits a pod that arrives without the sidecar Istio should have injected"]
 async fn guard_mode_refuses_a_pod_that_arrives_uninjected() {
     let Some(c) = guard_cluster().await else {
         return;
     };
     // shop selects prod-stable → asm-1-22, an installed revision, but no injector of the
     // add-on ran (none is registered): the pod would start outside the mesh.
-    match create_shop_pod(&c.client, "uninjected").await {
-        Ok(pod) => panic!(
-            "stored without a sidecar: containers {:?}",
-            pod["spec"]["containers"]
+    let refused = create_shop_pod(&c.client, "uninjected")
+        .await
+        .expect_err("a pod Istio should have injected is refused");
+    assert_eq!(refused, UNINJECTED_DENIAL);
+    // Nothing was stored.
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "shop");
+    assert!(pods.get_opt("uninjected").await.expect("get pod").is_none());
+    let log = c.revhook.proc.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("decision=deny:uninjected") && l.contains("uninjected")),
+        "{log}"
+    );
+}
+
+/// Istio's tag webhook for prod-stable as `istioctl tag set` writes it (the chart's namespace
+/// webhook), named `name` and calling the stub istiod.
+fn stub_tag_webhook(name: &str, istiod: &envtest::istiod::StubIstiod) -> Value {
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name, "labels": {"istio.io/tag": "prod-stable", "istio.io/rev": "asm-1-22"}},
+        "webhooks": [{
+            "name": "rev.namespace.sidecar-injector.istio.io",
+            "clientConfig": {"url": istiod.url("/inject"), "caBundle": istiod.tls.ca_bundle()},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+            "namespaceSelector": {"matchExpressions": [
+                {"key": "istio.io/rev", "operator": "In", "values": ["prod-stable"]},
+                {"key": "istio-injection", "operator": "DoesNotExist"}]},
+            "objectSelector": {"matchExpressions": [
+                {"key": "sidecar.istio.io/inject", "operator": "NotIn", "values": ["false"]}]},
+            "sideEffects": "None", "admissionReviewVersions": ["v1"],
+            "failurePolicy": "Fail", "reinvocationPolicy": "Never"
+        }]
+    })
+}
+
+/// A dry-run pod of shop as the API server would store it, or its refusal.
+async fn dry_run_shop_pod(client: &Client, pod: &Pod) -> Result<Value, String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    let pp = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    pods.create(&pp, pod)
+        .await
+        .map(value)
+        .map_err(|e| api_message(&e))
+}
+
+/// The API server calls mutating webhook configurations in the order of their names (what
+/// the guard overlay relies on, seen here rather than assumed): Istio's tag configuration
+/// `istio-revision-tag-prod-stable` comes before `revhook`, which then sees the injected pod;
+/// the same webhook under a name after `revhook` is called too late, and revhook refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guard_mode_sees_pods_after_istios_injector_in_name_order() {
+    let Some(mut c) = guard_cluster().await else {
+        return;
+    };
+    let istiod = envtest::istiod::StubIstiod::start("asm-1-22").await;
+    let before = "istio-revision-tag-prod-stable";
+    objects::apply(&c.client, &stub_tag_webhook(before, &istiod)).await;
+    wait_until_istio_injects(&c.client).await;
+    let stored = create_shop_pod(&c.client, "injected-first")
+        .await
+        .expect("injected by Istio, then admitted by revhook");
+    assert_eq!(
+        container(&stored, "istio-proxy")["image"],
+        envtest::istiod::STUB_PROXY_IMAGE
+    );
+    let status: Value = serde_json::from_str(
+        stored["metadata"]["annotations"]["sidecar.istio.io/status"]
+            .as_str()
+            .expect("status annotation"),
+    )
+    .expect("status JSON");
+    assert_eq!(status["revision"], "asm-1-22");
+    assert_eq!(
+        stored["spec"]["containers"]
+            .as_array()
+            .map(|cs| cs.iter().filter(|c| c["name"] == "istio-proxy").count()),
+        Some(1),
+        "one sidecar: revhook never injects in guard mode"
+    );
+    let log = c.revhook.proc.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("injected-first") && l.contains("decision=skip:already-injected")),
+        "revhook was called after Istio's injector:\n{log}"
+    );
+
+    // The same webhook named after revhook: back to the inject-mode form under the tag's own
+    // name, and Istio's injector as `zz-istio-injector`.
+    objects::apply(
+        &c.client,
+        &json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": before}, "webhooks": []}),
+    )
+    .await;
+    let after = "zz-istio-injector";
+    // The API server has loaded it once a pod revhook's webhooks do not select (opted out)
+    // comes back injected: this stub's selector does not look at the opt-out, as Istio's does.
+    let mut stub = stub_tag_webhook(after, &istiod);
+    stub["webhooks"][0]["objectSelector"] = json!({});
+    objects::apply(&c.client, &stub).await;
+    let mut opted_out = shop_pod("opted-out");
+    opted_out
+        .metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert("sidecar.istio.io/inject".into(), "false".into());
+    eventually("zz-istio-injector to be called", WAIT, || {
+        let (client, pod) = (c.client.clone(), opted_out.clone());
+        async move {
+            let pod = dry_run_shop_pod(&client, &pod).await?;
+            let proxies = pod["spec"]["containers"]
                 .as_array()
-                .map(|cs| cs.iter().map(|c| c["name"].clone()).collect::<Vec<_>>())
-        ),
-        Err(message) => {
-            assert!(
-                message.starts_with(
-                    r#"admission webhook "rev.namespace.inject.revhook.dev" denied the request"#
-                ),
-                "{message}"
-            );
-            assert!(
-                message.contains("asm-1-22"),
-                "names the revision: {message}"
-            );
-            assert!(
-                message.contains("sidecar"),
-                "says what is missing: {message}"
-            );
+                .into_iter()
+                .flatten()
+                .filter(|c| {
+                    c["name"] == "istio-proxy" && c["image"] == envtest::istiod::STUB_PROXY_IMAGE
+                })
+                .count();
+            (proxies == 1)
+                .then_some(())
+                .ok_or(format!("containers {}", pod["spec"]["containers"]))
         }
-    }
+    })
+    .await;
+    let refused = create_shop_pod(&c.client, "injected-too-late")
+        .await
+        .expect_err("revhook, called before zz-istio-injector, sees the pod bare");
+    assert_eq!(refused, UNINJECTED_DENIAL);
+    c.revhook.proc.assert_running();
 }
 
 // === #15 item 4: `revhook tags` in guard mode never breaks Istio's own injection ===

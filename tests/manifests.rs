@@ -119,6 +119,48 @@ fn the_guard_overlay_sets_the_mode_label_and_the_istio_namespace_role() {
     }
 }
 
+/// Guard mode judges a pod after Istio's injector (#15 item 4): the API server calls mutating
+/// webhook configurations in name order (seen in tests/kube_upgrade.rs), so revhook's name
+/// sorts after Istio's; and its webhooks are called again (IfNeeded) should a later one change
+/// the pod. The kustomize overlay and the chart agree (inject mode keeps Never).
+#[test]
+fn guard_mode_is_called_after_istios_injector_and_again_if_needed() {
+    let Some(kustomize) = render::kustomize_tool() else {
+        return;
+    };
+    let Some(helm) = render::helm() else { return };
+    let overlay = render::kustomize(&kustomize, &render::repo_path("manifests/overlays/guard"));
+    let chart = render::helm_template(&helm, &["--set", "mode=guard"]);
+    let chart_inject = render::helm_template(&helm, &[]);
+    let mutating = |docs: &[Value]| {
+        docs.iter()
+            .find(|d| d["kind"] == "MutatingWebhookConfiguration")
+            .expect("MutatingWebhookConfiguration")
+            .clone()
+    };
+    let policies = |mwc: &Value| -> Vec<Value> {
+        mwc["webhooks"]
+            .as_array()
+            .expect("webhooks")
+            .iter()
+            .map(|w| w["reinvocationPolicy"].clone())
+            .collect()
+    };
+    for (what, docs) in [("overlay", &overlay), ("chart", &chart)] {
+        let mwc = mutating(docs);
+        assert_eq!(policies(&mwc), vec![json!("IfNeeded"); 4], "{what}");
+        let name = mwc["metadata"]["name"].as_str().expect("name");
+        for istio in [
+            "istio-sidecar-injector",
+            "istio-sidecar-injector-asm-1-23",
+            "istio-revision-tag-prod-stable-aks-istio-system",
+        ] {
+            assert!(name > istio, "{what}: {name} must sort after {istio}");
+        }
+    }
+    assert_eq!(policies(&mutating(&chart_inject)), vec![json!("Never"); 4]);
+}
+
 #[test]
 fn mutating_webhooks_fail_closed_on_inject_and_skip_system_namespaces() {
     let doc = docs("base/mutatingwebhook.yaml").remove(0);
@@ -327,6 +369,10 @@ fn helm_chart_refuses_settings_that_cannot_work() {
         ),
         ("certificates.provider=vault", "value must be one of"),
         ("drainTimeout=25", "got number, want string"),
+        (
+            "mode=guard,fullnameOverride=guard-webhook",
+            "sorts before Istio's (istio-*, istiod-*)",
+        ),
     ] {
         let out = Command::new(&helm)
             .args(["template", "revhook"])

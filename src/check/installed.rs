@@ -18,14 +18,14 @@ use k8s_openapi::Resource as _;
 use serde_json::Value;
 
 use super::{ClusterObjects, DeploymentStatus};
-use crate::core::labels::{ISTIO_REV, ISTIO_TAG};
-use crate::core::mapping::INJECTOR_CONFIGMAP;
+use crate::core::labels::ISTIO_REV;
+pub(super) use crate::core::mapping::{istiod_name, own_revision, revision_in_webhook_name};
+use crate::core::mapping::{istiod_revision, INJECTOR_CONFIGMAP};
+use crate::core::revisions::HalfRemoved;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 
 /// Where AKS keeps a revision's mesh settings: `istio-shared-configmap-<rev>`.
 pub(super) const AKS_SHARED_CONFIGMAP: &str = "istio-shared-configmap-";
-const ISTIOD: &str = "istiod";
-/// `istioctl tag set` writes a Service `istiod-revision-tag-<tag>` for each tag.
-const TAG_SERVICE: &str = "istiod-revision-tag-";
 
 /// What exists of one revision.
 #[derive(Debug, Default)]
@@ -87,6 +87,38 @@ impl Parts<'_> {
         out
     }
 
+    /// What the webhook is told of this revision when its injector ConfigMap is left without
+    /// its istiod Service (`None` otherwise: nothing selects a revision by its Service).
+    pub(super) fn left_behind(&self) -> Option<HalfRemoved> {
+        let injector = self.injector?.metadata.name.clone()?;
+        if self.service.is_some() {
+            return None;
+        }
+        let configmaps = std::iter::once(injector)
+            .chain(
+                [self.mesh, self.shared]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.metadata.name.clone()),
+            )
+            .collect();
+        let webhooks = self
+            .webhooks
+            .iter()
+            .filter(|(kind, name)| {
+                *kind == MutatingWebhookConfiguration::KIND && name.starts_with(INJECTOR_CONFIGMAP)
+            })
+            .map(|(_, name)| name.clone())
+            .collect();
+        Some(HalfRemoved {
+            revision: self.revision.clone(),
+            namespace: self.namespace.clone(),
+            service: self.istiod_name(),
+            configmaps,
+            webhooks,
+        })
+    }
+
     /// The commands that delete what exists of the revision (the ASM guide's, completed).
     pub(super) fn removal_commands(&self) -> Vec<String> {
         let ns = &self.namespace;
@@ -115,14 +147,6 @@ impl Parts<'_> {
             ));
         }
         out
-    }
-}
-
-pub(super) fn istiod_name(revision: &str) -> String {
-    if revision == "default" {
-        ISTIOD.to_owned()
-    } else {
-        format!("{ISTIOD}-{revision}")
     }
 }
 
@@ -215,7 +239,7 @@ impl<'o> Inventory<'o> {
         let names = objects
             .mutating
             .iter()
-            .map(|m| (k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration::KIND, &m.metadata))
+            .map(|m| (MutatingWebhookConfiguration::KIND, &m.metadata))
             .chain(objects.validating.iter().map(|v| {
                 (
                     k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration::KIND,
@@ -242,12 +266,15 @@ impl<'o> Inventory<'o> {
             .is_some_and(|p| p.injector.is_some() && (!self.services_known || p.service.is_some()))
     }
 
-    /// The injector ConfigMaps of installed revisions: what the snapshot is built from.
+    /// The injector ConfigMaps of installed revisions and the mesh configs beside them (`istio`,
+    /// `istio-<rev>`, AKS's shared one, which their injectors layer): what the snapshot is
+    /// built from.
     pub(super) fn installed_injectors(&self) -> Vec<&'o ConfigMap> {
         self.revisions
             .values()
             .filter(|p| self.is_installed(&p.revision))
-            .filter_map(|p| p.injector)
+            .flat_map(|p| [p.injector, p.mesh, p.shared])
+            .flatten()
             .collect()
     }
 
@@ -309,60 +336,6 @@ fn mesh_revision(name: &str) -> Option<String> {
     name.strip_prefix("istio-")
         .filter(|r| !r.is_empty() && *r != "ca-root-cert")
         .map(str::to_owned)
-}
-
-/// The revision an istiod Service or Deployment serves: `istiod` is the default revision,
-/// `istiod-<rev>` is `<rev>` (its `istio.io/rev` label first). Tag Services are not istiods.
-fn istiod_revision(meta: &ObjectMeta) -> Option<String> {
-    let name = meta.name.as_deref()?;
-    let labels = meta.labels.as_ref();
-    if name.starts_with(TAG_SERVICE) || labels.is_some_and(|l| l.contains_key(ISTIO_TAG)) {
-        return None;
-    }
-    let from_name = if name == ISTIOD {
-        Some("default".to_owned())
-    } else {
-        name.strip_prefix("istiod-").map(str::to_owned)
-    }?;
-    Some(
-        labels
-            .and_then(|l| l.get(ISTIO_REV))
-            .filter(|r| !r.is_empty())
-            .cloned()
-            .unwrap_or(from_name),
-    )
-}
-
-/// The revision a webhook configuration belongs to by Istio's naming:
-/// `istio-sidecar-injector[-<rev>]`, `istio-validator[-<rev>]-<istio namespace>`; the
-/// `istio.io/rev` label first. Tag webhooks belong to their tag, not to a revision.
-pub(super) fn own_revision(meta: &ObjectMeta) -> Option<String> {
-    let name = meta.name.as_deref()?;
-    let labels = meta.labels.as_ref();
-    if labels.is_some_and(|l| l.contains_key(ISTIO_TAG)) {
-        return None;
-    }
-    if !name.starts_with("istio-sidecar-injector") && !name.starts_with("istio-validator") {
-        return None;
-    }
-    labels
-        .and_then(|l| l.get(ISTIO_REV))
-        .cloned()
-        .or_else(|| revision_in_webhook_name(name))
-}
-
-/// The revision in Istio's per-revision webhook names: `istio-sidecar-injector-<rev>`,
-/// `istio-validator-<rev>-<istio namespace>`.
-pub(super) fn revision_in_webhook_name(name: &str) -> Option<String> {
-    if let Some(rev) = name.strip_prefix("istio-sidecar-injector-") {
-        return Some(rev.to_owned());
-    }
-    let rest = name.strip_prefix("istio-validator-")?;
-    // The longer suffix first: `-aks-istio-system` also ends with `-istio-system`.
-    let rev = rest
-        .strip_suffix("-aks-istio-system")
-        .or_else(|| rest.strip_suffix("-istio-system"))?;
-    Some(rev.to_owned())
 }
 
 /// Where Istio is: the given namespaces that hold an injector ConfigMap; if none does, every
@@ -432,6 +405,7 @@ mod tests {
     use crate::check::tests::{
         configmap, deployment, endpoint_slice, injector, mutating, service, validating,
     };
+    use crate::core::labels::ISTIO_TAG;
 
     fn objects(configmaps: Vec<ConfigMap>, services: Option<Vec<Service>>) -> ClusterObjects {
         ClusterObjects {
@@ -460,6 +434,37 @@ mod tests {
         let half: Vec<&str> = inv.half_removed().map(|p| p.revision.as_str()).collect();
         assert_eq!(half, ["asm-1-22"]);
         assert_eq!(inv.installed_injectors().len(), 1);
+    }
+
+    #[test]
+    fn the_snapshot_is_built_with_each_installed_revisions_mesh_configs() {
+        let o = objects(
+            vec![
+                injector("istio-system", "asm-1-23", "1.23.0"),
+                configmap(
+                    "istio-system",
+                    "istio-asm-1-23",
+                    &[("mesh", "trustDomain: corp.example\n")],
+                ),
+                injector("istio-system", "asm-1-22", "1.22.3"),
+                configmap("istio-system", "istio-asm-1-22", &[("mesh", "{}")]),
+            ],
+            Some(vec![service("istio-system", "istiod-asm-1-23")]),
+        );
+        let inv = Inventory::of(&o, &given());
+        let names: Vec<&str> = inv
+            .installed_injectors()
+            .iter()
+            .filter_map(|c| c.metadata.name.as_deref())
+            .collect();
+        assert_eq!(names, ["istio-sidecar-injector-asm-1-23", "istio-asm-1-23"]);
+        let report = crate::check::run(&o, &crate::check::CheckOptions::default());
+        let summary = &report.revisions[0];
+        assert_eq!(summary.revision, "asm-1-23");
+        assert_eq!(
+            summary.mesh.as_ref().map(|m| m.trust_domain.as_str()),
+            Some("corp.example")
+        );
     }
 
     #[test]

@@ -190,6 +190,10 @@ pub struct RevisionSummary {
     /// Ready endpoints of its istiod Service, when the input has EndpointSlices or Endpoints.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready_endpoints: Option<usize>,
+    /// Who its proxies are in the mesh (trust domain, cluster, mesh ID, network), from its
+    /// mesh config and values; `None` when its injector cannot be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<crate::core::injector::MeshIdentity>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -328,13 +332,19 @@ fn snapshot_of(
             .unwrap_or_else(|| "istio-system".into()),
         ..MeshSettings::default()
     };
-    mapping::snapshot_from_objects(
+    let (mut snapshot, report) = mapping::snapshot_from_objects(
         inventory.installed_injectors(),
         &objects.mutating,
         objects.namespaces.iter().map(|n| &n.metadata),
         mesh,
         "check",
-    )
+    );
+    // What selects a half-removed revision is told what is left, as the webhook tells it.
+    snapshot.table = snapshot
+        .table
+        .clone()
+        .with_half_removed(inventory.half_removed().filter_map(|p| p.left_behind()));
+    (snapshot, report)
 }
 
 /// What could not be read: the rules judge the cluster without it.

@@ -333,6 +333,7 @@ pub(super) fn summary(
                 ready_endpoints: parts
                     .filter(|p| p.service.is_some())
                     .and_then(|p| ready_endpoints(cluster.objects, ns, &p.istiod_name())),
+                mesh: rev.injector.as_ref().ok().map(|i| i.identity()),
             }
         })
         .collect()
@@ -714,6 +715,12 @@ mod tests {
                     ready: 2
                 }),
                 ready_endpoints: Some(2),
+                mesh: Some(crate::core::injector::MeshIdentity {
+                    trust_domain: "cluster.local".into(),
+                    cluster_id: "Kubernetes".into(),
+                    mesh_id: "cluster.local".into(),
+                    network: String::new(),
+                }),
             }
         );
         assert_eq!(summary[1].revision, "asm-1-23");

@@ -236,6 +236,30 @@ pub struct RevisionOverlay {
     pub log_level: Option<String>,
     pub component_log_level: Option<String>,
     pub concurrency: Option<u32>,
+    /// The mesh identity a config file's `mesh:` section gives explicitly: over the
+    /// revision's own values and mesh config.
+    pub identity: IdentityOverride,
+}
+
+/// Trust domain, cluster ID, mesh ID and network, each when given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityOverride {
+    pub trust_domain: Option<String>,
+    pub cluster_id: Option<String>,
+    pub mesh_id: Option<String>,
+    pub network: Option<String>,
+}
+
+/// Who a revision's proxies are in the mesh, as its templates read it: the mesh config's
+/// `trustDomain`; `values.global.multiCluster.clusterName` (else `Kubernetes`);
+/// `values.global.meshID` (else the trust domain); `values.global.network` (else none).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshIdentity {
+    pub trust_domain: String,
+    pub cluster_id: String,
+    pub mesh_id: String,
+    pub network: String,
 }
 
 /// The source of a revision that uses revhook's own injector, with the mesh settings and
@@ -303,6 +327,13 @@ pub fn apply_mesh_settings(
                 v,
                 &["global", "multiCluster", "clusterName"],
                 Value::from(mesh.cluster_id.as_str()),
+            );
+        }
+        if !mesh.network.is_empty() {
+            set(
+                v,
+                &["global", "network"],
+                Value::from(mesh.network.as_str()),
             );
         }
     })?;
@@ -374,7 +405,25 @@ pub fn apply_overlay(
                 set(v, &path, Value::from(x.as_str()));
             }
         }
+        let id = &o.identity;
+        for (path, value) in [
+            (
+                &["global", "multiCluster", "clusterName"][..],
+                &id.cluster_id,
+            ),
+            (&["global", "meshID"], &id.mesh_id),
+            (&["global", "network"], &id.network),
+        ] {
+            if let Some(x) = value {
+                set(v, path, Value::from(x.as_str()));
+            }
+        }
     })?;
+    if let Some(domain) = &o.identity.trust_domain {
+        source
+            .mesh
+            .push(serde_json::json!({ "trustDomain": domain }).to_string());
+    }
     let mut pc = serde_json::Map::new();
     if let Some(a) = &o.discovery_address {
         pc.insert("discoveryAddress".into(), Value::from(a.as_str()));
@@ -496,6 +545,22 @@ impl Injector {
         match self.values["global"]["proxy"]["image"].as_str() {
             Some(image) if image.contains(['/', ':', '@']) => image.to_owned(),
             _ => images::proxy_image(&self.values, &self.mesh["defaultConfig"]["image"], None),
+        }
+    }
+
+    /// The revision's place in the mesh, as its templates read it.
+    pub fn identity(&self) -> MeshIdentity {
+        let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+        let global = &self.values["global"];
+        let trust_domain = text(&self.mesh["trustDomain"])
+            .or_else(|| text(&global["trustDomain"]))
+            .unwrap_or_else(|| "cluster.local".to_owned());
+        MeshIdentity {
+            cluster_id: text(&global["multiCluster"]["clusterName"])
+                .unwrap_or_else(|| "Kubernetes".to_owned()),
+            mesh_id: text(&global["meshID"]).unwrap_or_else(|| trust_domain.clone()),
+            network: text(&global["network"]).unwrap_or_default(),
+            trust_domain,
         }
     }
 
@@ -629,6 +694,44 @@ mod tests {
         for text in ["latest", "2.0", "1.x", "", "default"] {
             assert_eq!(IstioVersion::parse(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn identity_is_read_as_the_templates_read_it() {
+        let (config, _) = configmap_parts(EMBEDDED_INJECTOR).expect("embedded");
+        let mut s = source(&config);
+        let inj = Injector::build(&s).expect("builds");
+        assert_eq!(
+            inj.identity(),
+            MeshIdentity {
+                trust_domain: "cluster.local".into(),
+                cluster_id: "Kubernetes".into(),
+                mesh_id: "cluster.local".into(),
+                network: String::new(),
+            },
+            "Istio's defaults"
+        );
+        s.mesh.push("trustDomain: corp.example\n".into());
+        let inj = Injector::build(&s).expect("builds");
+        assert_eq!(
+            inj.identity().mesh_id,
+            "corp.example",
+            "the mesh ID defaults to the trust domain"
+        );
+        s.values =
+            r#"{"global": {"hub": "h", "tag": "1.23.2", "meshID": "corp-mesh", "network": "net-a",
+            "multiCluster": {"clusterName": "cluster-7"}}}"#
+                .into();
+        let inj = Injector::build(&s).expect("builds");
+        assert_eq!(
+            inj.identity(),
+            MeshIdentity {
+                trust_domain: "corp.example".into(),
+                cluster_id: "cluster-7".into(),
+                mesh_id: "corp-mesh".into(),
+                network: "net-a".into(),
+            }
+        );
     }
 
     #[test]

@@ -8,23 +8,32 @@
 //!   (`global.hub`, `global.tag`, `global.proxy.image`, `global.variant`, `revision`...).
 //! - Tags: MutatingWebhookConfigurations labelled `istio.io/tag=<tag>`, `istio.io/rev=<rev>`,
 //!   as `istioctl tag set` writes them.
+//! - Installed: a revision is installed when it can serve, that is when its injector ConfigMap
+//!   **and** its istiod Service (`istiod-<rev>`, `istiod` for the default revision) exist in
+//!   its namespace. Where the Services were not read (a dump without them), the ConfigMap
+//!   alone counts. A ConfigMap whose Service is gone is a revision removed in part
+//!   ([`HalfRemoved`]), stale for admission.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 use crate::core::injector::{InjectorProblem, InjectorSource};
 use crate::core::labels::{NamespaceLabels, ISTIO_REV, ISTIO_TAG};
 use crate::core::revisions::{
-    check_label_value, MeshSettings, Revision, RevisionTable, TableError,
+    check_label_value, HalfRemoved, MeshSettings, Revision, RevisionTable, TableError,
 };
 
 use crate::core::snapshot::Snapshot;
 
 pub const INJECTOR_CONFIGMAP: &str = "istio-sidecar-injector";
+/// The default revision's istiod Service; a revision's is `istiod-<rev>`.
+pub const ISTIOD: &str = "istiod";
+/// `istioctl tag set` writes a Service `istiod-revision-tag-<tag>` for each tag: no istiod.
+const TAG_SERVICE_PREFIX: &str = "istiod-revision-tag-";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MappingError {
@@ -156,6 +165,69 @@ fn tag_from_webhook(mwc: &MutatingWebhookConfiguration) -> Option<(String, Strin
     Some((tag, rev))
 }
 
+/// `istiod` for the default revision, else `istiod-<rev>`.
+pub fn istiod_name(revision: &str) -> String {
+    if revision == "default" {
+        ISTIOD.to_owned()
+    } else {
+        format!("{ISTIOD}-{revision}")
+    }
+}
+
+/// The revision an istiod Service or Deployment serves: `istiod` is the default revision,
+/// `istiod-<rev>` is `<rev>` (its `istio.io/rev` label first). Tag Services are not istiods.
+pub fn istiod_revision(meta: &ObjectMeta) -> Option<String> {
+    let name = meta.name.as_deref()?;
+    let labels = meta.labels.as_ref();
+    if name.starts_with(TAG_SERVICE_PREFIX) || labels.is_some_and(|l| l.contains_key(ISTIO_TAG)) {
+        return None;
+    }
+    let from_name = if name == ISTIOD {
+        Some("default".to_owned())
+    } else {
+        name.strip_prefix("istiod-").map(str::to_owned)
+    }?;
+    Some(
+        labels
+            .and_then(|l| l.get(ISTIO_REV))
+            .filter(|r| !r.is_empty())
+            .cloned()
+            .unwrap_or(from_name),
+    )
+}
+
+/// The revision a webhook configuration belongs to by Istio's naming:
+/// `istio-sidecar-injector[-<rev>]`, `istio-validator[-<rev>]-<istio namespace>`; the
+/// `istio.io/rev` label first. Tag webhooks belong to their tag, not to a revision.
+pub fn own_revision(meta: &ObjectMeta) -> Option<String> {
+    let name = meta.name.as_deref()?;
+    let labels = meta.labels.as_ref();
+    if labels.is_some_and(|l| l.contains_key(ISTIO_TAG)) {
+        return None;
+    }
+    if !name.starts_with(INJECTOR_CONFIGMAP) && !name.starts_with("istio-validator") {
+        return None;
+    }
+    labels
+        .and_then(|l| l.get(ISTIO_REV))
+        .cloned()
+        .or_else(|| revision_in_webhook_name(name))
+}
+
+/// The revision in Istio's per-revision webhook names: `istio-sidecar-injector-<rev>`,
+/// `istio-validator-<rev>-<istio namespace>`.
+pub fn revision_in_webhook_name(name: &str) -> Option<String> {
+    if let Some(rev) = name.strip_prefix("istio-sidecar-injector-") {
+        return Some(rev.to_owned());
+    }
+    let rest = name.strip_prefix("istio-validator-")?;
+    // The longer suffix first: `-aks-istio-system` also ends with `-istio-system`.
+    let rev = rest
+        .strip_suffix("-aks-istio-system")
+        .or_else(|| rest.strip_suffix("-istio-system"))?;
+    Some(rev.to_owned())
+}
+
 /// The injection labels of a namespace.
 pub fn namespace_labels(meta: &ObjectMeta) -> NamespaceLabels {
     NamespaceLabels::from_pairs(
@@ -189,7 +261,8 @@ pub fn snapshot_from_objects<'a>(
     snapshot_from_parts(configmaps, webhooks, namespaces, mesh, origin)
 }
 
-/// As [`snapshot_from_objects`], with the namespace labels already extracted.
+/// As [`snapshot_from_objects`], with the namespace labels already extracted. No Service is
+/// known: every injector ConfigMap counts as installed.
 pub fn snapshot_from_parts<'a>(
     configmaps: impl IntoIterator<Item = &'a ConfigMap>,
     webhooks: impl IntoIterator<Item = &'a MutatingWebhookConfiguration>,
@@ -197,9 +270,41 @@ pub fn snapshot_from_parts<'a>(
     mesh: MeshSettings,
     origin: &str,
 ) -> (Snapshot, MappingReport) {
+    let objects = IstioObjects {
+        configmaps: configmaps.into_iter().collect(),
+        webhooks: webhooks.into_iter().collect(),
+        ..IstioObjects::default()
+    };
+    snapshot_from_istio(&objects, namespaces, mesh, origin)
+}
+
+/// Istio's objects as read from a cluster, for one snapshot.
+#[derive(Debug, Default, Clone)]
+pub struct IstioObjects<'a> {
+    /// ConfigMaps of Istio's namespaces (injector and mesh configs; others are ignored).
+    pub configmaps: Vec<&'a ConfigMap>,
+    /// Tag webhook configurations, and the revisions' own injector configurations (named in
+    /// what a half-removed revision left behind).
+    pub webhooks: Vec<&'a MutatingWebhookConfiguration>,
+    /// Services of the namespaces in `services_read`.
+    pub services: Vec<&'a Service>,
+    /// Namespaces whose Services were read: a revision there is installed only with its
+    /// istiod Service. Elsewhere its injector ConfigMap alone counts (nothing can be judged).
+    pub services_read: BTreeSet<String>,
+}
+
+/// Builds a snapshot of the revisions that can serve: an injector ConfigMap with its istiod
+/// Service (where Services were read). One whose Service is gone is kept as [`HalfRemoved`],
+/// so that what selects it is told what is left and how to finish removing it.
+pub fn snapshot_from_istio(
+    objects: &IstioObjects<'_>,
+    namespaces: HashMap<String, NamespaceLabels>,
+    mesh: MeshSettings,
+    origin: &str,
+) -> (Snapshot, MappingReport) {
     let mut report = MappingReport::default();
-    let revisions = usable_revisions(configmaps, &mesh, &mut report);
-    let tags = usable_tags(webhooks, &revisions, &mut report);
+    let (revisions, half_removed) = usable_revisions(objects, &mesh, &mut report);
+    let tags = usable_tags(objects.webhooks.iter().copied(), &revisions, &mut report);
     // Every name was checked above, so the table builds; if it ever did not, the revisions
     // alone still serve (never an empty table: that would deny every pod as stale).
     let table = match RevisionTable::new(revisions.clone(), tags) {
@@ -209,18 +314,65 @@ pub fn snapshot_from_parts<'a>(
             RevisionTable::new(revisions, []).unwrap_or_default()
         }
     };
+    let table = table.with_half_removed(half_removed);
     (Snapshot::new(table, mesh, namespaces, origin), report)
 }
 
-/// The revisions the ConfigMaps define. One that cannot be read, has a name that is no valid
-/// label value, or repeats another's name is reported and skipped: the others keep serving.
-fn usable_revisions<'a>(
-    configmaps: impl IntoIterator<Item = &'a ConfigMap>,
+/// Whether a revision of `namespace` has its istiod Service, where that can be told.
+fn can_serve(objects: &IstioObjects<'_>, namespace: &str, revision: &str) -> bool {
+    !objects.services_read.contains(namespace)
+        || objects.services.iter().any(|svc| {
+            svc.metadata.namespace.as_deref() == Some(namespace)
+                && istiod_revision(&svc.metadata).as_deref() == Some(revision)
+        })
+}
+
+/// What is left of `revision` in `namespace`: its injector ConfigMap, its mesh ConfigMaps,
+/// and its own injector webhook configurations.
+fn left_behind(
+    revision: &str,
+    namespace: &str,
+    injector: &str,
+    configmaps: &HashMap<(&str, &str), &ConfigMap>,
+    webhooks: &[&MutatingWebhookConfiguration],
+) -> HalfRemoved {
+    let mut names = vec![injector.to_owned()];
+    names.extend(
+        mesh_configmap_names(revision)
+            .into_iter()
+            .filter(|n| configmaps.contains_key(&(namespace, n.as_str()))),
+    );
+    let mut hooks: Vec<String> = webhooks
+        .iter()
+        .filter(|w| {
+            w.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(INJECTOR_CONFIGMAP))
+                && own_revision(&w.metadata).as_deref() == Some(revision)
+        })
+        .filter_map(|w| w.metadata.name.clone())
+        .collect();
+    hooks.sort();
+    HalfRemoved {
+        revision: revision.to_owned(),
+        namespace: namespace.to_owned(),
+        service: istiod_name(revision),
+        configmaps: names,
+        webhooks: hooks,
+    }
+}
+
+/// The revisions the ConfigMaps define that can serve, and those removed in part. One that
+/// cannot be read, has a name that is no valid label value, or repeats another's name is
+/// reported and skipped: the others keep serving.
+fn usable_revisions(
+    objects: &IstioObjects<'_>,
     mesh: &MeshSettings,
     report: &mut MappingReport,
-) -> Vec<Revision> {
-    let configmaps: Vec<&ConfigMap> = configmaps.into_iter().collect();
-    let by_name: HashMap<(&str, &str), &ConfigMap> = configmaps
+) -> (Vec<Revision>, Vec<HalfRemoved>) {
+    let by_name: HashMap<(&str, &str), &ConfigMap> = objects
+        .configmaps
         .iter()
         .filter_map(|cm| {
             let m = &cm.metadata;
@@ -228,7 +380,8 @@ fn usable_revisions<'a>(
         })
         .collect();
     let mut revisions: Vec<Revision> = Vec::new();
-    for cm in configmaps {
+    let mut half_removed = Vec::new();
+    for cm in &objects.configmaps {
         let rev = match revision_from_configmap(cm, &by_name, mesh) {
             None => continue,
             Some(Err(e)) => {
@@ -238,6 +391,7 @@ fn usable_revisions<'a>(
             Some(Ok(rev)) => rev,
         };
         let source = cm.metadata.name.as_deref().unwrap_or("injector ConfigMap");
+        let namespace = cm.metadata.namespace.as_deref().unwrap_or_default();
         if let Err(e) = check_label_value(&rev.name) {
             report
                 .errors
@@ -247,11 +401,19 @@ fn usable_revisions<'a>(
                 "revision {:?} is defined by more than one ConfigMap; the first is used",
                 rev.name
             ));
+        } else if !can_serve(objects, namespace, &rev.name) {
+            half_removed.push(left_behind(
+                &rev.name,
+                namespace,
+                source,
+                &by_name,
+                &objects.webhooks,
+            ));
         } else {
-            revisions.push(rev);
+            revisions.push(rev.in_namespace(namespace));
         }
     }
-    revisions
+    (revisions, half_removed)
 }
 
 /// The tags the tag webhooks define, each once; a tag with an invalid name or the name of a
@@ -536,6 +698,133 @@ mod tests {
             .table
             .revision("asm-1-23")
             .is_some_and(|r| r.injector.is_ok()));
+    }
+
+    fn service(name: &str, labels: &[(&str, &str)]) -> Service {
+        Service {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("aks-istio-system".into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                ),
+                ..ObjectMeta::default()
+            },
+            ..Service::default()
+        }
+    }
+
+    fn injector_webhook(name: &str, rev: &str) -> MutatingWebhookConfiguration {
+        MutatingWebhookConfiguration {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some(BTreeMap::from([(ISTIO_REV.to_owned(), rev.to_owned())])),
+                ..ObjectMeta::default()
+            },
+            webhooks: None,
+        }
+    }
+
+    #[test]
+    fn a_revision_whose_istiod_service_is_gone_is_half_removed_not_installed() {
+        let v = |rev: &str| serde_json::json!({"global": {"hub": "h", "tag": "1.23.0"}, "revision": rev});
+        let old = injector(
+            "istio-sidecar-injector-asm-1-22",
+            Some("asm-1-22"),
+            v("asm-1-22"),
+        );
+        let new = injector(
+            "istio-sidecar-injector-asm-1-23",
+            Some("asm-1-23"),
+            v("asm-1-23"),
+        );
+        let old_mesh = mesh_cm("istio-asm-1-22", "trustDomain: cluster.local\n");
+        let services = [
+            service("istiod-asm-1-23", &[(ISTIO_REV, "asm-1-23")]),
+            // The tag's Service selects asm-1-22's istiod, but it is no istiod.
+            service(
+                "istiod-revision-tag-prod-stable",
+                &[(ISTIO_REV, "asm-1-22"), (ISTIO_TAG, "prod-stable")],
+            ),
+        ];
+        let webhooks = [
+            injector_webhook("istio-sidecar-injector-asm-1-22", "asm-1-22"),
+            injector_webhook("istio-sidecar-injector-asm-1-23", "asm-1-23"),
+            tag("istio-revision-tag-prod-stable", "prod-stable", "asm-1-22"),
+        ];
+        let objects = IstioObjects {
+            configmaps: vec![&old, &new, &old_mesh],
+            webhooks: webhooks.iter().collect(),
+            services: services.iter().collect(),
+            services_read: BTreeSet::from(["aks-istio-system".to_owned()]),
+        };
+        let (snap, report) =
+            snapshot_from_istio(&objects, HashMap::new(), MeshSettings::default(), "test");
+        assert!(report.errors.is_empty(), "{report:?}");
+        let installed: Vec<&str> = snap.table.revisions().map(|r| r.name.as_str()).collect();
+        assert_eq!(installed, ["asm-1-23"]);
+        assert_eq!(
+            snap.table
+                .revision("asm-1-23")
+                .map(|r| r.namespace.as_str()),
+            Some("aks-istio-system")
+        );
+        let half: Vec<&HalfRemoved> = snap.table.half_removed().map(|h| h.as_ref()).collect();
+        assert_eq!(
+            half,
+            [&HalfRemoved {
+                revision: "asm-1-22".into(),
+                namespace: "aks-istio-system".into(),
+                service: "istiod-asm-1-22".into(),
+                configmaps: vec![
+                    "istio-sidecar-injector-asm-1-22".into(),
+                    "istio-asm-1-22".into()
+                ],
+                webhooks: vec!["istio-sidecar-injector-asm-1-22".into()],
+            }]
+        );
+        let stale = snap.table.resolve("prod-stable").expect_err("tag onto it");
+        assert_eq!(stale.dangling_tag_target.as_deref(), Some("asm-1-22"));
+        assert!(stale.half_removed.is_some());
+
+        // Where Services were not read, the ConfigMap alone counts (a dump without them).
+        let unknown = IstioObjects {
+            services_read: BTreeSet::new(),
+            ..objects.clone()
+        };
+        let (snap, _) =
+            snapshot_from_istio(&unknown, HashMap::new(), MeshSettings::default(), "test");
+        assert_eq!(snap.table.revisions().count(), 2);
+        assert_eq!(snap.table.half_removed().count(), 0);
+    }
+
+    #[test]
+    fn istiod_services_and_revision_webhooks_are_told_by_name_and_label() {
+        let meta = |name: &str, labels: &[(&str, &str)]| service(name, labels).metadata;
+        assert_eq!(
+            istiod_revision(&meta("istiod", &[])).as_deref(),
+            Some("default")
+        );
+        assert_eq!(
+            istiod_revision(&meta("istiod-asm-1-23", &[])).as_deref(),
+            Some("asm-1-23")
+        );
+        assert_eq!(
+            istiod_revision(&meta("istiod-x", &[(ISTIO_REV, "asm-1-24")])).as_deref(),
+            Some("asm-1-24"),
+            "the label first"
+        );
+        assert_eq!(istiod_revision(&meta("istiod-revision-tag-a", &[])), None);
+        assert_eq!(istiod_revision(&meta("web", &[])), None);
+        assert_eq!(istiod_name("default"), "istiod");
+        assert_eq!(istiod_name("asm-1-23"), "istiod-asm-1-23");
+        let hook = injector_webhook("istio-sidecar-injector-asm-1-22", "asm-1-22");
+        assert_eq!(own_revision(&hook.metadata).as_deref(), Some("asm-1-22"));
+        let tag_hook = tag("istio-revision-tag-prod", "prod", "asm-1-22");
+        assert_eq!(own_revision(&tag_hook.metadata), None);
     }
 
     #[test]

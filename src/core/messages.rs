@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::Pod;
 
 use super::labels::NamespaceLabels;
-use super::revisions::Stale;
+use super::revisions::{Resolved, Stale};
 
 /// Who selected the value that was resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +30,21 @@ pub fn conflict_warning(namespace: &str, ns: &NamespaceLabels) -> String {
     )
 }
 
-/// The message a person sees when the selected revision is stale: what, where, and the fix.
+/// The message a person sees when the selected revision is stale: what, where, and the fix;
+/// for a revision removed in part, also how to finish removing it.
 pub fn stale_message(stale: &Stale, selector: &Selector) -> String {
+    let mut message = stale_fix(stale, selector);
+    if let Some(half) = &stale.half_removed {
+        message.push_str(&format!(
+            ". Finish removing {}: {}",
+            half.revision,
+            half.removal()
+        ));
+    }
+    message
+}
+
+fn stale_fix(stale: &Stale, selector: &Selector) -> String {
     // A label may name a tag or a revision (the likely meant one first); istioctl's
     // `--revision` must name a revision.
     let target = stale.fix_target().unwrap_or("<installed revision>");
@@ -63,6 +76,32 @@ pub fn stale_message(stale: &Stale, selector: &Selector) -> String {
             stale.inventory()
         ),
     }
+}
+
+/// Guard mode: a pod Istio's selectors gave to a revision arrived without its sidecar, so
+/// Istio's injector was not called for it or did not inject (what to check, in order).
+pub fn uninjected_message(resolved: &Resolved<'_>, selector: &Selector) -> String {
+    let rev = &resolved.revision.name;
+    let value = resolved.via_tag.unwrap_or(rev);
+    let selected = match selector {
+        Selector::NamespaceRev(ns) | Selector::NewNamespace(ns) => {
+            format!("namespace {ns:?} selects istio.io/rev={value}")
+        }
+        Selector::NamespaceInjection(ns) => format!("namespace {ns:?} has istio-injection=enabled"),
+        Selector::PodRev => format!("the pod's label istio.io/rev={value}"),
+        Selector::PodInject => "the pod's label sidecar.istio.io/inject=true".to_owned(),
+    };
+    let through = match resolved.via_tag {
+        Some(tag) => format!(" through tag {tag:?}"),
+        None => String::new(),
+    };
+    let namespace = match resolved.revision.namespace.as_str() {
+        "" => String::new(),
+        ns => format!(" -n {ns}"),
+    };
+    format!(
+        "pod was not injected by Istio: {selected}, which gives it to revision {rev:?}{through}, but it arrived without the istio-proxy sidecar (no istio-proxy container, no sidecar.istio.io/status annotation): Istio's injector did not inject it. Check the revision's injector webhooks and their caBundle (kubectl get mutatingwebhookconfiguration -l istio.io/rev={rev} -o yaml) and that its istiod is healthy (kubectl get pods{namespace} -l istio.io/rev={rev})"
+    )
 }
 
 pub fn conflict_message(namespace: &str) -> String {
@@ -143,6 +182,60 @@ mod tests {
         assert!(!message.contains("--overwrite"), "{message}");
         assert!(
             message.contains("kubectl create namespace newns && kubectl label namespace newns istio.io/rev=asm-1-23"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_half_removed_revision_is_relabelled_away_from_and_its_removal_finished() {
+        let mesh = MeshSettings::default();
+        let table = RevisionTable::new([Revision::new("asm-183-2", "img:1.23", &mesh)], [])
+            .expect("table")
+            .with_half_removed([crate::core::revisions::HalfRemoved {
+                revision: "asm-182-2".into(),
+                namespace: "istio-system".into(),
+                service: "istiod-asm-182-2".into(),
+                configmaps: vec!["istio-sidecar-injector-asm-182-2".into()],
+                webhooks: vec!["istio-sidecar-injector-asm-182-2".into()],
+            }]);
+        let stale = table.resolve("asm-182-2").expect_err("half-removed");
+        let message = stale_message(&stale, &Selector::NamespaceRev("shop".into()));
+        assert_eq!(
+            message,
+            "namespace \"shop\" selects revision \"asm-182-2\", which is half-removed (its istiod \
+             Service istio-system/istiod-asm-182-2 is gone; left behind: ConfigMap \
+             istio-system/istio-sidecar-injector-asm-182-2, MutatingWebhookConfiguration \
+             istio-sidecar-injector-asm-182-2); installed: asm-183-2; tags: none. Relabel with: \
+             kubectl label namespace shop istio.io/rev=asm-183-2 --overwrite. Finish removing \
+             asm-182-2: kubectl delete configmap istio-sidecar-injector-asm-182-2 -n istio-system; \
+             kubectl delete mutatingwebhookconfiguration istio-sidecar-injector-asm-182-2 (or: \
+             istioctl uninstall --revision asm-182-2)"
+        );
+    }
+
+    #[test]
+    fn an_uninjected_pod_is_told_what_selected_it_and_what_to_check() {
+        let mesh = MeshSettings::default();
+        let table = RevisionTable::new(
+            [Revision::new("asm-1-22", "img:1.22", &mesh).in_namespace("aks-istio-system")],
+            [("prod-stable".to_owned(), "asm-1-22".to_owned())],
+        )
+        .expect("table");
+        let resolved = table.resolve("prod-stable").expect("installed");
+        assert_eq!(
+            uninjected_message(&resolved, &Selector::NamespaceRev("shop".into())),
+            "pod was not injected by Istio: namespace \"shop\" selects istio.io/rev=prod-stable, \
+             which gives it to revision \"asm-1-22\" through tag \"prod-stable\", but it arrived \
+             without the istio-proxy sidecar (no istio-proxy container, no sidecar.istio.io/status \
+             annotation): Istio's injector did not inject it. Check the revision's injector webhooks \
+             and their caBundle (kubectl get mutatingwebhookconfiguration -l istio.io/rev=asm-1-22 \
+             -o yaml) and that its istiod is healthy (kubectl get pods -n aks-istio-system -l \
+             istio.io/rev=asm-1-22)"
+        );
+        let direct = table.resolve("asm-1-22").expect("installed");
+        let message = uninjected_message(&direct, &Selector::PodRev);
+        assert!(
+            message.starts_with("pod was not injected by Istio: the pod's label istio.io/rev=asm-1-22, which gives it to revision \"asm-1-22\", but"),
             "{message}"
         );
     }

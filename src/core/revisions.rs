@@ -19,6 +19,8 @@ pub struct MeshSettings {
     pub trust_domain: String,
     pub cluster_id: String,
     pub mesh_id: String,
+    /// `values.global.network`: the proxies' network (none by default).
+    pub network: String,
     pub istio_namespace: String,
     /// What `ENABLE_NATIVE_SIDECARS=auto` (or unset) means here: whether the cluster runs
     /// Kubernetes native sidecars (every node 1.33 or newer, as istiod checks).
@@ -31,6 +33,7 @@ impl Default for MeshSettings {
             trust_domain: "cluster.local".into(),
             cluster_id: "Kubernetes".into(),
             mesh_id: "cluster.local".into(),
+            network: String::new(),
             istio_namespace: "istio-system".into(),
             native_sidecars_auto: false,
         }
@@ -46,6 +49,9 @@ pub struct Revision {
     pub proxy_image: String,
     /// `host:port` of the revision's istiod (XDS and CA).
     pub discovery_address: String,
+    /// The namespace its injector ConfigMap lives in (Istio's namespace); empty for a
+    /// revision from a config file.
+    pub namespace: String,
     /// The revision's injector, or why it cannot inject.
     pub injector: Result<Arc<Injector>, InjectorProblem>,
 }
@@ -55,6 +61,7 @@ impl PartialEq for Revision {
         self.name == other.name
             && self.proxy_image == other.proxy_image
             && self.discovery_address == other.discovery_address
+            && self.namespace == other.namespace
             && match (&self.injector, &other.injector) {
                 (Ok(a), Ok(b)) => Arc::ptr_eq(a, b),
                 (Err(a), Err(b)) => a.to_string() == b.to_string(),
@@ -83,6 +90,7 @@ impl Revision {
             name: name.to_owned(),
             proxy_image,
             discovery_address: String::new(),
+            namespace: String::new(),
             injector: Err(problem),
         }
     }
@@ -109,8 +117,78 @@ impl Revision {
             name: name.to_owned(),
             proxy_image,
             discovery_address,
+            namespace: String::new(),
             injector,
         }
+    }
+
+    /// The same revision, found in Istio's namespace `namespace`.
+    pub fn in_namespace(mut self, namespace: &str) -> Self {
+        namespace.clone_into(&mut self.namespace);
+        self
+    }
+}
+
+/// What is left of a revision that can no longer serve: its injector ConfigMap (and the
+/// webhook configurations naming it) without its istiod Service, as the ASM guide's
+/// `kubectl delete Service,Deployment,HorizontalPodAutoscaler,PodDisruptionBudget
+/// istiod-<old>` leaves it. Such a revision is not installed: proxies injected for it would
+/// name a Service that is gone and never get their configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HalfRemoved {
+    pub revision: String,
+    /// Istio's namespace, where its ConfigMaps are.
+    pub namespace: String,
+    /// The istiod Service that is gone (`istiod-<rev>`, `istiod` for the default revision).
+    pub service: String,
+    /// Its ConfigMaps left behind (the injector's first, then its mesh configs).
+    pub configmaps: Vec<String>,
+    /// Its injector MutatingWebhookConfigurations left behind, where they are known.
+    pub webhooks: Vec<String>,
+}
+
+impl HalfRemoved {
+    /// "its istiod Service ns/istiod-x is gone; left behind: ConfigMap ns/a, ...".
+    pub fn what_is_left(&self) -> String {
+        let ns = &self.namespace;
+        let left: Vec<String> = self
+            .configmaps
+            .iter()
+            .map(|c| format!("ConfigMap {ns}/{c}"))
+            .chain(
+                self.webhooks
+                    .iter()
+                    .map(|w| format!("MutatingWebhookConfiguration {w}")),
+            )
+            .collect();
+        format!(
+            "its istiod Service {ns}/{} is gone; left behind: {}",
+            self.service,
+            left.join(", ")
+        )
+    }
+
+    /// The commands that finish removing it (`; `-separated), or istioctl's.
+    pub fn removal(&self) -> String {
+        let mut commands = Vec::new();
+        if !self.configmaps.is_empty() {
+            commands.push(format!(
+                "kubectl delete configmap {} -n {}",
+                self.configmaps.join(" "),
+                self.namespace
+            ));
+        }
+        if !self.webhooks.is_empty() {
+            commands.push(format!(
+                "kubectl delete mutatingwebhookconfiguration {}",
+                self.webhooks.join(" ")
+            ));
+        }
+        format!(
+            "{} (or: istioctl uninstall --revision {})",
+            commands.join("; "),
+            self.revision
+        )
     }
 }
 
@@ -137,6 +215,9 @@ pub struct Stale {
     pub requested: String,
     /// Set when the value is a tag that exists but points at a missing revision.
     pub dangling_tag_target: Option<String>,
+    /// What is left of the revision (the value's, or the tag's target) when it was removed
+    /// only in part.
+    pub half_removed: Option<Arc<HalfRemoved>>,
     inventory: Arc<Inventory>,
 }
 
@@ -197,7 +278,10 @@ impl Stale {
     /// An installed revision or tag one or two edits away from the value (a typo such as
     /// `prod-stabel`), when there is exactly one closest.
     pub fn did_you_mean(&self) -> Option<&str> {
-        if self.dangling_tag_target.is_some() || self.requested.len() > 63 {
+        if self.dangling_tag_target.is_some()
+            || self.half_removed.is_some()
+            || self.requested.len() > 63
+        {
             return None;
         }
         let mut best: Option<(usize, &str)> = None;
@@ -227,6 +311,19 @@ impl Stale {
 
     /// Why the value is stale, without the subject ("revision \"x\", which is not installed").
     pub fn what(&self) -> String {
+        if let Some(half) = &self.half_removed {
+            let left = half.what_is_left();
+            return match &self.dangling_tag_target {
+                Some(target) => format!(
+                    "tag \"{}\", which points at revision \"{target}\" that is half-removed ({left})",
+                    self.requested
+                ),
+                None => format!(
+                    "revision \"{}\", which is half-removed ({left})",
+                    self.requested
+                ),
+            };
+        }
         match (&self.dangling_tag_target, self.did_you_mean()) {
             (Some(target), _) => format!(
                 "tag \"{}\", which points at revision \"{target}\" that is not installed",
@@ -263,6 +360,8 @@ pub enum TableError {
 pub struct RevisionTable {
     revisions: BTreeMap<String, Arc<Revision>>,
     tags: BTreeMap<String, String>,
+    /// Revisions removed in part (never also in `revisions`).
+    half_removed: BTreeMap<String, Arc<HalfRemoved>>,
     /// Derived from the two maps whenever they are set (so equal tables stay equal).
     inventory: Arc<Inventory>,
 }
@@ -307,8 +406,26 @@ impl RevisionTable {
         RevisionTable {
             revisions,
             tags,
+            half_removed: BTreeMap::new(),
             inventory,
         }
+    }
+
+    /// The same table, knowing what is left of revisions removed in part (one whose name is
+    /// an installed revision is ignored: it serves).
+    pub fn with_half_removed(mut self, leftovers: impl IntoIterator<Item = HalfRemoved>) -> Self {
+        for half in leftovers {
+            if !self.revisions.contains_key(&half.revision) {
+                self.half_removed
+                    .insert(half.revision.clone(), Arc::new(half));
+            }
+        }
+        self
+    }
+
+    /// Revisions removed in part, sorted by name.
+    pub fn half_removed(&self) -> impl Iterator<Item = &Arc<HalfRemoved>> {
+        self.half_removed.values()
     }
 
     pub fn revisions(&self) -> impl Iterator<Item = &Arc<Revision>> {
@@ -353,8 +470,10 @@ impl RevisionTable {
     }
 
     fn stale(&self, requested: &str, dangling_tag_target: Option<String>) -> Stale {
+        let revision = dangling_tag_target.as_deref().unwrap_or(requested);
         Stale {
             requested: requested.to_owned(),
+            half_removed: self.half_removed.get(revision).cloned(),
             dangling_tag_target,
             inventory: self.inventory.clone(),
         }
@@ -620,6 +739,77 @@ mod tests {
         );
         assert_eq!(minor_version("default"), None);
         assert_eq!(minor_version("canary"), None);
+    }
+
+    fn half(rev: &str) -> HalfRemoved {
+        HalfRemoved {
+            revision: rev.to_owned(),
+            namespace: "istio-system".to_owned(),
+            service: format!("istiod-{rev}"),
+            configmaps: vec![
+                format!("istio-sidecar-injector-{rev}"),
+                format!("istio-{rev}"),
+            ],
+            webhooks: vec![format!("istio-sidecar-injector-{rev}")],
+        }
+    }
+
+    #[test]
+    fn a_half_removed_revision_is_stale_and_says_what_is_left() {
+        let t = table().with_half_removed([half("asm-1-20"), half("asm-1-22")]);
+        assert_eq!(
+            t.half_removed()
+                .map(|h| h.revision.as_str())
+                .collect::<Vec<_>>(),
+            ["asm-1-20"],
+            "an installed revision is never half-removed"
+        );
+        let stale = t.resolve("asm-1-20").expect_err("half-removed");
+        assert_eq!(
+            stale.what(),
+            "revision \"asm-1-20\", which is half-removed (its istiod Service \
+             istio-system/istiod-asm-1-20 is gone; left behind: ConfigMap \
+             istio-system/istio-sidecar-injector-asm-1-20, ConfigMap istio-system/istio-asm-1-20, \
+             MutatingWebhookConfiguration istio-sidecar-injector-asm-1-20)"
+        );
+        assert_eq!(
+            stale.did_you_mean(),
+            None,
+            "no guess for a revision that was there"
+        );
+        let half = stale.half_removed.as_ref().expect("what is left");
+        assert_eq!(
+            half.removal(),
+            "kubectl delete configmap istio-sidecar-injector-asm-1-20 istio-asm-1-20 -n istio-system; \
+             kubectl delete mutatingwebhookconfiguration istio-sidecar-injector-asm-1-20 \
+             (or: istioctl uninstall --revision asm-1-20)"
+        );
+        // A tag pointing at it says so too.
+        let dangling = t
+            .resolve("old")
+            .expect_err("tag to a half-removed revision");
+        assert!(
+            dangling.what().starts_with(
+                "tag \"old\", which points at revision \"asm-1-20\" that is half-removed (its istiod Service"
+            ),
+            "{}",
+            dangling.what()
+        );
+        // A revision that is simply gone is not.
+        assert_eq!(t.resolve("asm-1-21").expect_err("gone").half_removed, None);
+    }
+
+    #[test]
+    fn a_removal_without_known_webhooks_names_only_the_configmaps() {
+        let mut h = half("asm-1-20");
+        h.webhooks.clear();
+        h.configmaps.truncate(1);
+        assert_eq!(
+            h.removal(),
+            "kubectl delete configmap istio-sidecar-injector-asm-1-20 -n istio-system \
+             (or: istioctl uninstall --revision asm-1-20)"
+        );
+        assert!(!h.what_is_left().contains("MutatingWebhookConfiguration"));
     }
 
     #[test]

@@ -87,6 +87,8 @@ pub enum Deny {
     InvalidAnnotation,
     /// The revision's templates cannot be run (for this pod, or at all).
     TemplateError,
+    /// Guard mode: Istio should have injected the pod and it arrived without its sidecar.
+    Uninjected,
 }
 
 /// A request revhook could not judge.
@@ -140,6 +142,7 @@ impl Deny {
             Deny::InvalidLabel => "invalid-label",
             Deny::InvalidAnnotation => "invalid-annotation",
             Deny::TemplateError => "template-error",
+            Deny::Uninjected => "uninjected",
         }
     }
 
@@ -148,7 +151,7 @@ impl Deny {
         match self {
             Deny::InvalidLabel | Deny::InvalidAnnotation => (422, "Invalid"),
             Deny::TemplateError => (500, "InternalError"),
-            Deny::Stale | Deny::Conflict | Deny::Tag => (403, "Forbidden"),
+            Deny::Stale | Deny::Conflict | Deny::Tag | Deny::Uninjected => (403, "Forbidden"),
         }
     }
 }

@@ -230,8 +230,17 @@ fn review_pod_with<'r>(
             );
             refuse_or_admit_uninjected(policy, Deny::TemplateError, message)
         }
-        Decision::Inject { resolved, .. } if policy.mode == Mode::Guard => {
-            Verdict::guard(&resolved.revision.name)
+        // Guard: revhook's webhook runs after Istio's (webhook configurations are called in
+        // name order), so an uninjected pod here is one Istio's injector left bare.
+        Decision::Inject {
+            resolved, selector, ..
+        } if policy.mode == Mode::Guard => {
+            if arrived_injected(target.pod) {
+                Verdict::guard(&resolved.revision.name)
+            } else {
+                let message = messages::uninjected_message(&resolved, &selector);
+                refuse_or_admit_uninjected(policy, Deny::Uninjected, message)
+            }
         }
         Decision::Inject { resolved, .. } => match (&resolved.revision.injector, raw()) {
             (Ok(inj), Some(raw)) => inject(target, inj, &resolved.revision.name, &raw),
@@ -240,6 +249,13 @@ fn review_pod_with<'r>(
         },
     };
     verdict.with_warnings(decided.warnings)
+}
+
+/// Whether a pod carries a sidecar already: an `istio-proxy` container, or one among the
+/// init containers (a native sidecar). The status annotation is judged before this.
+fn arrived_injected(pod: &PodIn<'_>) -> bool {
+    let proxy = |c: &crate::core::pod::ContainerIn<'_>| c.name == pod::PROXY_NAME;
+    pod.containers().iter().any(proxy) || pod.init_containers().iter().any(proxy)
 }
 
 /// A pod that cannot get its sidecar: refused, or under `--on-stale allow-uninjected`

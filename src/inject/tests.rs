@@ -355,7 +355,40 @@ fn stale_namespace_is_denied_with_message_and_allow_uninjected_warns() {
 }
 
 #[test]
-fn guard_mode_allows_without_patch() {
+fn guard_mode_admits_a_pod_its_injector_injected_without_patch() {
+    let guard = Policy {
+        mode: Mode::Guard,
+        ..Policy::default()
+    };
+    // A proxy container, or one among the init containers (a native sidecar), even without
+    // Istio's status annotation.
+    let mut sidecar = deployment_pod();
+    sidecar["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers")
+        .push(json!({"name": "istio-proxy", "image": "proxyv2"}));
+    let mut native = deployment_pod();
+    native["spec"]["initContainers"] =
+        json!([{"name": "istio-proxy", "image": "proxyv2", "restartPolicy": "Always"}]);
+    for injected in [sidecar, native] {
+        let raw = injected.to_string();
+        let pod = PodIn::parse(&raw).expect("pod");
+        let v = review_pod(&Target::pod(&pod, &raw, "shop"), &snapshot(), &guard);
+        assert!(v.allowed && v.patch.is_none());
+        assert_eq!(v.decision, Decision::Guard("asm-1-22".into()));
+    }
+    let mut annotated = deployment_pod();
+    annotated["metadata"]["annotations"] =
+        json!({"sidecar.istio.io/status": r#"{"revision":"asm-1-22"}"#});
+    let raw = annotated.to_string();
+    let pod = PodIn::parse(&raw).expect("pod");
+    let v = review_pod(&Target::pod(&pod, &raw, "shop"), &snapshot(), &guard);
+    assert!(v.allowed && v.patch.is_none());
+    assert_eq!(v.decision, Decision::Skip(Skip::AlreadyInjected));
+}
+
+#[test]
+fn guard_mode_refuses_a_pod_istio_left_uninjected_or_warns_per_on_stale() {
     let raw = deployment_pod().to_string();
     let pod = PodIn::parse(&raw).expect("pod");
     let guard = Policy {
@@ -363,8 +396,38 @@ fn guard_mode_allows_without_patch() {
         ..Policy::default()
     };
     let v = review_pod(&Target::pod(&pod, &raw, "shop"), &snapshot(), &guard);
+    assert!(!v.allowed && v.patch.is_none());
+    assert_eq!(
+        v.decision,
+        Decision::Deny(crate::core::verdict::Deny::Uninjected)
+    );
+    let status = v.status.expect("status");
+    assert_eq!(status.code, 403);
+    assert!(
+        status.message.starts_with(
+            "pod was not injected by Istio: namespace \"shop\" selects istio.io/rev=prod-stable, which gives it to revision \"asm-1-22\""
+        ),
+        "{}",
+        status.message
+    );
+    let lenient = Policy {
+        on_stale: OnStale::AllowUninjected,
+        ..guard
+    };
+    let v = review_pod(&Target::pod(&pod, &raw, "shop"), &snapshot(), &lenient);
     assert!(v.allowed && v.patch.is_none());
-    assert_eq!(v.decision, Decision::Guard("asm-1-22".into()));
+    assert_eq!(
+        v.decision,
+        Decision::Allow(crate::core::verdict::Allow::StaleUninjected)
+    );
+    assert!(
+        v.warnings.join(" ").contains("WITHOUT a sidecar"),
+        "{:?}",
+        v.warnings
+    );
+    // A pod Istio's selectors do not give to any revision is none of guard's business.
+    let v = review_pod(&Target::pod(&pod, &raw, "plain"), &snapshot(), &guard);
+    assert_eq!(v.decision, Decision::Skip(Skip::NotSelected));
 }
 
 #[test]
@@ -537,4 +600,75 @@ fn the_paths_cluster_and_network_reach_the_proxy_and_the_pod() {
         1,
         "replaced, not doubled"
     );
+}
+
+/// Cluster mode: the revision's mesh ConfigMap and injector values say who its proxies are
+/// (trust domain, mesh ID, cluster ID, network), and the injected proxy says it too.
+#[test]
+fn the_injected_proxy_carries_the_revisions_own_mesh_identity() {
+    use crate::core::mapping;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let (config, _) =
+        crate::core::injector::configmap_parts(crate::core::injector::EMBEDDED_INJECTOR)
+            .expect("embedded injector");
+    let cm = |name: &str, data: Value| -> ConfigMap {
+        serde_json::from_value(
+            json!({"metadata": {"name": name, "namespace": "istio-system",
+            "labels": {"istio.io/rev": "asm-1-23"}}, "data": data}),
+        )
+        .expect("ConfigMap")
+    };
+    let values = json!({"global": {"hub": "example", "tag": "1.23.0", "meshID": "corp-mesh",
+        "network": "net-a", "multiCluster": {"clusterName": "cluster-7"}}, "revision": "asm-1-23"});
+    let injector = cm(
+        "istio-sidecar-injector-asm-1-23",
+        json!({"config": config, "values": values.to_string()}),
+    );
+    let mesh = cm(
+        "istio-asm-1-23",
+        json!({"mesh": "trustDomain: corp.example\ndefaultConfig:\n  discoveryAddress: istiod-asm-1-23.istio-system.svc:15012\n"}),
+    );
+    let namespaces = std::collections::HashMap::from([(
+        "shop".to_owned(),
+        crate::core::labels::NamespaceLabels {
+            injection: None,
+            rev: Some("asm-1-23".into()),
+        },
+    )]);
+    let (snap, report) = mapping::snapshot_from_parts(
+        [&injector, &mesh],
+        [],
+        namespaces,
+        crate::core::revisions::MeshSettings::default(),
+        "test",
+    );
+    assert!(report.errors.is_empty(), "{report:?}");
+    let raw = deployment_pod().to_string();
+    let parsed = PodIn::parse(&raw).expect("pod");
+    let verdict = review_pod(
+        &Target::pod(&parsed, &raw, "shop"),
+        &snap,
+        &Policy::default(),
+    );
+    assert_eq!(verdict.decision, Decision::Inject("asm-1-23".into()));
+    let patch: json_patch::Patch =
+        serde_json::from_str(verdict.patch.as_deref().expect("patch")).expect("patch JSON");
+    let mut pod = deployment_pod();
+    json_patch::patch(&mut pod, &patch).expect("applies");
+    let proxy = pod["spec"]["containers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == "istio-proxy"))
+        .expect("proxy");
+    let env = |name: &str| {
+        proxy["env"]
+            .as_array()
+            .and_then(|e| e.iter().find(|e| e["name"] == name))
+            .map(|e| e["value"].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(env("TRUST_DOMAIN"), "corp.example");
+    assert_eq!(env("ISTIO_META_MESH_ID"), "corp-mesh");
+    assert_eq!(env("ISTIO_META_CLUSTER_ID"), "cluster-7");
+    assert_eq!(env("ISTIO_META_NETWORK"), "net-a");
+    assert_eq!(env("CA_ADDR"), "istiod-asm-1-23.istio-system.svc:15012");
 }

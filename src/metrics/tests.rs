@@ -259,6 +259,14 @@ fn guard_mode_and_allowed_stale_pods_are_skips_with_their_revision() {
         mode: Mode::Guard,
         ..Policy::default()
     };
+    // What Istio's injector injected passes guard; the same pod left bare is refused.
+    let mut injected: serde_json::Value =
+        serde_json::from_slice(&fixture("pod-create-pod-rev-canary.json")).expect("fixture");
+    injected["request"]["object"]["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers")
+        .push(serde_json::json!({"name": "istio-proxy", "image": "proxyv2"}));
+    judged_body(&m, Webhook::Inject, injected.to_string().as_bytes(), &guard);
     judged(
         &m,
         Webhook::Inject,
@@ -292,7 +300,20 @@ fn guard_mode_and_allowed_stale_pods_are_skips_with_their_revision() {
         Some(1.0),
         "{text}"
     );
+    assert_eq!(
+        sample(
+            &text,
+            r#"revhook_injection_denials_total{reason="uninjected",revision="asm-1-23",tag="prod-canary"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
     assert_eq!(sample(&text, "sidecar_injection_skip_total"), Some(2.0));
+    assert_eq!(
+        sample(&text, "sidecar_injection_failure_total"),
+        Some(0.0),
+        "Istio's injection failed, not revhook's"
+    );
 }
 
 #[test]

@@ -105,6 +105,7 @@ pub fn inject_outcome(verdict: &Verdict, snapshot: &Snapshot) -> InjectOutcome {
         verdict::Decision::Deny(Deny::TemplateError) => {
             InjectOutcome::Denied(DenyReason::TemplateError)
         }
+        verdict::Decision::Deny(Deny::Uninjected) => InjectOutcome::Denied(DenyReason::Uninjected),
         verdict::Decision::Fail(Failure::BadPod | Failure::NoObject | Failure::Oversized) => {
             InjectOutcome::Denied(DenyReason::InvalidPod)
         }

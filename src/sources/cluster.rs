@@ -2,6 +2,14 @@
 //! watchers of Istio's own objects, so `istioctl tag set`, `helm upgrade` or
 //! `az aks mesh upgrade` move revhook without a restart.
 //!
+//! In each Istio namespace, its injector and mesh ConfigMaps and its istiod Services (a
+//! revision is installed when both its ConfigMap and its Service exist); cluster-wide, the
+//! webhook configurations (tags, and the revisions' own injectors); and namespace labels.
+//! Istio's namespaces are the ones given (`--istio-namespace`: one that cannot be read is a
+//! failed sync), else the well-known ones ([`WELL_KNOWN_ISTIO_NAMESPACES`]), of which one
+//! revhook may not read is skipped, logged and shown on `/readyz`: the shipped RBAC grants
+//! only Istio's own namespace.
+//!
 //! Each revision watch keeps its objects in a map; any change wakes one task that rebuilds the
 //! revision part of the snapshot (through the same pure mapping as `check`) and swaps it in.
 //! Namespaces are followed apart (`namespaces`): a label change publishes in O(log n). The
@@ -12,7 +20,7 @@
 
 mod namespaces;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -20,14 +28,14 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::api::PartialObjectMeta;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use tokio::sync::Notify;
 
-use crate::core::labels::{NamespaceLabels, ISTIO_REV, ISTIO_TAG};
+use crate::core::labels::{NamespaceLabels, ISTIO_REV};
 use crate::core::lookup::{Lookup, LookupFuture, LookupGuard, LookupLimits, NamespaceLookup};
 use crate::core::revisions::MeshSettings;
 use crate::health::Health;
@@ -36,10 +44,18 @@ use crate::metrics::Metrics;
 use super::SharedSnapshot;
 use crate::core::mapping;
 
+/// Where Istio is looked for when no `--istio-namespace` is given: the open-source and ASM
+/// in-cluster default, the AKS add-on's, and managed ASM/CSM's.
+pub const WELL_KNOWN_ISTIO_NAMESPACES: [&str; 3] =
+    ["istio-system", "aks-istio-system", "asm-system"];
+
 /// What the watches have seen, keyed by object.
 #[derive(Debug, Default)]
 struct Objects {
     configmaps: BTreeMap<(String, String), ConfigMap>,
+    services: BTreeMap<(String, String), Service>,
+    /// Namespaces whose Services have been listed: there a revision needs its istiod Service.
+    services_read: BTreeSet<String>,
     webhooks: BTreeMap<String, MutatingWebhookConfiguration>,
 }
 
@@ -54,7 +70,8 @@ enum Change<K> {
 #[derive(Debug)]
 struct Shared {
     objects: Mutex<Objects>,
-    /// One flag per watch: configmaps (per Istio namespace), webhooks, namespaces.
+    /// One flag per watch: configmaps and services (per Istio namespace), webhooks,
+    /// namespaces.
     synced: Mutex<Vec<bool>>,
     failing: Mutex<Vec<bool>>,
     last_good: Mutex<Instant>,
@@ -97,7 +114,10 @@ impl Shared {
 /// Settings of the cluster source.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
-    /// Namespaces holding Istio's injector ConfigMaps (`istio-system`, `aks-istio-system`).
+    /// Namespaces holding Istio's injector ConfigMaps and istiod Services (`istio-system`,
+    /// `aks-istio-system`). Empty: not given, so Istio is looked for where it usually is
+    /// (`serve`: [`WELL_KNOWN_ISTIO_NAMESPACES`]; `check`, `tags`: every namespace holding an
+    /// injector ConfigMap).
     pub istio_namespaces: Vec<String>,
     pub mesh: MeshSettings,
     /// Talk to this API server URL without credentials (`kubectl proxy`, tests) instead of the
@@ -129,6 +149,28 @@ pub async fn client(opts: &ClusterOptions) -> Result<Client, ClientError> {
     }
 }
 
+/// Whether a watch that cannot read its objects fails the sync (a namespace that was asked
+/// for) or is skipped (a well-known namespace Istio may not be in).
+#[derive(Debug, Clone)]
+enum Unreadable {
+    FailsSync,
+    /// Skipped, with the key and text of its `/readyz` note.
+    Skipped {
+        note: String,
+        what: String,
+    },
+}
+
+/// The Istio namespaces to watch, and whether one that cannot be read fails the sync.
+fn istio_namespaces(opts: &ClusterOptions) -> (Vec<String>, bool) {
+    if opts.istio_namespaces.is_empty() {
+        let known = WELL_KNOWN_ISTIO_NAMESPACES.map(str::to_owned).to_vec();
+        (known, false)
+    } else {
+        (opts.istio_namespaces.clone(), true)
+    }
+}
+
 /// Starts the watches and the rebuild task; returns their handles.
 pub fn start(
     client: Client,
@@ -137,7 +179,8 @@ pub fn start(
     health: Arc<Health>,
     metrics: Metrics,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let watches = opts.istio_namespaces.len() + 2;
+    let (istio_namespaces, given) = istio_namespaces(&opts);
+    let watches = 2 * istio_namespaces.len() + 2;
     let shared = Arc::new(Shared {
         objects: Mutex::new(Objects::default()),
         synced: Mutex::new(vec![false; watches]),
@@ -146,27 +189,63 @@ pub fn start(
         changed: Notify::new(),
         namespaces: namespaces::NamespaceCache::default(),
     });
+    tracing::info!(namespaces = ?istio_namespaces, given, "looking for Istio's revisions");
     let mut tasks = Vec::new();
-    for (i, ns) in opts.istio_namespaces.iter().enumerate() {
+    for (i, ns) in istio_namespaces.iter().enumerate() {
+        let unreadable = |kind: &str| {
+            if given {
+                Unreadable::FailsSync
+            } else {
+                Unreadable::Skipped {
+                    note: format!("istio-namespace/{ns}/{kind}"),
+                    what: format!("{kind} in {ns}"),
+                }
+            }
+        };
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
         let stream = watcher::watcher(api, watcher::Config::default().labels(ISTIO_REV));
         let namespace = ns.clone();
         let apply = move |o: &mut Objects, c: Change<ConfigMap>| apply_configmap(o, &namespace, c);
         tasks.push(tokio::spawn(follow(
             stream,
-            shared.clone(),
-            i,
-            metrics.clone(),
+            Watch {
+                shared: shared.clone(),
+                index: 2 * i,
+                metrics: metrics.clone(),
+                unreadable: unreadable("configmaps"),
+                health: health.clone(),
+            },
+            apply,
+        )));
+        let api: Api<Service> = Api::namespaced(client.clone(), ns);
+        let stream = watcher::watcher(api, watcher::Config::default().labels(ISTIO_REV));
+        let namespace = ns.clone();
+        let apply = move |o: &mut Objects, c: Change<Service>| apply_service(o, &namespace, c);
+        tasks.push(tokio::spawn(follow(
+            stream,
+            Watch {
+                shared: shared.clone(),
+                index: 2 * i + 1,
+                metrics: metrics.clone(),
+                unreadable: unreadable("services"),
+                health: health.clone(),
+            },
             apply,
         )));
     }
+    // Every webhook configuration (a cluster has a few dozen): the tags, and the revisions'
+    // own injectors, which a half-removed revision leaves behind.
     let webhooks: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let stream = watcher::watcher(webhooks, watcher::Config::default().labels(ISTIO_TAG));
+    let stream = watcher::watcher(webhooks, watcher::Config::default());
     tasks.push(tokio::spawn(follow(
         stream,
-        shared.clone(),
-        watches - 2,
-        metrics.clone(),
+        Watch {
+            shared: shared.clone(),
+            index: watches - 2,
+            metrics: metrics.clone(),
+            unreadable: Unreadable::FailsSync,
+            health: health.clone(),
+        },
         apply_webhook,
     )));
     // Metadata only, cut down further to name and injection labels as each object arrives.
@@ -182,32 +261,115 @@ pub fn start(
     tasks.push(tokio::spawn(rebuild(
         shared.clone(),
         opts.mesh,
-        snapshot,
-        health,
+        snapshot.clone(),
+        health.clone(),
         metrics.clone(),
     )));
-    tasks.push(tokio::spawn(report_staleness(shared, metrics)));
+    let absent = Absent {
+        namespaces: if given { Vec::new() } else { istio_namespaces },
+        snapshot,
+        health,
+    };
+    tasks.push(tokio::spawn(report_staleness(shared, metrics, absent)));
     tasks
 }
 
-/// Turns a watcher stream into changes applied to the shared objects.
-async fn follow<K, S>(
-    stream: S,
+/// Well-known Istio namespaces that may not exist, said on `/readyz` while they do not.
+struct Absent {
+    namespaces: Vec<String>,
+    snapshot: Arc<SharedSnapshot>,
+    health: Arc<Health>,
+}
+
+impl Absent {
+    /// Notes each well-known namespace the synced snapshot does not have (it is watched all
+    /// the same: a revision installed there later is found), and clears the note once it has.
+    fn report(&self, said: &mut BTreeSet<String>) {
+        let snapshot = self.snapshot.load();
+        if snapshot.namespaces.is_empty() {
+            return;
+        }
+        for ns in &self.namespaces {
+            let key = format!("istio-namespace/{ns}/absent");
+            let absent = snapshot.namespace(ns).is_none();
+            if absent && said.insert(ns.clone()) {
+                tracing::info!(namespace = %ns, "Istio namespace does not exist; watched, nothing there");
+                self.health.set_note(
+                    &key,
+                    Some(format!(
+                        "namespace {ns} does not exist: no revision there (watched)"
+                    )),
+                );
+            } else if !absent && said.remove(ns) {
+                self.health.set_note(&key, None);
+            }
+        }
+    }
+}
+
+/// One watch's place in the shared state, and what to do when it cannot read.
+struct Watch {
     shared: Arc<Shared>,
     index: usize,
     metrics: Metrics,
-    apply: impl Fn(&mut Objects, Change<K>) + Send,
-) where
+    unreadable: Unreadable,
+    health: Arc<Health>,
+}
+
+/// The API server refused the list or watch (RBAC), or does not know the path.
+fn refused(error: &watcher::Error) -> Option<String> {
+    let status = match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s,
+        watcher::Error::WatchError(s) => s,
+        _ => return None,
+    };
+    matches!(status.code, 403 | 404).then(|| {
+        let reason = if status.code == 403 {
+            "forbidden"
+        } else {
+            "not found"
+        };
+        format!("{reason}: {}", status.message)
+    })
+}
+
+/// Turns a watcher stream into changes applied to the shared objects.
+async fn follow<K, S>(stream: S, watch: Watch, apply: impl Fn(&mut Objects, Change<K>) + Send)
+where
     S: Stream<Item = Result<Event<K>, watcher::Error>> + Send,
     K: Send,
 {
+    let Watch {
+        shared,
+        index,
+        metrics,
+        unreadable,
+        health,
+    } = watch;
     let stream = stream.default_backoff();
     futures::pin_mut!(stream);
     let mut buffer: Vec<K> = Vec::new();
+    let mut skipped = false;
     while let Some(event) = stream.next().await {
         let event = match event {
             Ok(event) => event,
             Err(error) => {
+                if let (Unreadable::Skipped { note, what }, Some(why)) =
+                    (&unreadable, refused(&error))
+                {
+                    // Istio is not here for revhook: known, not a failure. Retried with
+                    // backoff in case access is granted; said (and synced) once.
+                    if !skipped {
+                        tracing::warn!(%why, "cannot read {what}; skipped (Istio is not looked for there)");
+                        health.set_note(note, Some(format!("skipped {what}: {why}")));
+                        skipped = true;
+                        Shared::set_flag(&shared.synced, index, true);
+                        shared.changed.notify_one();
+                    }
+                    continue;
+                }
                 tracing::warn!(%error, watch = index, "watch failed; retrying with backoff, last snapshot keeps serving");
                 Shared::set_flag(&shared.failing, index, true);
                 metrics.snapshot_update("error");
@@ -226,6 +388,11 @@ async fn follow<K, S>(
             }
             Event::InitDone => {
                 Shared::set_flag(&shared.synced, index, true);
+                if let (true, Unreadable::Skipped { note, what }) = (skipped, &unreadable) {
+                    tracing::info!("{what} can be read now");
+                    health.set_note(note, None);
+                    skipped = false;
+                }
                 Change::Reset(std::mem::take(&mut buffer))
             }
             Event::Apply(obj) => Change::Upsert(obj),
@@ -260,6 +427,24 @@ fn apply_configmap(objects: &mut Objects, namespace: &str, change: Change<Config
         }
         Change::Remove(cm) => {
             objects.configmaps.remove(&key_of(&cm.metadata));
+        }
+    }
+}
+
+fn apply_service(objects: &mut Objects, namespace: &str, change: Change<Service>) {
+    match change {
+        Change::Reset(all) => {
+            objects.services.retain(|(n, _), _| n != namespace);
+            for svc in all {
+                objects.services.insert(key_of(&svc.metadata), svc);
+            }
+            objects.services_read.insert(namespace.to_owned());
+        }
+        Change::Upsert(svc) => {
+            objects.services.insert(key_of(&svc.metadata), svc);
+        }
+        Change::Remove(svc) => {
+            objects.services.remove(&key_of(&svc.metadata));
         }
     }
 }
@@ -302,20 +487,28 @@ async fn rebuild(
         }
         let (next, report) = {
             let objects = shared.lock_objects();
-            mapping::snapshot_from_parts(
-                objects.configmaps.values(),
-                objects.webhooks.values(),
-                // The namespaces are attached as they are when the snapshot is published.
-                HashMap::new(),
-                mesh.clone(),
-                "cluster",
-            )
+            let istio = mapping::IstioObjects {
+                configmaps: objects.configmaps.values().collect(),
+                webhooks: objects.webhooks.values().collect(),
+                services: objects.services.values().collect(),
+                services_read: objects.services_read.clone(),
+            };
+            // The namespaces are attached as they are when the snapshot is published.
+            mapping::snapshot_from_istio(&istio, HashMap::new(), mesh.clone(), "cluster")
         };
         for error in &report.errors {
             tracing::warn!(%error, "cluster object left out of the snapshot");
         }
         let revisions = next.table.revisions().count();
         let tags = next.table.tags().count();
+        for half in next.table.half_removed() {
+            tracing::warn!(
+                revision = %half.revision,
+                "revision is half-removed, not installed (its pods and namespaces are stale): {}; finish removing it: {}",
+                half.what_is_left(),
+                half.removal()
+            );
+        }
         let namespaces = shared.namespaces.publish_revisions(next, &snapshot);
         tracing::info!(
             revisions,
@@ -328,10 +521,14 @@ async fn rebuild(
     }
 }
 
-async fn report_staleness(shared: Arc<Shared>, metrics: Metrics) {
+async fn report_staleness(shared: Arc<Shared>, metrics: Metrics, absent: Absent) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut said = BTreeSet::new();
     loop {
         tick.tick().await;
+        if Shared::all(&shared.synced) {
+            absent.report(&mut said);
+        }
         let age = if Shared::any(&shared.failing) {
             shared
                 .last_good

@@ -5,7 +5,11 @@
 //!   trustDomain: cluster.local
 //!   clusterId: Kubernetes
 //!   meshId: cluster.local
+//!   network: ""               # values.global.network: the proxies' network
 //!   istioNamespace: istio-system
+//!   # trustDomain, clusterId, meshId and network, when given, apply to every revision, also
+//!   # over a revision's own injector values and mesh file
+
 //! revisions:                  # required, at least one
 //!   - name: asm-1-23          # the istio.io/rev value
 //!     # The revision's own injector: its `istio-sidecar-injector-<rev>` ConfigMap (templates
@@ -40,7 +44,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::core::injector::{self, InjectorProblem, InjectorSource, IstioVersion, RevisionOverlay};
+use crate::core::injector::{
+    self, IdentityOverride, InjectorProblem, InjectorSource, IstioVersion, RevisionOverlay,
+};
 use crate::core::labels::NamespaceLabels;
 use crate::core::revisions::{MeshSettings, Revision, RevisionTable, TableError};
 
@@ -98,7 +104,20 @@ struct MeshSection {
     trust_domain: Option<String>,
     cluster_id: Option<String>,
     mesh_id: Option<String>,
+    network: Option<String>,
     istio_namespace: Option<String>,
+}
+
+impl MeshSection {
+    /// The identity fields the file gives explicitly.
+    fn identity(&self) -> IdentityOverride {
+        IdentityOverride {
+            trust_domain: self.trust_domain.clone(),
+            cluster_id: self.cluster_id.clone(),
+            mesh_id: self.mesh_id.clone(),
+            network: self.network.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,10 +177,11 @@ pub fn parse_in(text: &str, origin: &str, base: Option<&Path>) -> Result<Snapsho
             origin: origin.to_owned(),
         });
     }
+    let identity = file.mesh.identity();
     let mesh = mesh_settings(file.mesh);
     let mut revisions = Vec::with_capacity(file.revisions.len());
     for (i, section) in file.revisions.into_iter().enumerate() {
-        revisions.push(revision(section, i, &mesh, origin, base)?);
+        revisions.push(revision(section, i, &mesh, &identity, origin, base)?);
     }
     let table = RevisionTable::new(revisions, file.tags).map_err(|source| {
         let field = match &source {
@@ -210,12 +230,13 @@ fn mesh_settings(m: MeshSection) -> MeshSettings {
         trust_domain: m.trust_domain.unwrap_or(d.trust_domain),
         cluster_id: m.cluster_id.unwrap_or(d.cluster_id),
         mesh_id: m.mesh_id.unwrap_or(d.mesh_id),
+        network: m.network.unwrap_or(d.network),
         istio_namespace: m.istio_namespace.unwrap_or(d.istio_namespace),
         native_sidecars_auto: d.native_sidecars_auto,
     }
 }
 
-fn overlay(s: &RevisionSection) -> RevisionOverlay {
+fn overlay(s: &RevisionSection, identity: &IdentityOverride) -> RevisionOverlay {
     let p = &s.proxy;
     RevisionOverlay {
         image: s.image.clone(),
@@ -230,6 +251,7 @@ fn overlay(s: &RevisionSection) -> RevisionOverlay {
         log_level: p.log_level.clone(),
         component_log_level: p.component_log_level.clone(),
         concurrency: p.concurrency,
+        identity: identity.clone(),
     }
 }
 
@@ -237,6 +259,7 @@ fn revision(
     s: RevisionSection,
     index: usize,
     mesh: &MeshSettings,
+    identity: &IdentityOverride,
     origin: &str,
     base: Option<&Path>,
 ) -> Result<Revision, ConfigError> {
@@ -257,9 +280,9 @@ fn revision(
                     field: field("image"),
                 });
             }
-            injector::embedded_source(&s.name, mesh, &overlay(&s))
+            injector::embedded_source(&s.name, mesh, &overlay(&s, identity))
         }
-        Some(path) => own_injector_source(&s, path, base)?,
+        Some(path) => own_injector_source(&s, path, identity, base)?,
     };
     let source = source.map(|mut src| {
         src.version = version.or(src.version);
@@ -269,11 +292,13 @@ fn revision(
 }
 
 /// A revision's own injector from its files: the ConfigMap, its mesh file, then the
-/// section's conveniences (the file's `mesh:` section is for revhook's own template; a
-/// revision's own mesh file says its trust domain and istiod address).
+/// section's conveniences, then the identity the file's `mesh:` section gives explicitly (its
+/// other fields are for revhook's own template: a revision's own mesh file says its istiod
+/// address).
 fn own_injector_source(
     s: &RevisionSection,
     path: &str,
+    identity: &IdentityOverride,
     base: Option<&Path>,
 ) -> Result<Result<InjectorSource, InjectorProblem>, ConfigError> {
     let resolve = |p: &str| -> PathBuf {
@@ -290,7 +315,7 @@ fn own_injector_source(
     Ok(injector_source_from_files(
         &injector_text,
         mesh_text.as_deref(),
-        &overlay(s),
+        &overlay(s, identity),
     ))
 }
 
@@ -417,6 +442,71 @@ namespaces:
             snap.namespace("shop").and_then(|n| n.rev.as_deref()),
             Some("prod-stable")
         );
+    }
+
+    #[test]
+    fn the_mesh_sections_identity_applies_to_every_revision_given_or_not() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("injector.yaml"),
+            injector::EMBEDDED_INJECTOR,
+        )
+        .expect("write injector");
+        std::fs::write(
+            dir.path().join("mesh.yaml"),
+            "trustDomain: own.example\ndefaultConfig: {discoveryAddress: istiod-own.istio-system.svc:15012}\n",
+        )
+        .expect("write mesh");
+        let revisions = "revisions:
+  - {name: own, injector: injector.yaml, mesh: mesh.yaml, istioVersion: \"1.23\"}
+  - {name: embedded, image: example/proxyv2:1.23.0}
+";
+        let identity = |snap: &Snapshot, rev: &str| {
+            snap.table
+                .revision(rev)
+                .and_then(|r| r.injector.as_ref().ok())
+                .map(|i| i.identity())
+                .expect("usable")
+        };
+        // Without a mesh section: the own revision's mesh file, Istio's defaults for the rest.
+        let plain = parse_in(revisions, "f.yaml", Some(dir.path())).expect("parses");
+        let own = identity(&plain, "own");
+        assert_eq!(
+            (
+                own.trust_domain.as_str(),
+                own.cluster_id.as_str(),
+                own.mesh_id.as_str(),
+                own.network.as_str()
+            ),
+            ("own.example", "Kubernetes", "own.example", "")
+        );
+        let embedded = identity(&plain, "embedded");
+        assert_eq!(embedded.trust_domain, "cluster.local");
+        // With one: the identity it gives wins everywhere; the istiod address stays the file's.
+        let text = format!(
+            "mesh: {{trustDomain: corp.example, clusterId: cluster-7, meshId: corp-mesh, network: net-a}}\n{revisions}"
+        );
+        let snap = parse_in(&text, "f.yaml", Some(dir.path())).expect("parses");
+        for rev in ["own", "embedded"] {
+            let id = identity(&snap, rev);
+            assert_eq!(
+                (
+                    id.trust_domain.as_str(),
+                    id.cluster_id.as_str(),
+                    id.mesh_id.as_str(),
+                    id.network.as_str()
+                ),
+                ("corp.example", "cluster-7", "corp-mesh", "net-a"),
+                "{rev}"
+            );
+        }
+        assert_eq!(
+            snap.table
+                .revision("own")
+                .map(|r| r.discovery_address.as_str()),
+            Some("istiod-own.istio-system.svc:15012")
+        );
+        assert_eq!(snap.mesh.network, "net-a");
     }
 
     #[test]

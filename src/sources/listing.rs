@@ -7,7 +7,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, ListParams};
@@ -15,7 +15,7 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::check::{keep_certificates, ClusterObjects};
-use crate::core::labels::{ISTIO_REV, ISTIO_TAG};
+use crate::core::labels::ISTIO_REV;
 use crate::core::mapping::INJECTOR_CONFIGMAP;
 use crate::core::snapshot::Snapshot;
 use crate::core::webhooks::Hooks as _;
@@ -24,37 +24,75 @@ use super::cluster::ClusterOptions;
 use crate::core::mapping;
 
 /// Lists what the watches would follow, once: for commands (`tags`, `check`) rather than
-/// the server.
+/// the server. Run with a person's credentials, it finds Istio where it is (every namespace
+/// holding an injector ConfigMap) unless `--istio-namespace` narrows it. Services that may not
+/// be read leave their revisions judged by the ConfigMap alone.
 pub async fn read_snapshot(
     client: &Client,
     opts: &ClusterOptions,
 ) -> Result<(Snapshot, mapping::MappingReport), kube::Error> {
+    let namespaces = if opts.istio_namespaces.is_empty() {
+        injector_namespaces(client).await?
+    } else {
+        opts.istio_namespaces.iter().cloned().collect()
+    };
+    let labelled = ListParams::default().labels(ISTIO_REV);
     let mut configmaps = Vec::new();
-    for ns in &opts.istio_namespaces {
+    let mut services = Vec::new();
+    let mut services_read = BTreeSet::new();
+    for ns in &namespaces {
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-        configmaps.extend(
-            api.list(&ListParams::default().labels(ISTIO_REV))
-                .await?
-                .items,
-        );
+        configmaps.extend(api.list(&labelled).await?.items);
+        let api: Api<Service> = Api::namespaced(client.clone(), ns);
+        match api.list(&labelled).await {
+            Ok(list) => {
+                services.extend(list.items);
+                services_read.insert(ns.clone());
+            }
+            Err(e) if forbidden(&e) => {}
+            Err(e) => return Err(e),
+        }
     }
     let webhooks: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let webhooks = webhooks
-        .list(&ListParams::default().labels(ISTIO_TAG))
-        .await?
-        .items;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let namespaces = namespaces
-        .list_metadata(&ListParams::default())
-        .await?
-        .items;
-    Ok(mapping::snapshot_from_objects(
-        &configmaps,
-        &webhooks,
-        namespaces.iter().map(|n| &n.metadata),
+    let webhooks = webhooks.list(&ListParams::default()).await?.items;
+    let listed: Api<Namespace> = Api::all(client.clone());
+    let listed = listed.list_metadata(&ListParams::default()).await?.items;
+    let istio = mapping::IstioObjects {
+        configmaps: configmaps.iter().collect(),
+        webhooks: webhooks.iter().collect(),
+        services: services.iter().collect(),
+        services_read,
+    };
+    let labels = listed
+        .iter()
+        .filter_map(|n| {
+            Some((
+                n.metadata.name.clone()?,
+                mapping::namespace_labels(&n.metadata),
+            ))
+        })
+        .collect();
+    Ok(mapping::snapshot_from_istio(
+        &istio,
+        labels,
         opts.mesh.clone(),
         "cluster",
     ))
+}
+
+/// Every namespace holding an injector ConfigMap (found by its `istio.io/rev` label and
+/// `istio-sidecar-injector[-<rev>]` name); `istio-system` when none does or they may not be
+/// listed cluster-wide.
+async fn injector_namespaces(client: &Client) -> Result<BTreeSet<String>, kube::Error> {
+    let mut unreadable = Vec::new();
+    let found = istio_homes(client, &[], &mut unreadable).await?;
+    for what in unreadable {
+        tracing::warn!("cannot list {what}; pass --istio-namespace to say where Istio is");
+    }
+    if found.is_empty() {
+        return Ok(BTreeSet::from(["istio-system".to_owned()]));
+    }
+    Ok(found)
 }
 
 /// Everything `check` reads from a live cluster: the same kinds a dump holds (the README's

@@ -338,3 +338,37 @@ fn unreadable_objects_get_a_bad_request() {
     assert!(!v.allowed);
     assert_eq!(v.status.as_ref().map(|s| s.code), Some(400));
 }
+
+#[test]
+fn istio_injection_enabled_without_a_default_revision_is_refused_when_written() {
+    let no_default = config::parse(
+        "revisions:\n  - {name: asm-1-23, image: b}\ntags: {default: asm-1-22}\n",
+        "test",
+    )
+    .expect("config");
+    let v = run_with(
+        "",
+        "Namespace",
+        "UPDATE",
+        ns(json!({"istio-injection": "enabled"})),
+        ns(json!({"istio.io/rev": "asm-1-23"})),
+        &no_default,
+    );
+    assert_eq!(v.decision, Decision::Deny(Deny::Stale));
+    assert_eq!(
+        message(&v),
+        "namespace \"shop\" has istio-injection=enabled, which selects tag \"default\", which points at \
+         revision \"asm-1-22\" that is not installed; installed: asm-1-23; tags: default -> asm-1-22. \
+         Point the default tag at a revision (istioctl tag set default --revision asm-1-23) or relabel \
+         with: kubectl label namespace shop istio-injection- istio.io/rev=asm-1-23"
+    );
+    // With the default tag on an installed revision it is what it always was: allowed.
+    let v = run(
+        "",
+        "Namespace",
+        "UPDATE",
+        ns(json!({"istio-injection": "enabled"})),
+        ns(json!({})),
+    );
+    assert!(v.allowed, "{}", message(&v));
+}

@@ -77,6 +77,19 @@ pub async fn apply_all(client: &Client, docs: &[Value]) {
 pub fn shipped_webhooks(client_config: impl Fn(&Value) -> Value) -> Vec<Value> {
     let mut docs = yaml_file("manifests/base/mutatingwebhook.yaml");
     docs.extend(yaml_file("manifests/base/validatingwebhook.yaml"));
+    webhooks_calling(docs, client_config)
+}
+
+/// The webhook configurations among `docs` (what `kustomize build` of an overlay renders),
+/// each webhook's `clientConfig` replaced by `client_config(shipped)`.
+pub fn webhooks_calling(docs: Vec<Value>, client_config: impl Fn(&Value) -> Value) -> Vec<Value> {
+    let mut docs: Vec<Value> = docs
+        .into_iter()
+        .filter(|d| {
+            d["kind"] == "MutatingWebhookConfiguration"
+                || d["kind"] == "ValidatingWebhookConfiguration"
+        })
+        .collect();
     for doc in &mut docs {
         let hooks = doc["webhooks"].as_array_mut().expect("webhooks");
         for hook in hooks {
@@ -287,4 +300,93 @@ pub fn revhook_tls_secret(tls: &super::Tls) -> Value {
         "type": "Opaque",
         "stringData": {"ca.crt": tls.ca_pem, "tls.crt": tls.cert_pem, "tls.key": tls.key_pem}
     })
+}
+
+/// What `kubectl get namespaces,pods,configmaps,mutatingwebhookconfigurations,
+/// validatingwebhookconfigurations,services,deployments,statefulsets,replicasets,
+/// endpointslices,events -A -o json` writes (the README's dump for `revhook check
+/// --from-file`), as one List written to `path`.
+pub async fn dump(client: &Client, path: &Path) {
+    use k8s_openapi::api::admissionregistration::v1::{
+        MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    };
+    use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+    use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+    async fn all<K>(client: &Client) -> Vec<Value>
+    where
+        K: kube::Resource
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::all(client.clone());
+        api.list(&kube::api::ListParams::default())
+            .await
+            .expect("list for the dump")
+            .items
+            .into_iter()
+            .map(value)
+            .collect()
+    }
+    let mut items = all::<Namespace>(client).await;
+    items.extend(all::<Pod>(client).await);
+    items.extend(all::<ConfigMap>(client).await);
+    items.extend(all::<MutatingWebhookConfiguration>(client).await);
+    items.extend(all::<ValidatingWebhookConfiguration>(client).await);
+    items.extend(all::<Service>(client).await);
+    items.extend(all::<Deployment>(client).await);
+    items.extend(all::<StatefulSet>(client).await);
+    items.extend(all::<ReplicaSet>(client).await);
+    items.extend(all::<EndpointSlice>(client).await);
+    items.extend(all::<Event>(client).await);
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+    std::fs::write(path, list.to_string()).expect("write the dump");
+}
+
+/// A merge patch of an object at `path` (`/api/v1/namespaces/shop`), as kubectl sends it:
+/// the stored object, or the API server's refusal; and the warnings it answered with (the
+/// lines kubectl prints as `Warning: ...`).
+pub async fn merge_patch(
+    client: &Client,
+    path: &str,
+    patch: &Value,
+) -> (Result<Value, String>, Vec<String>) {
+    let request = hyper::Request::patch(path)
+        .header("content-type", "application/merge-patch+json")
+        .body(kube::client::Body::from(patch.to_string().into_bytes()))
+        .expect("request");
+    let response = client.send(request).await.expect("API server answers");
+    let warnings = response
+        .headers()
+        .get_all("warning")
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .map(warning_text)
+        .collect();
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect_bytes()
+        .await
+        .expect("response body");
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let result = if status.is_success() {
+        Ok(body)
+    } else {
+        Err(body["message"].as_str().unwrap_or_default().to_owned())
+    };
+    (result, warnings)
+}
+
+/// The text of a `Warning: 299 - "text"` header (RFC 7234), unescaped.
+fn warning_text(header: &str) -> String {
+    let quoted = header
+        .split_once(" - ")
+        .map_or(header, |(_, q)| q)
+        .trim_matches('"');
+    quoted.replace("\\\"", "\"").replace("\\\\", "\\")
 }

@@ -119,6 +119,10 @@ keeps an upgrade from blanking what they wrote. */}}
 {{- if and (include "revhook.selfManaged" .) .Values.certificates.selfManaged.generate .Values.certificates.selfManaged.caBundle -}}
 {{- fail "certificates.selfManaged: give caBundle or generate=true, not both" -}}
 {{- end -}}
+{{- /* The API server calls mutating webhook configurations in name order. */ -}}
+{{- if and (eq .Values.mode "guard") (lt (include "revhook.fullname" .) "j") -}}
+{{- fail (printf "mode=guard: the webhook configuration name %q sorts before Istio's (istio-*, istiod-*), and the API server calls them in name order: revhook must see pods after Istio's injector; set fullnameOverride (e.g. revhook)" (include "revhook.fullname" .)) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* A webhook's clientConfig: revhook's Service on 443 at `path`. Call with (list $ "/inject"). */}}
@@ -154,7 +158,8 @@ admissionReviewVersions:
 sideEffects: None
 failurePolicy: {{ .Values.webhooks.inject.failurePolicy }}
 timeoutSeconds: {{ .Values.webhooks.inject.timeoutSeconds }}
-reinvocationPolicy: Never
+{{- /* guard: judged again should a later webhook change the pod (revhook never patches) */}}
+reinvocationPolicy: {{ if eq .Values.mode "guard" }}IfNeeded{{ else }}Never{{ end }}
 {{- end -}}
 
 {{- define "revhook.validatePolicy" -}}
