@@ -226,7 +226,47 @@ fn hostile(c: &mut Criterion) {
             },
         );
     }
+    // A `proxy.istio.io/config` annotation in YAML up to the annotations' 256 KiB: nested
+    // maps or sequences (quadratic in libyaml, which serde_yaml ran) are refused at goyaml's
+    // depth limit, so their cost stops growing; a flat map is read whole, linearly.
+    for kib in [32usize, 64, 128, 240] {
+        for (shape, unit) in [
+            ("nested-maps", "{a: "),
+            ("nested-lists", "["),
+            ("flat-map", ""),
+        ] {
+            let body = proxy_config_yaml(shape, unit, kib * 1024);
+            group.throughput(Throughput::Bytes(body.len() as u64));
+            group.bench_with_input(
+                BenchmarkId::new(format!("proxy-config-{shape}"), format!("{kib}KiB")),
+                &body,
+                |b, body| {
+                    b.iter(|| handle(Webhook::Inject, body, &snapshot, &policy).expect("handled"))
+                },
+            );
+        }
+    }
     group.finish();
+}
+
+/// A pod annotated with a `proxy.istio.io/config` of `unit` repeated to `bytes` (a flat map's
+/// keys numbered, so each is its own).
+fn proxy_config_yaml(shape: &str, unit: &str, bytes: usize) -> Vec<u8> {
+    let mut review: Value = serde_json::from_slice(&review(1, 1, 10, 0)).expect("json");
+    let text = if shape == "flat-map" {
+        let mut text = String::with_capacity(bytes);
+        for line in (0..).map(|i| format!("k{i}: v\n")) {
+            if text.len() + line.len() > bytes {
+                break;
+            }
+            text.push_str(&line);
+        }
+        text
+    } else {
+        unit.repeat(bytes / unit.len())
+    };
+    review["request"]["object"]["metadata"]["annotations"]["proxy.istio.io/config"] = json!(text);
+    serde_json::to_vec(&review).expect("json")
 }
 
 /// A pod whose own `istio-proxy` carries `n` env entries (Istio's custom injection).

@@ -42,9 +42,10 @@ type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 fn istio_configmaps() -> Vec<Value> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kube/aks-istio.yaml");
     let text = std::fs::read_to_string(&path).expect("fixture");
-    serde_yaml::Deserializer::from_str(&text)
-        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
-        .filter(|v: &Value| v["kind"] == "ConfigMap")
+    revhook::core::yaml::documents(&text)
+        .expect("fixture YAML")
+        .into_iter()
+        .filter(|v| v["kind"] == "ConfigMap")
         .map(|mut v| {
             v["metadata"]["namespace"] = json!("istio-system");
             v

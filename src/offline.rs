@@ -2,7 +2,6 @@
 //! webhook's own engine. Pods and workloads' pod templates are injected; everything else
 //! passes through unchanged.
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::core::labels::NamespaceLabels;
@@ -10,15 +9,13 @@ use crate::core::pod::PodIn;
 use crate::core::policy::Policy;
 use crate::core::snapshot::Snapshot;
 use crate::core::verdict::Verdict;
+use crate::core::yaml::{self, YamlError};
 use crate::inject::{review_pod, Target, Workload};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
-    #[error("document {index}: not YAML or JSON: {source}")]
-    Parse {
-        index: usize,
-        source: serde_yaml::Error,
-    },
+    #[error("not YAML or JSON: {0}")]
+    Parse(#[source] YamlError),
     #[error("{kind} {name:?}: {message}")]
     Refused {
         kind: String,
@@ -34,7 +31,7 @@ pub enum OfflineError {
     #[error("revision or tag {0:?}: {1}")]
     Stale(String, String),
     #[error("cannot write YAML: {0}")]
-    Write(#[from] serde_yaml::Error),
+    Write(#[source] YamlError),
 }
 
 /// Where a manifest keeps its pod template.
@@ -61,21 +58,15 @@ fn at_mut<'v>(doc: &'v mut Value, path: &[&str]) -> &'v mut Value {
     path.iter().fold(doc, |v, k| &mut v[*k])
 }
 
-/// The documents of a YAML stream (or JSON), with `kind: List` items flattened.
+/// The documents of a YAML stream (or JSON), as `kubectl apply -f` reads them: empty
+/// documents are left out; a `kind: List` is one document.
 pub fn documents(text: &str) -> Result<Vec<Value>, OfflineError> {
-    let mut out = Vec::new();
-    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value =
-            Value::deserialize(doc).map_err(|source| OfflineError::Parse { index, source })?;
-        match value {
-            Value::Null => {}
-            Value::Object(ref m) if m.get("kind").and_then(Value::as_str) == Some("List") => {
-                out.extend(value["items"].as_array().cloned().unwrap_or_default());
-            }
-            other => out.push(other),
-        }
-    }
-    Ok(out)
+    yaml::documents(text).map_err(OfflineError::Parse)
+}
+
+/// A `v1` `List` (what `kubectl get -o yaml` prints for several objects).
+pub fn is_list(doc: &Value) -> bool {
+    doc["kind"] == "List" && doc["apiVersion"].as_str().is_none_or(|v| v == "v1")
 }
 
 /// The verdict for a manifest's pod (when it has one) and the manifest with the patch applied.
@@ -153,21 +144,42 @@ pub fn inject_manifests(
     }
     let mut out = String::new();
     for doc in documents(text)? {
-        let (verdict, rendered) = render(&doc, snapshot, policy, Some(selection))?;
-        if let Some(v) = verdict.filter(|v| !v.allowed) {
-            return Err(OfflineError::Refused {
-                kind: doc["kind"].as_str().unwrap_or_default().to_owned(),
-                name: doc["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                message: v.status.map(|s| s.message).unwrap_or_default(),
-            });
-        }
+        let injected = inject_document(doc, snapshot, policy, selection)?;
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&rendered)?);
+        out.push_str(&yaml::to_string(&injected).map_err(OfflineError::Write)?);
     }
     Ok(out)
+}
+
+/// One document injected: a pod or workload gets its pod injected, a `List` stays a `List`
+/// with each item injected (as `istioctl kube-inject` does), anything else passes unchanged.
+fn inject_document(
+    doc: Value,
+    snapshot: &Snapshot,
+    policy: &Policy,
+    selection: &NamespaceLabels,
+) -> Result<Value, OfflineError> {
+    if is_list(&doc) {
+        let mut list = doc;
+        if let Some(items) = list.get_mut("items").and_then(Value::as_array_mut) {
+            for item in items.iter_mut() {
+                *item = inject_document(item.take(), snapshot, policy, selection)?;
+            }
+        }
+        return Ok(list);
+    }
+    let (verdict, rendered) = render(&doc, snapshot, policy, Some(selection))?;
+    match verdict.filter(|v| !v.allowed) {
+        Some(v) => Err(OfflineError::Refused {
+            kind: doc["kind"].as_str().unwrap_or_default().to_owned(),
+            name: doc["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            message: v.status.map(|s| s.message).unwrap_or_default(),
+        }),
+        None => Ok(rendered),
+    }
 }
 
 #[cfg(test)]
@@ -184,13 +196,49 @@ mod tests {
     }
 
     #[test]
-    fn lists_and_streams_give_the_same_documents() {
-        let stream = "a: 1\n---\nb: 2\n";
-        let list = "kind: List\nitems:\n- a: 1\n- b: 2\n";
+    fn streams_skip_empty_documents_and_keep_lists_whole() {
+        let stream = "---\na: 1\n---\n# nothing\n---\nb: 2\n";
         assert_eq!(
             documents(stream).expect("stream"),
-            documents(list).expect("list")
+            vec![serde_json::json!({"a": 1}), serde_json::json!({"b": 2})]
         );
+        let list = "apiVersion: v1\nkind: List\nitems:\n- a: 1\n- b: 2\n";
+        let docs = documents(list).expect("list");
+        assert_eq!(docs.len(), 1);
+        assert!(is_list(&docs[0]));
+    }
+
+    /// A `List` comes out a `List`, its pods injected and other items unchanged, as
+    /// `istioctl kube-inject` writes it (Istio's `list.yaml` and `list-frontend.yaml` cases).
+    #[test]
+    fn a_list_stays_a_list_with_its_items_injected() {
+        let text = "apiVersion: v1\nkind: List\nmetadata: {resourceVersion: \"\"}\nitems:\n\
+                    - {apiVersion: v1, kind: Service, metadata: {name: web}, spec: {ports: [{port: 80}]}}\n\
+                    - apiVersion: apps/v1\n  kind: Deployment\n  metadata: {name: web}\n  spec:\n    template:\n      spec:\n        containers: [{name: web, image: nginx}]\n\
+                    - {apiVersion: v1, kind: List, items: [{apiVersion: v1, kind: Pod, metadata: {name: p}, spec: {containers: [{name: a, image: b}]}}]}\n";
+        let out = inject_manifests(
+            text,
+            &snap(),
+            &Policy::default(),
+            &selection(None, Some("prod-canary")),
+        )
+        .expect("injects");
+        let docs = documents(&out).expect("output parses");
+        assert_eq!(docs.len(), 1, "{out}");
+        let list = &docs[0];
+        assert!(is_list(list), "{out}");
+        assert_eq!(list["metadata"], serde_json::json!({"resourceVersion": ""}));
+        let items = list["items"].as_array().expect("items");
+        assert_eq!(items.len(), 3);
+        assert_eq!(
+            items[0]["spec"],
+            serde_json::json!({"ports": [{"port": 80}]})
+        );
+        let containers = &items[1]["spec"]["template"]["spec"]["containers"];
+        assert_eq!(containers[1]["name"], "istio-proxy", "{out}");
+        assert_eq!(containers[1]["image"], "img:1.23");
+        let pod = &items[2]["items"][0];
+        assert_eq!(pod["spec"]["containers"][1]["image"], "img:1.23", "{out}");
     }
 
     #[test]

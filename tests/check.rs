@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde::Deserialize as _;
+use revhook::core::yaml;
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
@@ -25,8 +25,8 @@ struct Case {
 }
 
 /// (kind, namespace, name) of a dumped object.
-fn key(o: &serde_yaml::Value) -> (String, String, String) {
-    let s = |v: &serde_yaml::Value| v.as_str().unwrap_or_default().to_owned();
+fn key(o: &Value) -> (String, String, String) {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     (
         s(&o["kind"]),
         s(&o["metadata"]["namespace"]),
@@ -54,10 +54,10 @@ fn codes_list(list: &str) -> BTreeSet<String> {
 fn load_case(name: &str) -> Case {
     let path = fixtures().join("cases").join(format!("{name}.yaml"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let base: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(fixtures().join("base.yaml")).expect("base"))
+    let base: Value =
+        yaml::parse(&std::fs::read_to_string(fixtures().join("base.yaml")).expect("base"))
             .expect("base yaml");
-    let mut items: Vec<serde_yaml::Value> = base["items"].as_sequence().expect("items").clone();
+    let mut items: Vec<Value> = base["items"].as_array().expect("items").clone();
     let mut expect = Vec::new();
     let mut stream = false;
     for line in text.lines().take_while(|l| l.starts_with('#')) {
@@ -84,8 +84,7 @@ fn load_case(name: &str) -> Case {
         "{name}: a case must say what it expects"
     );
     let body = text.split_once("\n---\n").map_or("", |(_, b)| b);
-    for doc in serde_yaml::Deserializer::from_str(body) {
-        let doc = serde_yaml::Value::deserialize(doc).expect("overlay yaml");
+    for doc in yaml::documents(body).expect("overlay yaml") {
         match items.iter_mut().find(|o| key(o) == key(&doc)) {
             Some(existing) => *existing = doc,
             None => items.push(doc),
@@ -96,13 +95,13 @@ fn load_case(name: &str) -> Case {
     let text = if stream {
         items
             .iter()
-            .map(|o| serde_yaml::to_string(o).expect("yaml"))
+            .map(|o| yaml::to_string(o).expect("yaml"))
             .collect::<Vec<_>>()
             .join("---\n")
     } else {
         let mut list = base.clone();
-        list["items"] = serde_yaml::Value::Sequence(items);
-        serde_yaml::to_string(&list).expect("yaml")
+        list["items"] = Value::Array(items);
+        yaml::to_string(&list).expect("yaml")
     };
     std::fs::write(&dump, text).expect("write dump");
     Case {

@@ -15,14 +15,12 @@ use revhook::core::policy::{Mode, Policy};
 use revhook::core::revisions::MeshSettings;
 use revhook::core::snapshot::Snapshot;
 use revhook::sources::SharedSnapshot;
-use serde::Deserialize;
 use serde_json::Value;
 
 fn cluster_snapshot() -> Snapshot {
     let text = String::from_utf8(fixture("cluster/istio-objects.yaml")).expect("utf8");
     let (mut cms, mut mwcs, mut nss) = (Vec::new(), Vec::new(), Vec::new());
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let value = Value::deserialize(doc).expect("yaml");
+    for value in revhook::core::yaml::documents(&text).expect("yaml") {
         match value["kind"].as_str() {
             Some("ConfigMap") => cms.push(serde_json::from_value::<ConfigMap>(value).expect("cm")),
             Some("MutatingWebhookConfiguration") => mwcs

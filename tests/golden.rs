@@ -35,7 +35,7 @@ fn render_file(input: &Path) -> (Vec<Value>, String) {
             assert!(v.allowed, "{}: denied: {:?}", input.display(), v.status);
         }
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&rendered).expect("yaml"));
+        out.push_str(&revhook::core::yaml::to_string(&rendered).expect("yaml"));
         docs.push(rendered);
     }
     (docs, out)

@@ -74,6 +74,58 @@ fn multi_document_manifest_matches_golden_output() {
     assert_eq!(docs[3], source[3], "an opted-out pod is left alone");
 }
 
+/// A `kind: List` comes out as one List with its pods injected, as `istioctl kube-inject`
+/// writes it (Istio's own `list.yaml` and `list-frontend.yaml` cases), not split into documents.
+#[test]
+fn a_list_stays_a_list_with_its_pods_injected() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/inject-file");
+    let input = dir.join("list.yaml");
+    let out = run(&["inject", "-f", input.to_str().expect("path")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    let expected = dir.join("list.injected.yaml");
+    if std::env::var_os("REVHOOK_BLESS").is_some() {
+        std::fs::write(&expected, &text).expect("bless");
+    }
+    assert_eq!(
+        text,
+        std::fs::read_to_string(&expected).expect("golden output"),
+        "REVHOOK_BLESS=1 regenerates after review"
+    );
+
+    let docs = revhook::offline::documents(&text).expect("output is YAML kubectl can apply");
+    assert_eq!(docs.len(), 1, "one List: {text}");
+    let source = revhook::offline::documents(&std::fs::read_to_string(&input).expect("input"))
+        .expect("input");
+    assert_eq!(source.len(), 1, "the empty documents are skipped");
+    let (list, before) = (&docs[0], &source[0]);
+    assert!(revhook::offline::is_list(list));
+    assert_eq!(list["metadata"], before["metadata"]);
+    let items = list["items"].as_array().expect("items");
+    assert_eq!(items.len(), 3);
+    let containers = items[0]["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers");
+    let names: Vec<&str> = containers
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["cart", "istio-proxy"]);
+    assert_eq!(
+        items[1], before["items"][1],
+        "a Service passes through unchanged"
+    );
+    assert_eq!(
+        items[2], before["items"][2],
+        "a ConfigMap passes through unchanged"
+    );
+    assert_eq!(items[2]["data"]["legacy"], "on");
+}
+
 #[test]
 fn unknown_revision_fails_with_what_is_installed() {
     let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/inject-file/app.yaml");

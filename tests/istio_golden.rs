@@ -461,8 +461,9 @@ fn settings_render_for_every_case_of_every_version() {
     );
     for ((label, settings), files) in &rendered {
         let injector: Value = read_yaml(&files.injector);
-        let config: Value = serde_yaml::from_str(injector["data"]["config"].as_str().unwrap_or(""))
-            .unwrap_or_else(|e| panic!("{label}: config: {e}"));
+        let config: Value =
+            revhook::core::yaml::parse(injector["data"]["config"].as_str().unwrap_or(""))
+                .unwrap_or_else(|e| panic!("{label}: config: {e}"));
         assert!(
             config["templates"]["sidecar"].is_string(),
             "{label} {settings:?}: no sidecar template"
@@ -500,12 +501,12 @@ fn version_of<'a>(versions: &'a [Version], label: &str) -> &'a Version {
 
 fn read_yaml(path: &std::path::Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    revhook::core::yaml::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn mesh_of(path: &std::path::Path) -> Value {
     let configmap = read_yaml(path);
-    serde_yaml::from_str(configmap["data"]["mesh"].as_str().unwrap_or(""))
+    revhook::core::yaml::parse(configmap["data"]["mesh"].as_str().unwrap_or(""))
         .unwrap_or_else(|e| panic!("{}: mesh: {e}", path.display()))
 }
 

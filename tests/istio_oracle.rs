@@ -264,10 +264,7 @@ fn revhook_inject(oracle: &Oracle, input: &Path) -> Output {
 }
 
 fn yaml_stream(text: &str) -> Result<Vec<Value>, String> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|doc| Value::deserialize(doc).map_err(|e| e.to_string()))
-        .filter(|v| !matches!(v, Ok(Value::Null)))
-        .collect()
+    revhook::core::yaml::documents(text).map_err(|e| e.to_string())
 }
 
 /// revhook's outcome for each document: the documents Istio accepted go through one process;
@@ -1436,7 +1433,9 @@ fn fnv(text: &str) -> u64 {
 
 fn outcome_text(o: &Outcome) -> String {
     match o {
-        Outcome::Injected(v) | Outcome::Skipped(v) => serde_yaml::to_string(v).expect("yaml"),
+        Outcome::Injected(v) | Outcome::Skipped(v) => {
+            revhook::core::yaml::to_string(v).expect("yaml")
+        }
         Outcome::Refused(e) => format!("# refused\n# {}\n", e.trim().replace('\n', "\n# ")),
     }
 }

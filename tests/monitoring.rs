@@ -309,18 +309,18 @@ fn alert_rules_pass_promtool_and_fire_on_synthetic_series() {
     assert!(tested.contains("SUCCESS"), "{tested}");
 }
 
-fn yaml(path: &str) -> serde_yaml::Value {
-    serde_yaml::from_str(&read(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+fn yaml(path: &str) -> serde_json::Value {
+    revhook::core::yaml::parse(&read(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 #[test]
 fn every_alert_has_a_summary_and_a_revhook_check_runbook() {
     let rules = yaml("manifests/monitoring/rules.yaml");
-    let alerts: Vec<&serde_yaml::Value> = rules["groups"]
-        .as_sequence()
+    let alerts: Vec<&serde_json::Value> = rules["groups"]
+        .as_array()
         .expect("groups")
         .iter()
-        .flat_map(|g| g["rules"].as_sequence().expect("rules").iter())
+        .flat_map(|g| g["rules"].as_array().expect("rules").iter())
         .collect();
     let names: BTreeSet<&str> = alerts.iter().filter_map(|a| a["alert"].as_str()).collect();
     let expected = [
@@ -358,7 +358,7 @@ fn the_servicemonitor_scrapes_the_admin_port_of_revhooks_service() {
     let endpoint = &monitor["spec"]["endpoints"][0];
     assert_eq!(endpoint["path"], "/metrics");
     let port = endpoint["port"].as_str().expect("port name");
-    let ports = service["spec"]["ports"].as_sequence().expect("ports");
+    let ports = service["spec"]["ports"].as_array().expect("ports");
     assert!(
         ports.iter().any(|p| p["name"] == port),
         "{port} on the Service"
@@ -366,7 +366,7 @@ fn the_servicemonitor_scrapes_the_admin_port_of_revhooks_service() {
     // The Service gets its labels from the base kustomization's `labels`.
     let service_labels = &base["labels"][0]["pairs"];
     let selector = monitor["spec"]["selector"]["matchLabels"]
-        .as_mapping()
+        .as_object()
         .expect("matchLabels");
     assert!(!selector.is_empty());
     for (k, v) in selector {
@@ -377,7 +377,7 @@ fn the_servicemonitor_scrapes_the_admin_port_of_revhooks_service() {
     let component = yaml("manifests/monitoring/kustomization.yaml");
     assert_eq!(component["kind"], "Component");
     let resources: Vec<&str> = component["resources"]
-        .as_sequence()
+        .as_array()
         .expect("resources")
         .iter()
         .filter_map(|r| r.as_str())
@@ -417,7 +417,7 @@ async fn dashboard_and_alerts_query_only_metrics_revhook_exports() {
     }
     let rules = yaml("manifests/monitoring/rules.yaml");
     let rule_exprs: Vec<String> = rules["groups"][0]["rules"]
-        .as_sequence()
+        .as_array()
         .expect("rules")
         .iter()
         .filter_map(|r| r["expr"].as_str().map(str::to_owned))

@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{CheckError, ClusterObjects};
+use crate::core::yaml;
 
 /// The keys of a TLS Secret `check` reads; everything else (the private key) is dropped.
 const CERTIFICATE_KEYS: [&str; 2] = ["tls.crt", "ca.crt"];
@@ -27,8 +28,16 @@ impl ClusterObjects {
     /// ignored.
     pub fn from_dump(text: &str) -> Result<Self, CheckError> {
         let mut objects = ClusterObjects::default();
-        for doc in crate::offline::documents(text)? {
-            objects.add(doc)?;
+        for mut doc in yaml::documents(text)? {
+            if doc["kind"] == "List" {
+                if let Some(Value::Array(items)) = doc.get_mut("items").map(Value::take) {
+                    for item in items {
+                        objects.add(item)?;
+                    }
+                }
+            } else {
+                objects.add(doc)?;
+            }
         }
         Ok(objects)
     }

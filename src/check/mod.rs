@@ -70,8 +70,8 @@ pub struct ClusterObjects {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    #[error(transparent)]
-    Input(#[from] crate::offline::OfflineError),
+    #[error("not YAML or JSON: {0}")]
+    Input(#[from] crate::core::yaml::YamlError),
     #[error("{kind} {name:?}: {detail}")]
     Object {
         kind: String,

@@ -13,7 +13,11 @@ impl CheckReport {
     pub fn render(&self, output: Output) -> Result<String, serde_json::Error> {
         match output {
             Output::Json => serde_json::to_string_pretty(self).map(|s| s + "\n"),
-            Output::Yaml => Ok(serde_yaml::to_string(self).unwrap_or_default()),
+            // As kubectl and istioctl write YAML (keys sorted, Go's quoting); a report has no
+            // key or nesting Go's writer refuses.
+            Output::Yaml => {
+                Ok(crate::core::yaml::to_string(&serde_json::to_value(self)?).unwrap_or_default())
+            }
             Output::Table => Ok(self.table()),
         }
     }

@@ -335,6 +335,37 @@ mod tests {
         ));
     }
 
+    /// A pod's author writes the annotation: 128 KiB of nested `{a: ` or `[` (which libyaml
+    /// rescans at every token) is refused at the reader's depth limit, as YAML or as JSON.
+    #[test]
+    fn hostile_nesting_in_the_annotation_is_refused() {
+        for unit in ["{a: ", "[", "{\"a\": "] {
+            let text = unit.repeat(128 * 1024 / unit.len());
+            match merge_proxy_config(&text, &default_proxy_config()) {
+                Err(MeshError::Yaml(e)) => {
+                    assert_eq!(
+                        e.kind(),
+                        super::yaml::YamlErrorKind::TooDeep,
+                        "{unit:?}: {e}"
+                    )
+                }
+                other => panic!("{unit:?}: {other:?}"),
+            }
+        }
+    }
+
+    /// YAML 1.1 as Go reads it: `on` is a boolean, `0777` octal.
+    #[test]
+    fn annotation_scalars_are_read_as_go_reads_them() {
+        let pc = merge_proxy_config(
+            "holdApplicationUntilProxyStarts: on\nconcurrency: 010\n",
+            &json!({}),
+        )
+        .expect("pc");
+        assert_eq!(pc["holdApplicationUntilProxyStarts"], true);
+        assert_eq!(pc["concurrency"], 8);
+    }
+
     #[test]
     fn inbound_policy_mode_names() {
         assert_eq!(

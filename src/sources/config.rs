@@ -51,18 +51,25 @@ use crate::core::labels::NamespaceLabels;
 use crate::core::revisions::{MeshSettings, Revision, RevisionTable, TableError};
 
 use crate::core::snapshot::Snapshot;
+use crate::core::yaml::{self, YamlError};
 
 /// The configuration compiled into the binary (two canary revisions), used when no file is given.
 pub const EMBEDDED: &str = include_str!("../default-config.yaml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// serde_yaml names the field path and the line and column.
-    #[error("{origin}: {source}")]
-    Yaml {
+    /// The config file is not YAML or not of the config's shape: the field's path (when
+    /// known) and the parser's message with the line and column.
+    #[error("{origin}: {}{source}", field_prefix(path))]
+    Config {
         origin: String,
-        source: serde_yaml::Error,
+        path: String,
+        // Boxed: the parser's error is large, and every Result of this module carries it.
+        source: Box<serde_saphyr::Error>,
     },
+    /// A Kubernetes YAML file (an injector ConfigMap) that cannot be read as Go reads it.
+    #[error("{origin}: {source}")]
+    Yaml { origin: String, source: YamlError },
     #[error("{origin}: {field}: {source}")]
     Table {
         origin: String,
@@ -160,6 +167,31 @@ struct ProxySection {
     concurrency: Option<u32>,
 }
 
+/// The config file's fields. Read with serde-saphyr rather than as JSON values: a typed
+/// field sees the scalar's own text (`istioVersion: 1.20` stays "1.20"), and its errors carry
+/// the line and column; serde_path_to_error adds the field's path (`revisions[0].cni`).
+fn config_file(text: &str, origin: &str) -> Result<ConfigFile, ConfigError> {
+    let options = serde_saphyr::options! { with_snippet: false };
+    let mut track = serde_path_to_error::Track::new();
+    serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        ConfigFile::deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
+    })
+    .map_err(|source| ConfigError::Config {
+        origin: origin.to_owned(),
+        path: track.path().to_string(),
+        source: Box::new(source),
+    })
+}
+
+/// `revisions[0].image: ` before a message, nothing for an error of the whole file.
+fn field_prefix(path: &str) -> String {
+    if path.is_empty() || path == "." {
+        String::new()
+    } else {
+        format!("{path}: ")
+    }
+}
+
 /// Parses a config file's text into a snapshot. `origin` names the file in errors; the
 /// injector and mesh files revisions name are read relative to `base` (none for text that
 /// is not from a file).
@@ -168,10 +200,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Snapshot, ConfigError> {
 }
 
 pub fn parse_in(text: &str, origin: &str, base: Option<&Path>) -> Result<Snapshot, ConfigError> {
-    let file: ConfigFile = serde_yaml::from_str(text).map_err(|source| ConfigError::Yaml {
-        origin: origin.to_owned(),
-        source,
-    })?;
+    let file = config_file(text, origin)?;
     if file.revisions.is_empty() {
         return Err(ConfigError::NoRevisions {
             origin: origin.to_owned(),
@@ -329,11 +358,10 @@ pub fn from_injector_files(
     version: Option<IstioVersion>,
     origin: &str,
 ) -> Result<Snapshot, ConfigError> {
-    let doc: serde_json::Value =
-        serde_yaml::from_str(injector_text).map_err(|source| ConfigError::Yaml {
-            origin: origin.to_owned(),
-            source,
-        })?;
+    let doc = yaml::parse(injector_text).map_err(|source| ConfigError::Yaml {
+        origin: origin.to_owned(),
+        source,
+    })?;
     let meta: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta =
         serde_json::from_value(doc["metadata"].clone()).unwrap_or_default();
     let values: serde_json::Value = doc["data"]["values"]
@@ -524,6 +552,35 @@ namespaces:
 
         let err = parse("revisions: []\n", "f.yaml").expect_err("empty");
         assert!(err.to_string().contains("at least one revision"), "{err}");
+
+        let err = parse(
+            "revisions:\n  - name: a\n    image: x\n    proxy: {concurrency: -1}\n",
+            "f.yaml",
+        )
+        .expect_err("negative");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("f.yaml: revisions[0].proxy.concurrency: ") && msg.contains("line 4"),
+            "{msg}"
+        );
+
+        let err = parse("revisions: [\n", "f.yaml").expect_err("not yaml");
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    /// A typed field reads the scalar's text: an unquoted version is not a number.
+    #[test]
+    fn versions_need_no_quotes() {
+        let snap = parse(
+            "revisions:\n  - {name: a, image: x, istioVersion: 1.30, cni: yes}\n",
+            "f.yaml",
+        )
+        .expect("parses");
+        let rev = snap.table.revision("a").expect("revision");
+        let inj = rev.injector.as_ref().expect("usable");
+        assert_eq!(Some(inj.version), IstioVersion::parse("1.30"));
+        assert_ne!(IstioVersion::parse("1.30"), IstioVersion::parse("1.3"));
+        assert_eq!(inj.values["istio_cni"]["enabled"], true);
     }
 
     #[test]

@@ -23,11 +23,7 @@ pub fn yaml_file(rel: &str) -> Vec<Value> {
 }
 
 pub fn yaml_docs(text: &str) -> Vec<Value> {
-    use serde::Deserialize as _;
-    serde_yaml::Deserializer::from_str(text)
-        .map(|doc| Value::deserialize(doc).expect("YAML document"))
-        .filter(|v| !v.is_null())
-        .collect()
+    revhook::core::yaml::documents(text).expect("YAML documents")
 }
 
 /// The API for an object's kind (discovered from the server, so any kind works).

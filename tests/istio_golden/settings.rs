@@ -148,7 +148,7 @@ impl Renderer {
 
     /// The chart's two ConfigMaps for these settings (the mesh edit is not the chart's).
     pub fn chart(&self, version: &Version, settings: &Settings) -> ChartOutput {
-        let values = serde_yaml::to_string(&operator_values(version, settings))
+        let values = revhook::core::yaml::to_string(&operator_values(version, settings))
             .unwrap_or_else(|e| panic!("values: {e}"));
         let dir = self.cache.join(self.chart_key(version, settings));
         let output = dir.join("helm.yaml");
@@ -165,7 +165,7 @@ impl Renderer {
     }
 
     fn chart_key(&self, version: &Version, settings: &Settings) -> String {
-        let values = serde_yaml::to_string(&operator_values(version, settings))
+        let values = revhook::core::yaml::to_string(&operator_values(version, settings))
             .unwrap_or_else(|e| panic!("values: {e}"));
         let chart = self.chart_digest(&version.chart_dir());
         format!(
@@ -253,7 +253,7 @@ fn overlay_values(version: &Version, file: &str) -> Value {
     let path = version.inject_dir().join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let iop: Value =
-        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        revhook::core::yaml::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let spec = iop["spec"].as_object().cloned().unwrap_or_default();
     let other: Vec<&String> = spec.keys().filter(|k| *k != "values").collect();
     assert!(
@@ -325,16 +325,17 @@ pub fn merge(base: &mut Value, overlay: Value, append: bool) {
 fn edited_mesh(mut configmap: Value, overlay: &str) -> String {
     let mesh_text = configmap["data"]["mesh"].as_str().unwrap_or_default();
     let mut mesh: Value =
-        serde_yaml::from_str(mesh_text).unwrap_or_else(|e| panic!("data.mesh: {e}"));
+        revhook::core::yaml::parse(mesh_text).unwrap_or_else(|e| panic!("data.mesh: {e}"));
     if mesh.is_null() {
         mesh = json!({});
     }
     let overlay: Value =
-        serde_yaml::from_str(overlay).unwrap_or_else(|e| panic!("mesh overlay: {e}"));
+        revhook::core::yaml::parse(overlay).unwrap_or_else(|e| panic!("mesh overlay: {e}"));
     merge(&mut mesh, overlay, true);
-    configmap["data"]["mesh"] =
-        Value::String(serde_yaml::to_string(&mesh).unwrap_or_else(|e| panic!("mesh: {e}")));
-    serde_yaml::to_string(&configmap).unwrap_or_else(|e| panic!("mesh ConfigMap: {e}"))
+    configmap["data"]["mesh"] = Value::String(
+        revhook::core::yaml::to_string(&mesh).unwrap_or_else(|e| panic!("mesh: {e}")),
+    );
+    revhook::core::yaml::to_string(&configmap).unwrap_or_else(|e| panic!("mesh ConfigMap: {e}"))
 }
 
 /// The injector and mesh ConfigMaps from `helm template` output, each with its own text.
@@ -342,7 +343,7 @@ pub fn configmaps(text: &str) -> Result<ChartOutput, String> {
     let mut injector = None;
     let mut mesh = None;
     for doc in split_documents(text) {
-        let value: Value = serde_yaml::from_str(&doc).map_err(|e| e.to_string())?;
+        let value: Value = revhook::core::yaml::parse(&doc).map_err(|e| e.to_string())?;
         if value["kind"] != "ConfigMap" {
             continue;
         }
@@ -453,7 +454,7 @@ pub fn istio_inputs(version: &Version, prefix: &str) -> (Value, Value, Value) {
             .join(format!("{prefix}.{kind}.gen.yaml"));
         let text =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        serde_yaml::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        revhook::core::yaml::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     };
     (read("template"), read("values"), read("mesh"))
 }
@@ -462,7 +463,7 @@ pub fn istio_inputs(version: &Version, prefix: &str) -> (Value, Value, Value) {
 pub fn parsed_data(chart: &ChartOutput) -> (Value, Value, Value) {
     let field = |cm: &Value, key: &str| cm["data"][key].as_str().unwrap_or_default().to_owned();
     let yaml = |text: String| -> Value {
-        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("rendered YAML: {e}"))
+        revhook::core::yaml::parse(&text).unwrap_or_else(|e| panic!("rendered YAML: {e}"))
     };
     let values: Value = serde_json::from_str(&field(&chart.injector, "values"))
         .unwrap_or_else(|e| panic!("rendered values JSON: {e}"));
@@ -527,7 +528,7 @@ mod tests {
     #[test]
     fn mesh_edits_are_valid_yaml_overlays() {
         for edit in MESH_EDITS {
-            let overlay: Value = serde_yaml::from_str(edit.overlay).expect(edit.go);
+            let overlay: Value = revhook::core::yaml::parse(edit.overlay).expect(edit.go);
             assert!(
                 overlay.as_object().is_some_and(|m| !m.is_empty()),
                 "{}",
@@ -536,9 +537,11 @@ mod tests {
         }
         let configmap = json!({"data": {"mesh": "defaultConfig:\n  discoveryAddress: x\n"}});
         let edited: Value =
-            serde_yaml::from_str(&edited_mesh(configmap, MESH_EDITS[0].overlay)).expect("yaml");
-        let mesh: Value = serde_yaml::from_str(edited["data"]["mesh"].as_str().expect("mesh"))
-            .expect("mesh yaml");
+            revhook::core::yaml::parse(&edited_mesh(configmap, MESH_EDITS[0].overlay))
+                .expect("yaml");
+        let mesh: Value =
+            revhook::core::yaml::parse(edited["data"]["mesh"].as_str().expect("mesh"))
+                .expect("mesh yaml");
         assert_eq!(
             mesh,
             json!({"defaultConfig": {"discoveryAddress": "x", "interceptionMode": "TPROXY"}})

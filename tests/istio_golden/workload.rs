@@ -3,15 +3,11 @@
 //! controller would create, with a simulated owner reference (`objectToPod`,
 //! `simulateOwnerRef`), and the golden's document becomes the Pod expected back.
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// The documents of a YAML stream, empty ones dropped.
+/// The documents of a YAML stream as Go reads them, empty ones dropped.
 pub fn yaml_docs(text: &str) -> Result<Vec<Value>, String> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|doc| Value::deserialize(doc).map_err(|e| e.to_string()))
-        .filter(|doc| !matches!(doc, Ok(Value::Null)))
-        .collect()
+    revhook::core::yaml::documents(text).map_err(|e| e.to_string())
 }
 
 /// The documents the webhook test injects (`getInjectableYamlDocs`), in order.

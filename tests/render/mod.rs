@@ -11,7 +11,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde::Deserialize as _;
 use serde_json::{json, Value};
 
 pub const CHART: &str = "manifests/helm/revhook";
@@ -23,10 +22,7 @@ pub fn repo_path(rel: &str) -> PathBuf {
 }
 
 pub fn yaml_docs(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|doc| Value::deserialize(doc).expect("YAML document"))
-        .filter(|v| !v.is_null())
-        .collect()
+    revhook::core::yaml::documents(text).expect("YAML documents")
 }
 
 fn yaml_file(path: &Path) -> Vec<Value> {

@@ -1,8 +1,9 @@
 //! Reading what revhook reads on every pod creation: the YAML text of a rendered sidecar
 //! template (Istio 1.29's stock template over `inject/hello.yaml`'s pod, rendered with
 //! gotmpl) and the first document of `inject/hello.yaml.injected` (an injected pod), with
-//! goyaml and, beside it, serde_yaml (the baseline) and serde_json on the same document as
-//! JSON (a floor). Needs `../shared/reference` beside the repository.
+//! goyaml and, beside it, serde-saphyr (the baseline: a maintained YAML crate, reading into
+//! the same `serde_json::Value`) and serde_json on the same document as JSON (a floor).
+//! Needs `../shared/reference` beside the repository.
 //!
 //! `cargo bench -p goyaml --bench parse`
 
@@ -54,10 +55,11 @@ fn bench_parse(c: &mut Criterion) {
     ];
     for (name, text) in &inputs {
         let value = goyaml::from_str(text).expect("goyaml reads it");
-        let baseline: serde_json::Value = serde_yaml::from_str(text).expect("serde_yaml reads it");
+        let baseline: serde_json::Value =
+            serde_saphyr::from_str(text).expect("serde-saphyr reads it");
         let json = serde_json::to_string(&value).unwrap_or_default();
         eprintln!(
-            "{name}: {} bytes of YAML ({} as JSON); serde_yaml reads the same value: {}",
+            "{name}: {} bytes of YAML ({} as JSON); serde-saphyr reads the same value: {}",
             text.len(),
             json.len(),
             baseline == value
@@ -66,9 +68,9 @@ fn bench_parse(c: &mut Criterion) {
         group.bench_function("goyaml::from_str", |b| {
             b.iter(|| goyaml::from_str(black_box(text)).map(|v| v.is_object()))
         });
-        group.bench_function("serde_yaml::from_str (baseline)", |b| {
+        group.bench_function("serde_saphyr::from_str (baseline)", |b| {
             b.iter(|| {
-                serde_yaml::from_str::<serde_json::Value>(black_box(text)).map(|v| v.is_object())
+                serde_saphyr::from_str::<serde_json::Value>(black_box(text)).map(|v| v.is_object())
             })
         });
         group.bench_function("serde_json::from_str on the JSON form", |b| {
