@@ -730,7 +730,10 @@ fn inject(args: &InjectArgs) -> anyhow::Result<ExitCode> {
     };
     let out =
         revhook::offline::inject_manifests(&text, &snapshot, &args.policy.policy(), &selection)?;
-    print!("{out}");
+    for warning in &out.warnings {
+        eprintln!("warning: {warning}");
+    }
+    print!("{}", out.text);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -8,7 +8,7 @@ use crate::core::labels::NamespaceLabels;
 use crate::core::pod::PodIn;
 use crate::core::policy::Policy;
 use crate::core::snapshot::Snapshot;
-use crate::core::verdict::Verdict;
+use crate::core::verdict::{Decision, Skip, Verdict};
 use crate::core::yaml::{self, YamlError};
 use crate::inject::{review_pod, Target, Workload};
 
@@ -129,57 +129,102 @@ pub fn selection(revision: Option<&str>, tag: Option<&str>) -> NamespaceLabels {
     }
 }
 
+/// What `inject -f` gives: the YAML stream to `kubectl apply -f -`, and the pods it left
+/// alone that their authors may not expect to be left alone (printed on stderr, as
+/// `istioctl kube-inject` prints them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Injected {
+    pub text: String,
+    pub warnings: Vec<String>,
+}
+
 /// Injects every pod and pod template of a manifest stream, as if each document's namespace
-/// selected `selection`. A pod that opts out (`sidecar.istio.io/inject: "false"`) or is
-/// already injected is left as it is. Returns the YAML stream to `kubectl apply -f -`.
+/// selected `selection`. A pod that opts out (`sidecar.istio.io/inject: "false"`), runs on the
+/// host's network, or is already injected is left as it is (the first two with a warning).
 pub fn inject_manifests(
     text: &str,
     snapshot: &Snapshot,
     policy: &Policy,
     selection: &NamespaceLabels,
-) -> Result<String, OfflineError> {
+) -> Result<Injected, OfflineError> {
     let value = selection.rev.as_deref().unwrap_or_default();
     if let Err(stale) = snapshot.table.resolve(value) {
         return Err(OfflineError::Stale(value.to_owned(), stale.to_string()));
     }
-    let mut out = String::new();
+    let mut out = Injected::default();
+    let run = Run {
+        snapshot,
+        policy,
+        selection,
+    };
     for doc in documents(text)? {
-        let injected = inject_document(doc, snapshot, policy, selection)?;
-        out.push_str("---\n");
-        out.push_str(&yaml::to_string(&injected).map_err(OfflineError::Write)?);
+        let injected = run.document(doc, &mut out.warnings)?;
+        out.text.push_str("---\n");
+        out.text
+            .push_str(&yaml::to_string(&injected).map_err(OfflineError::Write)?);
     }
     Ok(out)
 }
 
-/// One document injected: a pod or workload gets its pod injected, a `List` stays a `List`
-/// with each item injected (as `istioctl kube-inject` does), anything else passes unchanged.
-fn inject_document(
-    doc: Value,
-    snapshot: &Snapshot,
-    policy: &Policy,
-    selection: &NamespaceLabels,
-) -> Result<Value, OfflineError> {
-    if is_list(&doc) {
-        let mut list = doc;
-        if let Some(items) = list.get_mut("items").and_then(Value::as_array_mut) {
-            for item in items.iter_mut() {
-                *item = inject_document(item.take(), snapshot, policy, selection)?;
+/// One `inject -f` run's fixed inputs.
+struct Run<'a> {
+    snapshot: &'a Snapshot,
+    policy: &'a Policy,
+    selection: &'a NamespaceLabels,
+}
+
+impl Run<'_> {
+    /// One document injected: a pod or workload gets its pod injected, a `List` stays a
+    /// `List` with each item injected (as `istioctl kube-inject` does), anything else passes
+    /// unchanged.
+    fn document(&self, doc: Value, warnings: &mut Vec<String>) -> Result<Value, OfflineError> {
+        if is_list(&doc) {
+            let mut list = doc;
+            if let Some(items) = list.get_mut("items").and_then(Value::as_array_mut) {
+                for item in items.iter_mut() {
+                    *item = self.document(item.take(), warnings)?;
+                }
             }
+            return Ok(list);
         }
-        return Ok(list);
+        let (verdict, rendered) = render(&doc, self.snapshot, self.policy, Some(self.selection))?;
+        let Some(verdict) = verdict else {
+            return Ok(rendered);
+        };
+        if !verdict.allowed {
+            return Err(OfflineError::Refused {
+                kind: doc["kind"].as_str().unwrap_or_default().to_owned(),
+                name: doc["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                message: verdict.status.map(|s| s.message).unwrap_or_default(),
+            });
+        }
+        warnings.extend(skip_warning(&doc, &verdict.decision));
+        Ok(rendered)
     }
-    let (verdict, rendered) = render(&doc, snapshot, policy, Some(selection))?;
-    match verdict.filter(|v| !v.allowed) {
-        Some(v) => Err(OfflineError::Refused {
-            kind: doc["kind"].as_str().unwrap_or_default().to_owned(),
-            name: doc["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            message: v.status.map(|s| s.message).unwrap_or_default(),
-        }),
-        None => Ok(rendered),
-    }
+}
+
+/// Why a pod of the manifests was left without a sidecar, when its author may not expect it:
+/// `Skipping injection because Deployment "shop/web" has host networking enabled`.
+fn skip_warning(doc: &Value, decision: &Decision) -> Option<String> {
+    let why = match decision {
+        Decision::Skip(Skip::HostNetwork) => "has host networking enabled",
+        Decision::Skip(Skip::PodOptOut) => "has sidecar injection disabled",
+        _ => return None,
+    };
+    let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+    let full_name = match doc["metadata"]["namespace"].as_str() {
+        Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
+        _ => name.to_owned(),
+    };
+    Some(match doc["kind"].as_str() {
+        Some(kind) if !kind.is_empty() => {
+            format!("Skipping injection because {kind} {full_name:?} {why}")
+        }
+        _ => format!("Skipping injection because {full_name:?} {why}"),
+    })
 }
 
 #[cfg(test)]
@@ -222,7 +267,8 @@ mod tests {
             &Policy::default(),
             &selection(None, Some("prod-canary")),
         )
-        .expect("injects");
+        .expect("injects")
+        .text;
         let docs = documents(&out).expect("output parses");
         assert_eq!(docs.len(), 1, "{out}");
         let list = &docs[0];
@@ -251,7 +297,8 @@ mod tests {
             &Policy::default(),
             &selection(None, Some("prod-canary")),
         )
-        .expect("injects");
+        .expect("injects")
+        .text;
         let docs = documents(&out).expect("output parses");
         assert_eq!(docs[0]["kind"], "Service");
         assert_eq!(
@@ -262,6 +309,34 @@ mod tests {
             docs[1]["spec"]["template"]["spec"]["containers"][1]["image"],
             "img:1.23"
         );
+    }
+
+    /// A host-network or opted-out pod is left alone, said on the side with its kind and
+    /// name (as istioctl kube-inject says it); an injected one is not mentioned.
+    #[test]
+    fn pods_left_alone_are_warned_about_by_kind_and_name() {
+        let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: agent, namespace: ops}\n\
+                    spec: {template: {spec: {hostNetwork: true, containers: [{name: a, image: b}]}}}\n---\n\
+                    apiVersion: v1\nkind: Pod\nmetadata: {name: debug, annotations: {sidecar.istio.io/inject: \"false\"}}\n\
+                    spec: {containers: [{name: a, image: b}]}\n---\n\
+                    apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: a, image: b}]}\n";
+        let out = inject_manifests(text, &snap(), &Policy::default(), &selection(None, None))
+            .expect("injects");
+        assert_eq!(
+            out.warnings,
+            vec![
+                r#"Skipping injection because Deployment "ops/agent" has host networking enabled"#,
+                r#"Skipping injection because Pod "debug" has sidecar injection disabled"#,
+            ]
+        );
+        let docs = documents(&out.text).expect("output parses");
+        assert_eq!(
+            docs[0]["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
+        assert_eq!(docs[2]["spec"]["containers"][1]["name"], "istio-proxy");
     }
 
     #[test]

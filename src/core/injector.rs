@@ -189,10 +189,26 @@ pub struct InjectorSource {
 /// name no injector of their own.
 pub const EMBEDDED_INJECTOR: &str = include_str!("../default-injector.yaml");
 
+/// The document of a file that holds `data.<key>`: a file may be one ConfigMap, or a stream
+/// of several (`helm template` of istio-discovery, or `istio-oracle --print-configmaps`, gives
+/// the injector and the mesh ConfigMaps together), in which the first ConfigMap holding the
+/// key is taken. A single document is taken whatever it holds, so its own shape is reported.
+pub fn configmap_holding(text: &str, key: &str) -> Result<Value, yaml::YamlError> {
+    let mut docs = yaml::documents(text)?;
+    let holding = docs
+        .iter()
+        .position(|d| d["kind"] == "ConfigMap" && !d["data"][key].is_null());
+    Ok(match holding {
+        Some(at) => docs.swap_remove(at),
+        None if docs.is_empty() => Value::Null,
+        None => docs.swap_remove(0),
+    })
+}
+
 /// The `config` and `values` of an injector ConfigMap given as YAML (as `kubectl get -o yaml`
 /// or `helm template` prints it).
 pub fn configmap_parts(text: &str) -> Result<(String, String), InjectorProblem> {
-    let doc = yaml::parse(text).map_err(InjectorProblem::ConfigYaml)?;
+    let doc = configmap_holding(text, "config").map_err(InjectorProblem::ConfigYaml)?;
     let data = &doc["data"];
     let part = |key: &str| match &data[key] {
         Value::String(s) => Ok(s.clone()),
@@ -208,7 +224,7 @@ pub fn configmap_parts(text: &str) -> Result<(String, String), InjectorProblem> 
 
 /// The mesh config a file holds: an `istio` ConfigMap's `data.mesh`, or a MeshConfig itself.
 pub fn mesh_text(text: &str) -> Result<String, InjectorProblem> {
-    let doc = yaml::parse(text).map_err(|e| InjectorProblem::Mesh(e.to_string()))?;
+    let doc = configmap_holding(text, "mesh").map_err(|e| InjectorProblem::Mesh(e.to_string()))?;
     if doc["kind"] == "ConfigMap" {
         return match &doc["data"]["mesh"] {
             Value::String(s) => Ok(s.clone()),
@@ -672,6 +688,41 @@ mod tests {
             native_sidecars: false,
             version: None,
         }
+    }
+
+    /// `helm template` and the oracle give both ConfigMaps in one stream, in either order:
+    /// each reader takes the one holding its key; a lone document is read as before.
+    #[test]
+    fn a_stream_of_configmaps_gives_each_reader_its_own() {
+        let mesh_cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio}\n\
+                       data:\n  mesh: |\n    trustDomain: corp.example\n";
+        let injector_cm =
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio-sidecar-injector}\n\
+                           data:\n  config: 'templates: {sidecar: x}'\n  values: '{}'\n";
+        for stream in [
+            format!("# Source: a\n---\n{mesh_cm}---\n{injector_cm}"),
+            format!("{injector_cm}---\n{mesh_cm}"),
+        ] {
+            assert_eq!(
+                configmap_parts(&stream).expect("injector found"),
+                ("templates: {sidecar: x}".to_owned(), "{}".to_owned())
+            );
+            assert_eq!(
+                mesh_text(&stream).expect("mesh found"),
+                "trustDomain: corp.example\n"
+            );
+        }
+        assert_eq!(
+            mesh_text("trustDomain: corp.example\n").expect("a MeshConfig itself"),
+            "trustDomain: corp.example\n"
+        );
+        assert_eq!(
+            configmap_parts(mesh_cm),
+            Err(InjectorProblem::ConfigShape(
+                "the ConfigMap has no data.config".into()
+            )),
+            "a lone ConfigMap without the key is named for what it lacks"
+        );
     }
 
     #[test]

@@ -51,7 +51,7 @@ use crate::core::labels::NamespaceLabels;
 use crate::core::revisions::{MeshSettings, Revision, RevisionTable, TableError};
 
 use crate::core::snapshot::Snapshot;
-use crate::core::yaml::{self, YamlError};
+use crate::core::yaml::YamlError;
 
 /// The configuration compiled into the binary (two canary revisions), used when no file is given.
 pub const EMBEDDED: &str = include_str!("../default-config.yaml");
@@ -358,9 +358,11 @@ pub fn from_injector_files(
     version: Option<IstioVersion>,
     origin: &str,
 ) -> Result<Snapshot, ConfigError> {
-    let doc = yaml::parse(injector_text).map_err(|source| ConfigError::Yaml {
-        origin: origin.to_owned(),
-        source,
+    let doc = injector::configmap_holding(injector_text, "config").map_err(|source| {
+        ConfigError::Yaml {
+            origin: origin.to_owned(),
+            source,
+        }
     })?;
     let meta: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta =
         serde_json::from_value(doc["metadata"].clone()).unwrap_or_default();
