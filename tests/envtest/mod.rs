@@ -88,18 +88,22 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// `kubectl` on PATH (the client users run against the cluster), or `None` after saying
-/// why the test skips; under `CI=true` a missing kubectl fails the test.
+/// `kubectl` on PATH (the client users run against the cluster), else the one `.ci/run`
+/// builds into `target/tools/bin`, or `None` after saying why the test skips; under `CI=true`
+/// a missing kubectl fails the test.
 pub fn kubectl() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("kubectl"))
-            .find(|p| is_executable(p))
-    });
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/bin/kubectl");
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("kubectl"))
+                .find(|p| is_executable(p))
+        })
+        .or_else(|| is_executable(&built).then_some(built));
     match found {
         Some(path) => Some(path),
         None if in_ci() => {
-            panic!("envtest: kubectl is not on PATH (Debian/Ubuntu: the kubectl package)")
+            panic!("envtest: kubectl is not on PATH (build one: go build -C tests/tools/kubectl -o \"$PWD/target/tools/bin/kubectl\" .)")
         }
         None => {
             eprintln!("envtest: skipped: kubectl is not on PATH");
