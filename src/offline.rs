@@ -187,6 +187,7 @@ impl Run<'_> {
             }
             return Ok(list);
         }
+        proxy_config_applies(&doc)?;
         let (verdict, rendered) = render(&doc, self.snapshot, self.policy, Some(self.selection))?;
         let Some(verdict) = verdict else {
             return Ok(rendered);
@@ -203,6 +204,32 @@ impl Run<'_> {
         }
         warnings.extend(skip_warning(&doc, &verdict.decision));
         Ok(rendered)
+    }
+}
+
+/// istioctl kube-inject applies a pod's `proxy.istio.io/config` before it decides whether to
+/// inject (`IntoObject`, after the host-network check): one it cannot read fails the manifest
+/// even when the pod opts out, and so it does here.
+fn proxy_config_applies(doc: &Value) -> Result<(), OfflineError> {
+    let Some(template) = template_path(doc).map(|path| at(doc, path)) else {
+        return Ok(());
+    };
+    if template["spec"]["hostNetwork"] == true {
+        return Ok(());
+    }
+    let Some(text) = template["metadata"]["annotations"]["proxy.istio.io/config"].as_str() else {
+        return Ok(());
+    };
+    match crate::core::mesh::merge_proxy_config(text, &crate::core::mesh::default_proxy_config()) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(OfflineError::Refused {
+            kind: doc["kind"].as_str().unwrap_or_default().to_owned(),
+            name: doc["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            message: format!("could not parse proxy config: {e}"),
+        }),
     }
 }
 
@@ -337,6 +364,28 @@ mod tests {
             Some(1)
         );
         assert_eq!(docs[2]["spec"]["containers"][1]["name"], "istio-proxy");
+    }
+
+    /// As istioctl kube-inject: a proxy config it cannot read fails the manifest, even for
+    /// a pod that opts out; a host-network pod is left alone before that.
+    #[test]
+    fn an_unreadable_proxy_config_fails_even_an_opted_out_pod() {
+        let pod = |extra: &str| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels: {{sidecar.istio.io/inject: \"false\"}}\n  \
+                 annotations: {{proxy.istio.io/config: \"drainDuration: forever\"}}\nspec: {{{extra}containers: [{{name: a, image: b}}]}}\n"
+            )
+        };
+        let run = |text: &str| {
+            inject_manifests(text, &snap(), &Policy::default(), &selection(None, None))
+        };
+        let err = run(&pod("")).expect_err("refused");
+        assert!(
+            err.to_string().contains("could not parse proxy config"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("drainDuration"), "{err}");
+        run(&pod("hostNetwork: true, ")).expect("a host-network pod is skipped first");
     }
 
     #[test]

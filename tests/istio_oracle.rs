@@ -1464,7 +1464,6 @@ fn both(oracle: &Oracle, docs: &[Value]) -> (Vec<Outcome>, Vec<Outcome>) {
 }
 
 #[test]
-#[ignore = "needs the template pipeline (#14)"]
 fn revhook_injects_what_istio_injects() {
     let Some(oracle) = oracle() else { return };
     let mut failures = Vec::new();

@@ -19,7 +19,19 @@ pub enum MeshError {
     Yaml(#[from] YamlError),
     #[error("{what} must be a mapping, found {found}")]
     NotAMapping { what: &'static str, found: String },
+    /// A `google.protobuf.Duration` field that Go's `time.ParseDuration` refuses, as istiod's
+    /// protobuf JSON reader does (`bad Duration: time: invalid duration "forever"`).
+    #[error("{field}: bad Duration: {value} is not a duration such as 5s, 1m30s or 250ms")]
+    Duration { field: &'static str, value: String },
 }
+
+/// The `ProxyConfig` fields of type `google.protobuf.Duration`.
+const PROXY_DURATIONS: [&str; 4] = [
+    "drainDuration",
+    "discoveryRefreshDelay",
+    "terminationDrainDuration",
+    "fileFlushInterval",
+];
 
 /// `mesh.DefaultProxyConfig()` as protobuf JSON (zero values left out, as protobuf JSON does).
 pub fn default_proxy_config() -> Value {
@@ -130,8 +142,10 @@ pub fn apply_mesh_config(text: &str, base: &Value) -> Result<Value, MeshError> {
                 found: kind_of(pc).to_owned(),
             });
         };
+        let mut pc = pc.clone();
+        canonical_durations(&mut pc)?;
         let base_pc = mesh.get("defaultConfig").cloned().unwrap_or(Value::Null);
-        mesh.insert("defaultConfig".into(), merge_proxy_fields(&base_pc, pc));
+        mesh.insert("defaultConfig".into(), merge_proxy_fields(&base_pc, &pc));
     }
     Ok(Value::Object(mesh))
 }
@@ -139,8 +153,120 @@ pub fn apply_mesh_config(text: &str, base: &Value) -> Result<Value, MeshError> {
 /// `MergeProxyConfig(text, base)`: a `proxy.istio.io/config` annotation (YAML or JSON) over
 /// a proxy config.
 pub fn merge_proxy_config(text: &str, base: &Value) -> Result<Value, MeshError> {
-    let given = mapping(text, "proxy config")?;
+    let mut given = mapping(text, "proxy config")?;
+    canonical_durations(&mut given)?;
     Ok(merge_proxy_fields(base, &given))
+}
+
+/// Reads a proxy config's durations as istiod's protobuf JSON reader does (Go's
+/// `time.ParseDuration`: `1m30s`, `250ms`, `1.5h`) and writes them as its writer does
+/// (`90s`, `0.250s`, `5400s`), so `PROXY_CONFIG` says what istiod's says; a value Go refuses
+/// is an error, as it is for istiod.
+fn canonical_durations(pc: &mut Map<String, Value>) -> Result<(), MeshError> {
+    for field in PROXY_DURATIONS {
+        let Some(value) = pc.get_mut(field).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let nanos = value.as_str().and_then(go_duration_nanos);
+        let Some(nanos) = nanos else {
+            return Err(MeshError::Duration {
+                field,
+                value: value.to_string(),
+            });
+        };
+        *value = Value::String(proto_duration(nanos));
+    }
+    Ok(())
+}
+
+/// Go's `time.ParseDuration`: an optional sign, then one or more decimal numbers each with a
+/// unit (`ns`, `us`, `µs`, `μs`, `ms`, `s`, `m`, `h`), or a bare `0`; `None` where Go errs
+/// (no unit, an unknown unit, beyond ±292 years).
+fn go_duration_nanos(text: &str) -> Option<i64> {
+    let (negative, mut rest) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if rest == "0" {
+        return Some(0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let (whole, after) = rest.split_at(digits);
+        let (fraction, after) = match after.strip_prefix('.') {
+            Some(f) => {
+                let n = f.find(|c: char| !c.is_ascii_digit()).unwrap_or(f.len());
+                f.split_at(n)
+            }
+            None => ("", after),
+        };
+        if whole.is_empty() && fraction.is_empty() {
+            return None;
+        }
+        let unit_len = after
+            .find(|c: char| c == '.' || c.is_ascii_digit())
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let scale: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return None,
+        };
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().ok()?
+        };
+        let mut part = whole.checked_mul(scale)?;
+        // The fraction's digits, scaled, truncated toward zero as Go does.
+        let mut divisor: u128 = 1;
+        let mut frac: u128 = 0;
+        for d in fraction.bytes().take(18) {
+            frac = frac * 10 + u128::from(d - b'0');
+            divisor *= 10;
+        }
+        part = part.checked_add(frac * scale / divisor)?;
+        total = total.checked_add(part)?;
+        if total > 1u128 << 63 {
+            return None;
+        }
+        rest = after;
+    }
+    let signed = if negative {
+        -i128::try_from(total).ok()?
+    } else {
+        i128::try_from(total).ok()?
+    };
+    i64::try_from(signed).ok()
+}
+
+/// A duration as protobuf JSON writes it: seconds, with 3, 6 or 9 fraction digits when
+/// needed, and an `s` (`90s`, `0.250s`, `-1.000000500s`).
+fn proto_duration(nanos: i64) -> String {
+    let sign = if nanos < 0 { "-" } else { "" };
+    let abs = nanos.unsigned_abs();
+    let (secs, frac) = (abs / 1_000_000_000, abs % 1_000_000_000);
+    let mut out = format!("{sign}{secs}.{frac:09}");
+    for _ in 0..2 {
+        if let Some(shorter) = out.strip_suffix("000") {
+            out.truncate(shorter.len());
+        }
+    }
+    if let Some(shorter) = out.strip_suffix(".000") {
+        out.truncate(shorter.len());
+    }
+    out + "s"
 }
 
 fn merge_proxy_fields(base: &Value, given: &Map<String, Value>) -> Value {
@@ -240,6 +366,72 @@ pub fn inbound_traffic_policy_mode(mesh: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Go's `time.ParseDuration` accepts these and istiod's protobuf JSON writes them back as
+    /// the right-hand side (checked with Go: `jsonpb` over `meshconfig.ProxyConfig`).
+    #[test]
+    fn durations_are_read_as_go_reads_them_and_written_as_protobuf_json() {
+        for (given, written) in [
+            ("45s", "45s"),
+            ("1m30s", "90s"),
+            ("1.5h", "5400s"),
+            ("250ms", "0.250s"),
+            ("1.000000500s", "1.000000500s"),
+            ("2us", "0.000002s"),
+            ("3µs", "0.000003s"),
+            ("0", "0s"),
+            ("-1.5s", "-1.500s"),
+            ("+5m", "300s"),
+            ("1h1m1s1ms1us1ns", "3661.001001001s"),
+            (".5s", "0.500s"),
+            ("1.s", "1s"),
+        ] {
+            let nanos = go_duration_nanos(given).unwrap_or_else(|| panic!("{given} is valid"));
+            assert_eq!(proto_duration(nanos), written, "{given}");
+        }
+        for bad in [
+            "",
+            "forever",
+            "5",
+            "1x",
+            "s",
+            ".s",
+            "-",
+            "1.5",
+            "9999999999h",
+            "1h 2m",
+            "--1s",
+        ] {
+            assert_eq!(go_duration_nanos(bad), None, "{bad:?} is refused by Go");
+        }
+    }
+
+    #[test]
+    fn a_proxy_config_duration_go_refuses_is_an_error_and_a_good_one_is_canonical() {
+        let base = default_proxy_config();
+        let err = merge_proxy_config("drainDuration: forever", &base).expect_err("refused");
+        assert!(
+            matches!(
+                err,
+                MeshError::Duration {
+                    field: "drainDuration",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(merge_proxy_config("terminationDrainDuration: 5", &base).is_err());
+        let pc = merge_proxy_config("terminationDrainDuration: 1m", &base).expect("merged");
+        assert_eq!(pc["terminationDrainDuration"], "60s");
+        let mesh = apply_mesh_config("defaultConfig: {drainDuration: 2m}", &default_mesh_config())
+            .expect("mesh");
+        assert_eq!(mesh["defaultConfig"]["drainDuration"], "120s");
+        assert!(apply_mesh_config(
+            "defaultConfig: {drainDuration: soon}",
+            &default_mesh_config()
+        )
+        .is_err());
+    }
 
     #[test]
     fn an_empty_mesh_is_the_defaults() {
