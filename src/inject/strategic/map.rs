@@ -263,49 +263,32 @@ fn merge_field(
 /// and without objects carrying `$patch` (Go's `discardNullValuesFromPatch` and
 /// `removeDirectives`).
 fn set_new(original: &mut Object, key: &str, mut value: Value, work: &mut Work) {
-    discard_nulls(&mut value, work);
-    match remove_directives(value, work) {
-        Some(value) => original.insert(key.to_owned(), value),
-        None => original.remove(key),
-    };
+    if without_nulls_and_directives(&mut value, work) {
+        original.insert(key.to_owned(), value);
+    } else {
+        original.remove(key);
+    }
 }
 
-fn discard_nulls(value: &mut Value, work: &mut Work) {
+/// Go's `discardNullValuesFromPatch` then `removeDirectives`, in one walk and in place (the
+/// value is the template's, already owned): `false` where Go drops the value, an object with
+/// a `$patch` key at any depth.
+fn without_nulls_and_directives(value: &mut Value, work: &mut Work) -> bool {
     work.add(1);
     match value {
         Value::Object(m) => {
             m.retain(|_, v| !v.is_null());
-            for v in m.values_mut() {
-                discard_nulls(v, work);
-            }
-        }
-        Value::Array(items) => {
-            for v in items {
-                discard_nulls(v, work);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// `None` where Go drops the value: an object with a `$patch` key, at any depth.
-fn remove_directives(value: Value, work: &mut Work) -> Option<Value> {
-    work.add(1);
-    match value {
-        Value::Object(m) => {
             if m.contains_key(PATCH) {
-                return None;
+                return false;
             }
-            let kept = m
-                .into_iter()
-                .filter_map(|(k, v)| remove_directives(v, work).map(|v| (k, v)));
-            Some(Value::Object(kept.collect()))
+            m.retain(|_, v| without_nulls_and_directives(v, work));
+            true
         }
         Value::Array(items) => {
-            let kept = items.into_iter().filter_map(|v| remove_directives(v, work));
-            Some(Value::Array(kept.collect()))
+            items.retain_mut(|v| without_nulls_and_directives(v, work));
+            true
         }
-        other => Some(other),
+        _ => true,
     }
 }
 
