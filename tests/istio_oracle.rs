@@ -1399,6 +1399,62 @@ fn oracle_webhook_and_kube_inject_agree() {
     );
 }
 
+/// The side-by-side benchmark's pods (2, 8, 32, 64 KiB and the load mix's, as the oracle's
+/// `--bench` sends them) come out of revhook as out of Istio's injector, field by field: the
+/// README's ratios compare the same work.
+#[test]
+fn the_benchmarks_pods_are_injected_alike() {
+    let Some(oracle) = oracle() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(&oracle.bin)
+        .args(["--bench", "--benchtime", "1ns", "--bench-dump"])
+        .arg(dir.path())
+        .arg("--fixtures")
+        .arg(repo().join("tests/fixtures"))
+        .output()
+        .expect("run istio-oracle --bench");
+    assert!(
+        out.status.success(),
+        "istio-oracle --bench: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("dump")
+        .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "2KiB.json",
+            "32KiB.json",
+            "64KiB.json",
+            "8KiB.json",
+            "mix-inject.json",
+            "mix-opt-out.json"
+        ]
+    );
+    let pods: Vec<Value> = names
+        .iter()
+        .map(|name| {
+            let review: Value =
+                serde_json::from_slice(&std::fs::read(dir.path().join(name)).expect("review"))
+                    .expect("an AdmissionReview");
+            review["request"]["object"].clone()
+        })
+        .collect();
+    let (istio, revhook) = both(oracle, &pods);
+    for ((name, istio), revhook) in names.iter().zip(&istio).zip(&revhook) {
+        let expected = if name.contains("opt-out") {
+            Expect::Skipped
+        } else {
+            Expect::Injected
+        };
+        assert_eq!(istio.kind(), expected, "{name}: Istio {istio:?}");
+        assert_eq!(compare(istio, revhook), None, "{name}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The differential test
 
