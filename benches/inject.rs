@@ -9,10 +9,6 @@
 
 mod support;
 
-/// The binary's allocator (src/main.rs), so the path measured here is the one that ships.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use revhook::core::policy::Policy;
 use revhook::core::snapshot::Snapshot;

@@ -15,10 +15,6 @@
 
 mod support;
 
-/// The binary's allocator (src/main.rs), so the server measured here is the one that ships.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;

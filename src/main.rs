@@ -1,12 +1,6 @@
 //! The `revhook` command line.
 #![forbid(unsafe_code)]
 
-/// mimalloc rather than glibc's malloc: the injection path allocates many small values (the
-/// template's output, the merged pod, the patch), and glibc's allocator took about a quarter
-/// of its time; measured with `cargo bench --bench inject` (README, How it is fast).
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
