@@ -425,3 +425,59 @@ async fn readiness_goes_false_as_soon_as_shutdown_begins() {
         .expect("drained")
         .expect("task");
 }
+
+/// A revision whose template revhook cannot execute is said on `/readyz` and refuses its pods
+/// with why (never a guessed sidecar), while the other revisions keep injecting.
+#[tokio::test]
+async fn a_revision_whose_template_cannot_run_refuses_its_pods_loudly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let injector = dir.path().join("istio-sidecar-injector-asm-1-22.yaml");
+    std::fs::write(
+        &injector,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio-sidecar-injector-asm-1-22}\n\
+         data:\n  values: '{}'\n  config: |\n    templates:\n      sidecar: '{{ nosuchfunction }}'\n",
+    )
+    .expect("write injector");
+    let config = String::from_utf8(fixture("local-config.yaml"))
+        .expect("utf8")
+        .replace(
+            "  - name: asm-1-22\n",
+            &format!("  - name: asm-1-22\n    injector: {}\n", injector.display()),
+        )
+        .replace("  prod-stable: asm-1-22\n", "  prod-stable: asm-1-23\n");
+    assert!(config.contains("injector: "), "{config}");
+    let server = TestServer::start_with(Options {
+        config,
+        ..Options::default()
+    })
+    .await;
+    let mut client = server.client(Proto::Http1).await;
+
+    let ready = client.get("/readyz").await;
+    assert_eq!(ready.status, StatusCode::OK, "the other revision serves");
+    let text = ready.text();
+    assert!(
+        text.contains("revision asm-1-22 cannot inject:") && text.contains("nosuchfunction"),
+        "{text}"
+    );
+
+    // "legacy" has istio-injection=enabled: the default tag, asm-1-22.
+    let review = String::from_utf8(fixture("pod-create-prod-stable.json"))
+        .expect("utf8")
+        .replace("\"namespace\": \"shop\"", "\"namespace\": \"legacy\"");
+    assert!(review.contains("\"legacy\""));
+    let refused = admission_response(&client.post("/inject", review).await);
+    assert_eq!(refused["allowed"], false, "{refused}");
+    assert!(refused.get("patch").is_none(), "{refused}");
+    let message = refused["status"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("nosuchfunction"), "{message}");
+
+    // "shop" selects prod-stable, now asm-1-23: injected as ever.
+    let injected = admission_response(
+        &client
+            .post("/inject", fixture("pod-create-prod-stable.json"))
+            .await,
+    );
+    assert_eq!(injected["allowed"], true, "{injected}");
+    assert!(injected["patch"].is_string(), "{injected}");
+}
