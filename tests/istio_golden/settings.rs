@@ -440,8 +440,11 @@ fn write(path: &Path, text: &str) {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     }
-    // Write then rename, so a reader never sees half a file from a parallel writer.
-    let partial = path.with_extension(format!("partial-{}", std::process::id()));
+    // Write then rename, so a reader never sees half a file from a parallel writer; the
+    // partial file is the writer's own (tests of one process render the same charts at once).
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nth = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let partial = path.with_extension(format!("partial-{}-{nth}", std::process::id()));
     std::fs::write(&partial, text).unwrap_or_else(|e| panic!("{}: {e}", partial.display()));
     std::fs::rename(&partial, path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
