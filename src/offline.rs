@@ -193,14 +193,8 @@ impl Run<'_> {
             return Ok(rendered);
         };
         if !verdict.allowed {
-            return Err(OfflineError::Refused {
-                kind: doc["kind"].as_str().unwrap_or_default().to_owned(),
-                name: doc["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                message: verdict.status.map(|s| s.message).unwrap_or_default(),
-            });
+            let message = verdict.status.map(|s| s.message).unwrap_or_default();
+            return Err(refused(&doc, message));
         }
         warnings.extend(skip_warning(&doc, &verdict.decision));
         Ok(rendered)
@@ -222,14 +216,19 @@ fn proxy_config_applies(doc: &Value) -> Result<(), OfflineError> {
     };
     match crate::core::mesh::merge_proxy_config(text, &crate::core::mesh::default_proxy_config()) {
         Ok(_) => Ok(()),
-        Err(e) => Err(OfflineError::Refused {
-            kind: doc["kind"].as_str().unwrap_or_default().to_owned(),
-            name: doc["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            message: format!("could not parse proxy config: {e}"),
-        }),
+        Err(e) => Err(refused(doc, format!("could not parse proxy config: {e}"))),
+    }
+}
+
+/// A manifest refused, named by its kind and name.
+fn refused(doc: &Value, message: String) -> OfflineError {
+    OfflineError::Refused {
+        kind: doc["kind"].as_str().unwrap_or_default().to_owned(),
+        name: doc["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        message,
     }
 }
 
