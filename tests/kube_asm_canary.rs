@@ -17,10 +17,11 @@ mod render;
 use std::time::Duration;
 
 use envtest::objects::{self, api_message, value};
+use envtest::web::{container, current_template_hash, env, rollout_restart};
 use envtest::{eventually, ControlPlane, Options, Revhook, RevhookOptions};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
@@ -135,25 +136,6 @@ fn app() -> Vec<Value> {
     docs
 }
 
-fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
-    pod["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no container {name} in {}", pod["metadata"]["name"]))
-}
-
-fn env<'a>(c: &'a Value, name: &str) -> &'a Value {
-    c["env"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|e| e["name"] == name)
-        .map(|e| &e["value"])
-        .unwrap_or(&Value::Null)
-}
-
 /// The stored pod carries revision `rev`'s proxy: its image, its istiod's address (the CA
 /// and the discovery address of its proxy config), its mesh identity, its status and labels;
 /// the app container is untouched.
@@ -210,41 +192,6 @@ fn assert_injected(pod: &Value, rev: &str) {
     assert_eq!(pod["spec"]["serviceAccountName"], "web");
 }
 
-/// The pod-template-hash of the Deployment's newest ReplicaSet.
-async fn current_template_hash(client: &Client) -> Result<String, String> {
-    let deploy: Api<Deployment> = Api::namespaced(client.clone(), "shop");
-    let d = deploy.get("web").await.map_err(|e| e.to_string())?;
-    let revision = d
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get("deployment.kubernetes.io/revision"))
-        .cloned()
-        .ok_or("no deployment revision yet")?;
-    let rs: Api<ReplicaSet> = Api::namespaced(client.clone(), "shop");
-    let list = rs
-        .list(&ListParams::default().labels("app=web"))
-        .await
-        .map_err(|e| e.to_string())?;
-    list.items
-        .iter()
-        .find(|r| {
-            r.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get("deployment.kubernetes.io/revision"))
-                == Some(&revision)
-        })
-        .and_then(|r| {
-            r.metadata
-                .labels
-                .as_ref()?
-                .get("pod-template-hash")
-                .cloned()
-        })
-        .ok_or_else(|| format!("no ReplicaSet for deployment revision {revision}"))
-}
-
 /// The pod of the Deployment's newest ReplicaSet, once its hash is not one of `previous`.
 async fn pod_of_new_replicaset(client: &Client, previous: &[String]) -> (String, Value) {
     let client = client.clone();
@@ -271,20 +218,6 @@ async fn pod_of_new_replicaset(client: &Client, previous: &[String]) -> (String,
         }
     })
     .await
-}
-
-/// `kubectl rollout restart deployment/web -n shop`.
-async fn rollout_restart(client: &Client, at: &str) {
-    let deploy: Api<Deployment> = Api::namespaced(client.clone(), "shop");
-    deploy
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"template": {"metadata": {"annotations": {
-                "kubectl.kubernetes.io/restartedAt": at}}}}})),
-        )
-        .await
-        .expect("rollout restart");
 }
 
 /// A bare pod of shop (out of the Deployment's selector).

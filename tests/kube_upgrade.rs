@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use envtest::objects::{self, api_message, value};
+use envtest::web::{container, current_template_hash, env, rollout_restart};
 use envtest::{eventually, ControlPlane, Options, Revhook, RevhookOptions};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -121,25 +122,6 @@ fn proxy_settings(rev: &str) -> (Value, &'static str, &'static str) {
         ),
         other => panic!("no settings for {other}"),
     }
-}
-
-fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
-    pod["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no container {name} in {}", pod["metadata"]["name"]))
-}
-
-fn env<'a>(c: &'a Value, name: &str) -> &'a Value {
-    c["env"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|e| e["name"] == name)
-        .map(|e| &e["value"])
-        .unwrap_or(&Value::Null)
 }
 
 /// The stored pod carries revision `rev`'s sidecar, and the app container is untouched.
@@ -267,41 +249,6 @@ async fn pods_of_new_replicaset(client: &Client, count: usize, previous: &[Value
     .await
 }
 
-/// The pod-template-hash of the Deployment's newest ReplicaSet.
-async fn current_template_hash(client: &Client) -> Result<String, String> {
-    let deploy: Api<Deployment> = Api::namespaced(client.clone(), "shop");
-    let d = deploy.get("web").await.map_err(|e| e.to_string())?;
-    let revision = d
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get("deployment.kubernetes.io/revision"))
-        .cloned()
-        .ok_or("no deployment revision yet")?;
-    let rs: Api<ReplicaSet> = Api::namespaced(client.clone(), "shop");
-    let list = rs
-        .list(&ListParams::default().labels("app=web"))
-        .await
-        .map_err(|e| e.to_string())?;
-    list.items
-        .iter()
-        .find(|r| {
-            r.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get("deployment.kubernetes.io/revision"))
-                == Some(&revision)
-        })
-        .and_then(|r| {
-            r.metadata
-                .labels
-                .as_ref()?
-                .get("pod-template-hash")
-                .cloned()
-        })
-        .ok_or_else(|| format!("no ReplicaSet for deployment revision {revision}"))
-}
-
 /// A bare pod for namespace shop under the app's ServiceAccount (the label keeps it out of
 /// the Deployment's selector).
 fn shop_pod(name: &str) -> Pod {
@@ -355,20 +302,6 @@ async fn set_tag(client: &Client, tag: &str, rev: &str) -> Result<(), kube::Erro
     )
     .await
     .map(|_| ())
-}
-
-/// `kubectl rollout restart deployment/web -n shop`.
-async fn rollout_restart(client: &Client, at: &str) {
-    let deploy: Api<Deployment> = Api::namespaced(client.clone(), "shop");
-    deploy
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"template": {"metadata": {"annotations": {
-                "kubectl.kubernetes.io/restartedAt": at}}}}})),
-        )
-        .await
-        .expect("rollout restart");
 }
 
 async fn tag_target(client: &Client, tag: &str) -> Option<String> {

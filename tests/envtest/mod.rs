@@ -17,6 +17,7 @@
 
 pub mod istiod;
 pub mod objects;
+pub mod web;
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
