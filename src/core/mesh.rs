@@ -196,59 +196,55 @@ fn go_duration_nanos(text: &str) -> Option<i64> {
     }
     let mut total: u128 = 0;
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let (whole, after) = rest.split_at(digits);
-        let (fraction, after) = match after.strip_prefix('.') {
-            Some(f) => {
-                let n = f.find(|c: char| !c.is_ascii_digit()).unwrap_or(f.len());
-                f.split_at(n)
-            }
-            None => ("", after),
-        };
-        if whole.is_empty() && fraction.is_empty() {
-            return None;
-        }
-        let unit_len = after
-            .find(|c: char| c == '.' || c.is_ascii_digit())
-            .unwrap_or(after.len());
-        let (unit, after) = after.split_at(unit_len);
-        let scale: u128 = match unit {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return None,
-        };
-        let whole: u128 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().ok()?
-        };
-        let mut part = whole.checked_mul(scale)?;
-        // The fraction's digits, scaled, truncated toward zero as Go does.
-        let mut divisor: u128 = 1;
-        let mut frac: u128 = 0;
-        for d in fraction.bytes().take(18) {
-            frac = frac * 10 + u128::from(d - b'0');
-            divisor *= 10;
-        }
-        part = part.checked_add(frac * scale / divisor)?;
-        total = total.checked_add(part)?;
+        let (nanos, after) = duration_term(rest)?;
+        total = total.checked_add(nanos)?;
         if total > 1u128 << 63 {
             return None;
         }
         rest = after;
     }
-    let signed = if negative {
-        -i128::try_from(total).ok()?
-    } else {
-        i128::try_from(total).ok()?
+    let total = i128::try_from(total).ok()?;
+    i64::try_from(if negative { -total } else { total }).ok()
+}
+
+/// One `<digits>[.<digits>]<unit>` term of a Go duration in nanoseconds (the fraction
+/// truncated toward zero, as Go does), and the text after it.
+fn duration_term(text: &str) -> Option<(u128, &str)> {
+    let digits = |t: &str| t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (whole, after) = text.split_at(digits(text));
+    let (fraction, after) = match after.strip_prefix('.') {
+        Some(f) => f.split_at(digits(f)),
+        None => ("", after),
     };
-    i64::try_from(signed).ok()
+    if whole.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    let unit_len = after
+        .find(|c: char| c == '.' || c.is_ascii_digit())
+        .unwrap_or(after.len());
+    let (unit, after) = after.split_at(unit_len);
+    let scale: u128 = match unit {
+        "ns" => 1,
+        "us" | "µs" | "μs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ => return None,
+    };
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    // 18 digits are finer than a nanosecond even in hours, and keep the product in a u128.
+    let (frac, divisor) = fraction.bytes().take(18).fold((0u128, 1u128), |(f, d), b| {
+        (f * 10 + u128::from(b - b'0'), d * 10)
+    });
+    let nanos = whole
+        .checked_mul(scale)?
+        .checked_add(frac * scale / divisor)?;
+    Some((nanos, after))
 }
 
 /// A duration as protobuf JSON writes it: seconds, with 3, 6 or 9 fraction digits when
