@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use envtest::objects::{self, api_message, value};
+use envtest::web;
 use envtest::{eventually, ControlPlane, NetNs, Options, Revhook, RevhookOptions};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
@@ -865,11 +866,7 @@ async fn tags_and_check_as_the_cli_in_inject_and_guard_mode() {
     };
     let client = cp.client().await;
     objects::apply_all(&client, &objects::istio_fixture_in(AKS_NS)).await;
-    let shop: Vec<Value> = objects::yaml_file("tests/fixtures/kube/shop.yaml")
-        .into_iter()
-        .filter(|d| d["kind"] != "Deployment")
-        .collect();
-    objects::apply_all(&client, &shop).await;
+    objects::apply_all(&client, &web::shop_without_deployment()).await;
     let Some(netns) = NetNs::create() else {
         return;
     };

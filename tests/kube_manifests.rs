@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use envtest::objects::{self, api_message, value};
+use envtest::web;
 use envtest::{eventually, ControlPlane, NetNs, Options, Revhook, RevhookOptions, Tls};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
@@ -454,14 +455,7 @@ async fn shipped_manifests_and_rbac_run_revhook_for_real() {
     wait_for_ca_bundles(&admin, &revhook.tls.ca_pem, "revhook to write its caBundle").await;
     revhook.wait_for_api_server_calls(&admin).await;
 
-    objects::apply_all(
-        &admin,
-        &objects::yaml_file("tests/fixtures/kube/shop.yaml")
-            .into_iter()
-            .filter(|d| d["kind"] != "Deployment")
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    objects::apply_all(&admin, &web::shop_without_deployment()).await;
     let pod = create_injected_pod(&admin, "first").await;
     assert_eq!(
         proxy_of(&pod)["image"],
@@ -570,14 +564,7 @@ async fn service_webhooks_reach_revhook_through_its_endpoints() {
         objects::shipped_webhooks(objects::service_client_config(&revhook.tls.ca_bundle()));
     objects::apply_all(&admin, &webhooks).await;
     revhook.wait_for_api_server_calls(&admin).await;
-    objects::apply_all(
-        &admin,
-        &objects::yaml_file("tests/fixtures/kube/shop.yaml")
-            .into_iter()
-            .filter(|d| d["kind"] != "Deployment")
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    objects::apply_all(&admin, &web::shop_without_deployment()).await;
 
     // The API server resolved revhook.revhook-system.svc:443 to the Endpoints' address and
     // port 15017, verified the certificate for that name, and got the injection.
@@ -782,14 +769,7 @@ async fn helm_chart_runs_revhook_under_its_rbac_for_real() {
     wait_for_ca_bundles(&admin, &revhook.tls.ca_pem, "revhook to write its caBundle").await;
     revhook.wait_for_api_server_calls(&admin).await;
 
-    objects::apply_all(
-        &admin,
-        &objects::yaml_file("tests/fixtures/kube/shop.yaml")
-            .into_iter()
-            .filter(|d| d["kind"] != "Deployment")
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    objects::apply_all(&admin, &web::shop_without_deployment()).await;
     let pod = create_injected_pod(&admin, "from-helm").await;
     assert_eq!(
         proxy_of(&pod)["image"],
@@ -958,14 +938,7 @@ async fn helm_install_with_a_config_file_and_generated_certificates_serves_throu
         assert_eq!(bundle.as_slice(), ca_pem.as_bytes(), "{name}");
     }
     revhook.wait_for_api_server_calls(&admin).await;
-    objects::apply_all(
-        &admin,
-        &objects::yaml_file("tests/fixtures/kube/shop.yaml")
-            .into_iter()
-            .filter(|d| d["kind"] != "Deployment")
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    objects::apply_all(&admin, &web::shop_without_deployment()).await;
 
     // The API server resolved the chart's Service, verified Helm's certificate for its name
     // against the chart's caBundle, and got the revision the config file gives prod-stable.
@@ -1089,14 +1062,7 @@ async fn with_client_ca_only_the_api_server_is_served() {
         objects::shipped_webhooks(objects::url_client_config(&base, &revhook.tls.ca_bundle()));
     objects::apply_all(&admin, &webhooks).await;
     revhook.wait_for_api_server_calls(&admin).await;
-    objects::apply_all(
-        &admin,
-        &objects::yaml_file("tests/fixtures/kube/shop.yaml")
-            .into_iter()
-            .filter(|d| d["kind"] != "Deployment")
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    objects::apply_all(&admin, &web::shop_without_deployment()).await;
     let pod = create_injected_pod(&admin, "with-client-ca").await;
     assert_eq!(
         proxy_of(&pod)["image"],

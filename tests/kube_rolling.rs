@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use envtest::objects::{self, api_message, value};
+use envtest::web;
 use envtest::{eventually, ControlPlane, NetNs, Options, Revhook, RevhookOptions, Tls};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -327,11 +328,7 @@ async fn restart_cluster(tls: &Tls) -> Option<(ControlPlane, Client)> {
     let client = cp.client().await;
     objects::apply_all(&client, &objects::revhook_namespace_and_service()).await;
     objects::apply_all(&client, &objects::istio_fixture_in("istio-system")).await;
-    let shop: Vec<Value> = objects::yaml_file("tests/fixtures/kube/shop.yaml")
-        .into_iter()
-        .filter(|d| d["kind"] != "Deployment")
-        .collect();
-    objects::apply_all(&client, &shop).await;
+    objects::apply_all(&client, &web::shop_without_deployment()).await;
     objects::apply_all(
         &client,
         &objects::shipped_webhooks(objects::service_client_config(&tls.ca_bundle())),
@@ -1064,11 +1061,7 @@ async fn a_rolling_restart_of_two_replicas_loses_no_pod_creation() {
     };
     objects::apply_all(&client, &objects::revhook_namespace_and_service()).await;
     objects::apply_all(&client, &objects::istio_fixture_in("istio-system")).await;
-    let shop: Vec<Value> = objects::yaml_file("tests/fixtures/kube/shop.yaml")
-        .into_iter()
-        .filter(|d| d["kind"] != "Deployment")
-        .collect();
-    objects::apply_all(&client, &shop).await;
+    objects::apply_all(&client, &web::shop_without_deployment()).await;
     objects::apply_all(
         &client,
         &objects::shipped_webhooks(objects::service_client_config(&tls.ca_bundle())),

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use envtest::objects::{self, api_message, value};
-use envtest::web::{container, current_template_hash, env, rollout_restart};
+use envtest::web::{self, container, current_template_hash, env, rollout_restart};
 use envtest::{eventually, ControlPlane, Options, Revhook, RevhookOptions};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -819,11 +819,7 @@ async fn control_plane_with_shop() -> Option<ControlPlane> {
     let cp = ControlPlane::start(Options::default()).await?;
     let client = cp.client().await;
     objects::apply_all(&client, &objects::istio_fixture_in(ISTIO_NS)).await;
-    let shop: Vec<Value> = objects::yaml_file("tests/fixtures/kube/shop.yaml")
-        .into_iter()
-        .filter(|d| d["kind"] != "Deployment")
-        .collect();
-    objects::apply_all(&client, &shop).await;
+    objects::apply_all(&client, &web::shop_without_deployment()).await;
     Some(cp)
 }
 
@@ -930,11 +926,7 @@ async fn create_shop_pod(client: &Client, name: &str) -> Result<Value, String> {
 /// as when the add-on's injector is missing.
 async fn guard_cluster() -> Option<Cluster> {
     let c = cluster_as(&["--mode=guard"], Shipped::GuardOverlay).await?;
-    let shop: Vec<Value> = objects::yaml_file("tests/fixtures/kube/shop.yaml")
-        .into_iter()
-        .filter(|d| d["kind"] != "Deployment")
-        .collect();
-    objects::apply_all(&c.client, &shop).await;
+    objects::apply_all(&c.client, &web::shop_without_deployment()).await;
     Some(c)
 }
 

@@ -7,6 +7,8 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
+use super::objects;
+
 /// A container of a stored pod, by name.
 pub fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
     pod["spec"]["containers"]
@@ -75,4 +77,13 @@ pub async fn rollout_restart(client: &Client, at: &str) {
         )
         .await
         .expect("rollout restart");
+}
+
+/// Namespace shop and the app's ServiceAccount from `tests/fixtures/kube/shop.yaml`, without
+/// its Deployment: for tests that create the app's pods themselves.
+pub fn shop_without_deployment() -> Vec<Value> {
+    objects::yaml_file("tests/fixtures/kube/shop.yaml")
+        .into_iter()
+        .filter(|d| d["kind"] != "Deployment")
+        .collect()
 }
