@@ -420,45 +420,6 @@ fn codes(report: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The caBundle of each of revhook's webhooks.
-async fn revhook_ca_bundles(client: &Client) -> Vec<(String, Vec<u8>)> {
-    use k8s_openapi::api::admissionregistration::v1::{
-        MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
-    };
-    let mut out = Vec::new();
-    let m: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    for hook in m
-        .get("revhook")
-        .await
-        .expect("mwc")
-        .webhooks
-        .unwrap_or_default()
-    {
-        let bundle = hook
-            .client_config
-            .ca_bundle
-            .map(|b| b.0)
-            .unwrap_or_default();
-        out.push((hook.name, bundle));
-    }
-    let v: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    for hook in v
-        .get("revhook")
-        .await
-        .expect("vwc")
-        .webhooks
-        .unwrap_or_default()
-    {
-        let bundle = hook
-            .client_config
-            .ca_bundle
-            .map(|b| b.0)
-            .unwrap_or_default();
-        out.push((hook.name, bundle));
-    }
-    out
-}
-
 /// A pod of shop through a server-side dry run (the webhooks are called, nothing is stored).
 async fn dry_run_shop_pod(client: &Client) -> Result<Value, String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
@@ -674,7 +635,7 @@ async fn a_blank_ca_bundle_is_reported_and_repaired_and_check_agrees_with_a_dump
         let admin = admin.clone();
         let ca = tls.ca_pem.clone();
         async move {
-            let bundles = revhook_ca_bundles(&admin).await;
+            let bundles = objects::revhook_ca_bundles(&admin).await;
             let wrong: Vec<&String> = bundles
                 .iter()
                 .filter(|(_, b)| b != ca.as_bytes())

@@ -15,9 +15,7 @@ use std::time::Duration;
 use envtest::objects::{self, api_message, value};
 use envtest::web;
 use envtest::{eventually, ControlPlane, NetNs, Options, Revhook, RevhookOptions, Tls};
-use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
-};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{PostParams, ResourceExt};
@@ -247,50 +245,12 @@ async fn assert_rules_are_the_readmes(sa: &Client) {
     }
 }
 
-/// The caBundles of revhook's two webhook configurations, webhook by webhook.
-async fn ca_bundles(client: &Client) -> Vec<(String, Vec<u8>)> {
-    let m: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let v: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    let mut out = Vec::new();
-    for hook in m
-        .get("revhook")
-        .await
-        .expect("mwc")
-        .webhooks
-        .unwrap_or_default()
-    {
-        out.push((
-            hook.name,
-            hook.client_config
-                .ca_bundle
-                .map(|b| b.0)
-                .unwrap_or_default(),
-        ));
-    }
-    for hook in v
-        .get("revhook")
-        .await
-        .expect("vwc")
-        .webhooks
-        .unwrap_or_default()
-    {
-        out.push((
-            hook.name,
-            hook.client_config
-                .ca_bundle
-                .map(|b| b.0)
-                .unwrap_or_default(),
-        ));
-    }
-    out
-}
-
 async fn wait_for_ca_bundles(client: &Client, ca_pem: &str, what: &str) {
     let client = client.clone();
     eventually(what, WAIT, || {
         let client = client.clone();
         async move {
-            let bundles = ca_bundles(&client).await;
+            let bundles = objects::revhook_ca_bundles(&client).await;
             let wrong: Vec<&str> = bundles
                 .iter()
                 .filter(|(_, b)| b.as_slice() != ca_pem.as_bytes())
@@ -781,7 +741,7 @@ async fn helm_chart_runs_revhook_under_its_rbac_for_real() {
     // revhook writes it back).
     let writes_before = ca_bundle_writes(&revhook);
     objects::apply_all(&admin, &pointed).await;
-    let bundles = ca_bundles(&admin).await;
+    let bundles = objects::revhook_ca_bundles(&admin).await;
     assert_eq!(bundles.len(), 7);
     for (name, bundle) in &bundles {
         assert_eq!(
@@ -932,7 +892,7 @@ async fn helm_install_with_a_config_file_and_generated_certificates_serves_throu
         },
     );
     // The webhook configurations exactly as installed: Service references and Helm's CA.
-    let bundles = ca_bundles(&admin).await;
+    let bundles = objects::revhook_ca_bundles(&admin).await;
     assert_eq!(bundles.len(), 7);
     for (name, bundle) in &bundles {
         assert_eq!(bundle.as_slice(), ca_pem.as_bytes(), "{name}");
@@ -959,7 +919,7 @@ async fn helm_install_with_a_config_file_and_generated_certificates_serves_throu
     // the running revhook is still trusted.
     helm_on(&helm, &cp, &as_strs(&release("upgrade")));
     assert_eq!(stored_tls(&admin, "revhook-tls").await.ca_pem, ca_pem);
-    for (name, bundle) in ca_bundles(&admin).await {
+    for (name, bundle) in objects::revhook_ca_bundles(&admin).await {
         assert_eq!(bundle, ca_pem.as_bytes(), "{name} after the upgrade");
     }
     let pod = create_injected_pod(&admin, "helm-after-upgrade").await;

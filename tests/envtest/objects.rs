@@ -386,3 +386,44 @@ fn warning_text(header: &str) -> String {
         .trim_matches('"');
     quoted.replace("\\\"", "\"").replace("\\\\", "\\")
 }
+
+/// The caBundles of revhook's two webhook configurations, webhook by webhook.
+pub async fn revhook_ca_bundles(client: &Client) -> Vec<(String, Vec<u8>)> {
+    use k8s_openapi::api::admissionregistration::v1::{
+        MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    };
+    let m: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let v: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let mut out = Vec::new();
+    for hook in m
+        .get("revhook")
+        .await
+        .expect("mwc")
+        .webhooks
+        .unwrap_or_default()
+    {
+        out.push((
+            hook.name,
+            hook.client_config
+                .ca_bundle
+                .map(|b| b.0)
+                .unwrap_or_default(),
+        ));
+    }
+    for hook in v
+        .get("revhook")
+        .await
+        .expect("vwc")
+        .webhooks
+        .unwrap_or_default()
+    {
+        out.push((
+            hook.name,
+            hook.client_config
+                .ca_bundle
+                .map(|b| b.0)
+                .unwrap_or_default(),
+        ));
+    }
+    out
+}
