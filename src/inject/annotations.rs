@@ -273,6 +273,11 @@ mod tests {
             ("traffic.sidecar.istio.io/excludeOutboundPorts", "", "a"),
             ("prometheus.istio.io/merge-metrics", "F", "no"),
             ("proxy.istio.io/config", "concurrency: 2", "statusPort: 0"),
+            (
+                "proxy.istio.io/config",
+                "drainDuration: 1m30s",
+                "drainDuration: forever",
+            ),
             ("sidecar.istio.io/proxyCPU", "100m", "lots"),
         ] {
             assert!(check(name, good).is_ok(), "{name}={good}");
